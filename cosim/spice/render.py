@@ -1,0 +1,155 @@
+"""Safe netlist rendering: a Jinja2 environment over ``templates/`` that escapes for SPICE.
+
+Netlists are code: a value such as ``"1k\\n.control\\nshell rm -rf ~"`` pasted into a card
+would add commands. This environment therefore refuses to print anything that has not been
+made safe by code:
+
+* ``{{ x | ident }}`` — an identifier (element, node, model or parameter name) matching
+  :data:`IDENT_PATTERN`;
+* ``{{ x | num }}`` — a finite real number, formatted by :func:`format_number`
+  (plain ``int`` / ``float`` values are formatted this way automatically);
+* ``{{ x | path }}`` — an absolute file path made of a conservative character set;
+* ``{{ x | title }}`` — free text for the title line, restricted to printable characters
+  that cannot start a card.
+
+Any other value reaching the output (a ``str``, ``None``, a list, ...) raises
+:class:`~cosim.errors.NetlistError` naming the value. Every netlist rendered through
+:func:`render_netlist` must carry ``.options klu`` and ``set num_threads=1`` (see
+``templates/base.cir.j2``); the function checks this.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import numpy as np
+
+from cosim.errors import NetlistError
+from cosim.paths import TEMPLATES_DIR
+
+IDENT_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+"""Identifiers: a letter or underscore, then letters, digits, underscores; at most 64 chars."""
+
+NODE_PATTERN = re.compile(r"^(?:0|[A-Za-z_][A-Za-z0-9_]{0,63})$")
+"""Node names: an identifier, or ``0`` for ground."""
+
+PATH_PATTERN = re.compile(r"^/[A-Za-z0-9_./+\-]{1,1000}$")
+"""Absolute paths without spaces, quotes, semicolons or newlines."""
+
+TITLE_PATTERN = re.compile(r"^[A-Za-z0-9 _.,:=()+\-/×]{0,200}$")
+
+REQUIRED_LINES = (".options klu", "set num_threads=1")
+
+
+class Spice(str):
+    """Text that has been checked for safe inclusion in a netlist."""
+
+
+def ident(value: Any) -> Spice:
+    """Check that ``value`` is a SPICE identifier and return it marked safe."""
+    if not isinstance(value, str) or not IDENT_PATTERN.match(value):
+        raise NetlistError(
+            f"invalid identifier {value!r}: must match {IDENT_PATTERN.pattern} "
+            "(letters, digits, underscore; no spaces, dots, newlines or SPICE syntax)"
+        )
+    return Spice(value)
+
+
+def node(value: Any) -> Spice:
+    """Check that ``value`` is a node name (identifier or ``0``), or an int ≥ 0."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 0:
+        return Spice(str(int(value)))
+    if not isinstance(value, str) or not NODE_PATTERN.match(value):
+        raise NetlistError(f"invalid node name {value!r}: must match {NODE_PATTERN.pattern}")
+    return Spice(value)
+
+
+def format_number(value: Any, digits: int = 15) -> Spice:
+    """Format a finite real number for SPICE, ``digits`` significant digits, no units.
+
+    ``bool``, strings, NaN and infinities are refused: SPICE reads ``1meg`` and ``1m``
+    differently, so only code-formatted numbers are allowed.
+    """
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
+        raise NetlistError(f"invalid number {value!r}: expected a finite real number")
+    as_float = float(value)
+    if not math.isfinite(as_float):
+        raise NetlistError(f"invalid number {value!r}: must be finite")
+    if isinstance(value, (int, np.integer)):
+        return Spice(str(int(value)))
+    return Spice(f"{as_float:.{digits}g}")
+
+
+def path(value: Any) -> Spice:
+    """Check an absolute file path (e.g. an OSDI file for ``pre_osdi``)."""
+    text = str(value) if isinstance(value, Path) else value
+    if not isinstance(text, str) or not PATH_PATTERN.match(text):
+        raise NetlistError(
+            f"invalid path {value!r}: must be absolute and use only letters, digits and _./+-"
+        )
+    return Spice(text)
+
+
+def title(value: Any) -> Spice:
+    """Check free text for the title/comment line."""
+    if not isinstance(value, str) or not TITLE_PATTERN.match(value):
+        raise NetlistError(f"invalid title {value!r}: use letters, digits, spaces and _.,:=()+-/")
+    return Spice(value)
+
+
+def _finalize(value: Any) -> Any:
+    if isinstance(value, Spice):
+        return value
+    if isinstance(value, (numbers.Real, np.floating, np.integer)) and not isinstance(value, bool):
+        return format_number(value)
+    raise NetlistError(
+        f"refusing to write unchecked value {value!r} into a netlist; "
+        "pass it through |ident, |node, |num, |path or |title"
+    )
+
+
+@lru_cache(maxsize=4)
+def environment(templates_dir: str = str(TEMPLATES_DIR)) -> jinja2.Environment:
+    """The Jinja2 environment for netlists and Verilog-A templates in ``templates_dir``."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(templates_dir),
+        undefined=jinja2.StrictUndefined,
+        finalize=_finalize,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    env.filters.update(ident=ident, node=node, num=format_number, path=path, title=title)
+    return env
+
+
+def render(template_name: str, **context: Any) -> str:
+    """Render any template under ``templates/`` with the SPICE-safe environment."""
+    try:
+        return environment().get_template(template_name).render(**context)
+    except jinja2.TemplateNotFound as exc:
+        raise NetlistError(f"template not found: {exc.name} (looked in {TEMPLATES_DIR})") from exc
+    except jinja2.UndefinedError as exc:
+        raise NetlistError(f"template {template_name}: {exc.message}") from exc
+
+
+def render_netlist(template_name: str, **context: Any) -> str:
+    """Render a netlist template and check it carries the mandatory solver settings."""
+    text = render(template_name, **context)
+    check_netlist_settings(text, template_name)
+    return text
+
+
+def check_netlist_settings(text: str, source: str = "netlist") -> None:
+    """Raise :class:`NetlistError` unless ``text`` has ``.options klu`` and ``set num_threads=1``."""
+    lowered = {line.strip().lower() for line in text.splitlines()}
+    missing = [line for line in REQUIRED_LINES if line not in lowered]
+    if missing:
+        raise NetlistError(f"{source}: rendered netlist lacks {', '.join(missing)}")
