@@ -1,0 +1,26 @@
+"""Generative ReRAM device model (Synaptogen-style, DESIGN §3).
+
+Modules: :mod:`~cosim.device.modelfile` (JSON schema, validation, Synaptogen import),
+:mod:`~cosim.device.rng` (counter-based hash RNG shared with Verilog-A),
+:mod:`~cosim.device.model` (vectorized float64 reference model),
+:mod:`~cosim.device.programming` (write-verify), :mod:`~cosim.device.synth` (synthetic data),
+:mod:`~cosim.device.plots` (figures).
+"""
+
+from cosim.device.modelfile import (
+    DEFAULT_MA_ORDER,
+    DeviceModel,
+    import_synaptogen,
+    load_model,
+    ma_coefficients,
+    save_model,
+)
+
+__all__ = [
+    "DEFAULT_MA_ORDER",
+    "DeviceModel",
+    "import_synaptogen",
+    "load_model",
+    "ma_coefficients",
+    "save_model",
+]

@@ -1,0 +1,148 @@
+"""Counter-based hash random numbers shared by the Python model and the Verilog-A model.
+
+Every random number of the device model is a pure function of a key
+``(seed, device, cycle, stream, draw)`` of five non-negative integers below 2**31.
+Nothing is stateful, so a device's numbers do not depend on how many other devices,
+cycles or reads were simulated, nor on the waveform.
+
+The arithmetic is restricted so that Verilog-A (OpenVAF: 32-bit signed ``integer``) can
+compute bit-identical values:
+
+* every value is kept in ``[0, 2**31)`` (31 bits, never negative), so right shifts are
+  the same whether arithmetic or logical;
+* every constant is below 2147483647;
+* products never exceed ``2**31 - 1``: multiplication modulo ``2**31`` is done on 15-bit
+  limbs (:func:`mul31_limbs`), see ``docs/rng.md`` for the exact integer steps.
+
+The numpy implementation below computes the same function with int64 arrays, where the
+direct product ``x * c`` (< 2**62) masked to 31 bits equals the limb construction; a test
+checks the two against each other and that no intermediate of the limb form leaves
+``[0, 2**31)``.
+
+Uniforms are ``(h + 0.5) / 2**31`` in the open interval (0, 1); standard normals use the
+cosine branch of Box–Muller on two uniforms derived from one key.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Union
+
+import numpy as np
+
+IntLike = Union[int, np.ndarray]
+
+MASK31 = 0x7FFFFFFF
+MASK16 = 0xFFFF
+MASK15 = 0x7FFF
+#: odd 31-bit multipliers of the mixer (both < 2**31 - 1)
+MIX_C1 = 0x7FEB352D
+MIX_C2 = 0x046CA68B
+#: starting value of the key absorption chain
+INIT = 0x2545F491
+#: constant xored in to derive the second Box–Muller uniform from the same key
+SECOND = 0x5BD1E995 & MASK31
+TWO_POW_31 = 2147483648.0
+
+#: stream numbers used by the device model (documented in docs/rng.md)
+STREAM_C2C = 0  # streams 0..3: innovation eps_n of feature f = 0..3 (draw 0)
+STREAM_D2D_COMPONENT = 8  # uniform for the mixture component, cycle 0, draw 0
+STREAM_D2D_NORMAL = 9  # z_j of the D2D draw, cycle 0, draw j = 0..7
+STREAM_READ_NOISE = 16  # read noise: draw = read counter within the cycle
+STREAM_MEAS_NOISE = 17  # measurement noise of synthetic I-V data (cosim synth)
+
+
+def _check_key_word(name: str, value: IntLike) -> None:
+    arr = np.asarray(value)
+    if arr.size and (arr.min() < 0 or arr.max() > MASK31):
+        raise ValueError(f"rng key word '{name}' must lie in [0, 2**31 - 1]")
+
+
+def mul31(x: IntLike, c: int) -> IntLike:
+    """``x * c mod 2**31`` for non-negative x < 2**31 (int64 numpy arrays or Python ints)."""
+    return (x * c) & MASK31
+
+
+def mul31_limbs(x: int, c: int) -> int:
+    """``x * c mod 2**31`` with 15-bit limbs: the exact steps the Verilog-A code performs.
+
+    Every intermediate stays in ``[0, 2**31)``; see docs/rng.md.
+    """
+    x0, x1, x2 = x & MASK15, (x >> 15) & MASK15, x >> 30
+    c0, c1, c2 = c & MASK15, (c >> 15) & MASK15, c >> 30
+    lo = x0 * c0
+    mid = ((lo >> 15) + x0 * c1 + x1 * c0) & MASK16
+    par = (x0 * c2 + x1 * c1 + x2 * c0) & 1
+    mid = (mid + (par << 15)) & MASK16
+    return (lo & MASK15) | (mid << 15)
+
+
+def mix31(x: IntLike) -> IntLike:
+    """Bijective 31-bit mixer: xorshift / multiply / xorshift / multiply / xorshift."""
+    x = x ^ (x >> 16)
+    x = mul31(x, MIX_C1)
+    x = x ^ (x >> 15)
+    x = mul31(x, MIX_C2)
+    x = x ^ (x >> 16)
+    return x
+
+
+def hash_prefix(*words: IntLike) -> IntLike:
+    """Absorb key words into the chain: ``h = INIT; h = mix31(h ^ w)`` for each word.
+
+    ``hash_prefix(seed, device)`` can be cached and extended with :func:`hash_extend`.
+    """
+    h: IntLike = INIT
+    return hash_extend(h, *words)
+
+
+def hash_extend(h: IntLike, *words: IntLike) -> IntLike:
+    """Continue the absorption chain from a cached prefix ``h``."""
+    for w in words:
+        h = mix31(np.bitwise_xor(h, w) if isinstance(h, np.ndarray) or isinstance(w, np.ndarray) else h ^ w)
+    return h
+
+
+def hash_key(seed: IntLike, device: IntLike, cycle: IntLike, stream: IntLike, draw: IntLike) -> IntLike:
+    """31-bit hash of the full key (numpy int64 arrays broadcast)."""
+    for name, v in (("seed", seed), ("device", device), ("cycle", cycle), ("stream", stream), ("draw", draw)):
+        _check_key_word(name, v)
+    return hash_prefix(*(_as_int(v) for v in (seed, device, cycle, stream, draw)))
+
+
+def _as_int(v: IntLike) -> IntLike:
+    return np.asarray(v, dtype=np.int64) if isinstance(v, np.ndarray) or np.ndim(v) else int(v)
+
+
+def to_unit(h: IntLike) -> Union[float, np.ndarray]:
+    """Map a 31-bit hash to a uniform in the open interval (0, 1)."""
+    return (np.asarray(h, dtype=np.float64) + 0.5) / TWO_POW_31
+
+
+def normal_from_hash(h: IntLike) -> Union[float, np.ndarray]:
+    """Standard normal from a finished key hash (Box–Muller, cosine branch).
+
+    u1 = to_unit(h), u2 = to_unit(mix31(h ^ SECOND)), z = sqrt(-2 ln u1) * cos(2 pi u2).
+    """
+    h = np.asarray(h, dtype=np.int64)
+    u1 = to_unit(h)
+    u2 = to_unit(mix31(h ^ SECOND))
+    return np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * math.pi * u2)
+
+
+def uniform(seed: IntLike, device: IntLike, cycle: IntLike, stream: IntLike, draw: IntLike) -> np.ndarray:
+    """Uniform(0, 1) for each key (arguments broadcast)."""
+    return to_unit(hash_key(seed, device, cycle, stream, draw))
+
+
+def normal(seed: IntLike, device: IntLike, cycle: IntLike, stream: IntLike, draw: IntLike) -> np.ndarray:
+    """Standard normal N(0, 1) for each key (arguments broadcast)."""
+    return normal_from_hash(hash_key(seed, device, cycle, stream, draw))
+
+
+def check_seed(seed: int) -> int:
+    """Validate a user seed (0 <= seed < 2**31) and return it as int."""
+    seed = int(seed)
+    if not 0 <= seed <= MASK31:
+        raise ValueError(f"seed must lie in [0, {MASK31}], got {seed}")
+    return seed
