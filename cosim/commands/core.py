@@ -1,0 +1,90 @@
+"""Core commands: ``cosim doctor``, ``cosim compile``, ``cosim run``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from cosim.errors import CosimError
+
+
+def _fail(exc: CosimError) -> typer.Exit:
+    """Print a CosimError on stderr (no traceback) and return the exit to raise."""
+    typer.echo(f"error: {exc}", err=True)
+    return typer.Exit(code=2)
+
+
+def doctor() -> None:
+    """Check ngspice (>= 44, OSDI), libngspice, openvaf-r and VACASK; print versions."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from cosim.toolchain import toolchain_report
+
+    rows = toolchain_report()
+    table = Table(title="cosim toolchain")
+    for column in ("tool", "status", "version", "path", "detail"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        status = "[green]ok[/green]" if row.ok else "[red]MISSING[/red]"
+        table.add_row(row.name, status, row.version, row.path, row.detail)
+    Console().print(table)
+    missing = [row for row in rows if not row.ok]
+    for row in missing:
+        typer.echo(f"{row.name}: {row.detail}\n  {row.remedy}", err=True)
+    if missing:
+        raise typer.Exit(code=1)
+
+
+def compile_command(
+    source: Path = typer.Argument(..., help="Verilog-A file (.va)"),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="OSDI file to write"),
+    opt_level: int = typer.Option(3, "-O", "--opt-level", help="optimisation level 0-3"),
+) -> None:
+    """Compile a Verilog-A file to OSDI with openvaf-r (cached); print the library path."""
+    from cosim.compile import compile_va
+
+    try:
+        result = compile_va(source, output, opt_level=opt_level)
+    except CosimError as exc:
+        raise _fail(exc) from None
+    typer.echo(str(result))
+
+
+def run_command(
+    netlist: Path = typer.Argument(..., help="ngspice netlist (.cir)"),
+    output: Path = typer.Option(..., "-o", "--output", help="Parquet file for the vectors"),
+    backend: str = typer.Option("batch", "--backend", help="batch | pyspice"),
+    timeout: float = typer.Option(600.0, "--timeout", help="time limit in seconds"),
+) -> None:
+    """Simulate NETLIST and write every vector (long format) to a Parquet file."""
+    from cosim.spice.batch import read_netlist_file, run_batch
+    from cosim.spice.netlist_io import write_frame_atomic
+
+    try:
+        text = read_netlist_file(netlist)
+        if backend == "batch":
+            result = run_batch(text, timeout_s=timeout, workdir=netlist.resolve().parent)
+        elif backend == "pyspice":
+            from cosim.spice.pyspice_backend import run_pyspice
+
+            result = run_pyspice(text, timeout_s=timeout)
+        else:
+            raise CosimError(f"unknown backend {backend!r}: use batch or pyspice")
+        frame = result.to_long_frame()
+        write_frame_atomic(frame, output)
+    except CosimError as exc:
+        raise _fail(exc) from None
+    typer.echo(
+        f"{netlist}: {len(result.plots)} plot(s), {len(frame)} rows -> {output} "
+        f"({result.backend}, {result.elapsed_s:.3f} s)"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Attach the core commands to the top-level app."""
+    app.command("doctor")(doctor)
+    app.command("compile")(compile_command)
+    app.command("run")(run_command)
