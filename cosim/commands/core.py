@@ -60,13 +60,13 @@ def run_command(
     timeout: float = typer.Option(600.0, "--timeout", help="time limit in seconds"),
 ) -> None:
     """Simulate NETLIST and write every vector (long format) to a Parquet file."""
-    from cosim.spice.batch import read_netlist_file, run_batch
-    from cosim.spice.netlist_io import write_frame_atomic
+    from cosim.spice.batch import run_batch
+    from cosim.spice.netlist_io import read_netlist_file, write_frame_atomic
 
     try:
         text = read_netlist_file(netlist)
         if backend == "batch":
-            result = run_batch(text, timeout_s=timeout, workdir=netlist.resolve().parent)
+            result = run_batch(text, timeout_s=timeout, cwd=netlist.resolve().parent)
         elif backend == "pyspice":
             from cosim.spice.pyspice_backend import run_pyspice
 

@@ -1,0 +1,220 @@
+"""Batch ngspice backend: one ``ngspice -b -r out.raw in.cir`` subprocess per run.
+
+The subprocess runs in its own session (process group); a run that exceeds its time limit
+gets the whole group killed with SIGKILL and raises
+:class:`~cosim.errors.SimulationTimeout`. A crash, an error in the log or a failed
+convergence raises :class:`~cosim.errors.SimulationError` /
+:class:`~cosim.errors.ConvergenceError` with the relevant log lines. The parent never
+shares memory with ngspice, so a leaking or hanging simulator cannot take it down.
+
+ngspice exits 0 after some errors (e.g. an OSDI library that fails to load), so the log is
+always scanned: lines starting ``Error``, ``... error on line ...``, ``simulation
+interrupted`` or ``aborted`` mark a failed run; ``Note:`` lines and warnings that a run
+recovers from (gmin stepping, a transient singular matrix) are ignored unless it failed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from cosim.errors import ConvergenceError, SimulationError, SimulationTimeout
+from cosim.spice.rawfile import RawFileError, read_raw
+from cosim.spice.result import SimResult
+from cosim.toolchain import find_ngspice
+
+DEFAULT_TIMEOUT_S = 600.0
+MAX_LOG_LINES = 25
+"""At most this many log lines are quoted in an error message."""
+
+NETLIST_NAME = "in.cir"
+RAW_NAME = "out.raw"
+STDOUT_NAME = "ngspice.out"
+STDERR_NAME = "ngspice.err"
+
+_FAILURE_RE = re.compile(
+    r"^\s*error\b|error on line|simulation interrupted|\baborted\b|circuit not parsed"
+    r"|there aren't any circuits loaded|unknown parameter|can't find model|no such command",
+    re.IGNORECASE,
+)
+_CONVERGENCE_RE = re.compile(
+    r"timestep too small|no convergence|iteration limit|dc solution failed|gmin stepping failed"
+    r"|source stepping failed|transient op failed|singular matrix|could not be simulated",
+    re.IGNORECASE,
+)
+_NOISE_RE = re.compile(
+    r"^\s*(note:|total (dram|analysis|elapsed)|dram currently|maximum ngspice|current ngspice"
+    r"|shared ngspice|text \(code\)|stack =|library pages|no\. of data|doing analysis"
+    r"|using (klu|sparse)|binary raw file|ascii raw file|circuit:|\*\*)",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class LogVerdict:
+    """What the ngspice log says about a run."""
+
+    failed: bool
+    convergence: bool
+    lines: list[str]
+    """The log lines worth quoting (errors, warnings, their context), noise removed."""
+    reason: str
+    """One line summing up the failure (empty if none was found)."""
+
+
+def scan_log(log: str, returncode: int | None = 0) -> LogVerdict:
+    """Classify an ngspice log (stdout + stderr) and pick the lines to quote."""
+    lines = [line.rstrip() for line in log.splitlines()]
+    failed = returncode not in (0, None) or any(_FAILURE_RE.search(line) for line in lines)
+    convergence = failed and any(_CONVERGENCE_RE.search(line) for line in lines)
+    quoted: list[str] = []
+    for line in lines:
+        if not line.strip() or _NOISE_RE.match(line):
+            continue
+        if quoted and quoted[-1] == line:  # ngspice repeats warnings during gmin stepping
+            continue
+        quoted.append(line)
+    return LogVerdict(failed, convergence, quoted, _reason(lines) if failed else "")
+
+
+def _reason(lines: list[str]) -> str:
+    """The most telling failure line: ngspice's analysis verdict, else the first error."""
+    for pattern in (r"^\s*doAnalyses:", r"unknown parameter", r"^\s*error\b|error on line"):
+        found = [line.strip() for line in lines if re.search(pattern, line, re.IGNORECASE)]
+        if found:
+            reason = found[-1] if pattern.startswith(r"^\s*doA") else found[0]
+            break
+    else:
+        reason = ""
+    if any("singular matrix" in line.lower() for line in lines):
+        reason += " [singular matrix: look for floating nodes or loops of voltage sources]"
+    return reason.strip()
+
+
+def _quote(lines: list[str]) -> str:
+    if len(lines) > MAX_LOG_LINES:
+        skipped = len(lines) - MAX_LOG_LINES
+        lines = [f"[... {skipped} earlier lines ...]", *lines[-MAX_LOG_LINES:]]
+    return "\n".join(f"  | {line}" for line in lines)
+
+
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the run's process group (ngspice and anything it started), then reap."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
+def _prepare(netlist: str | Path, folder: Path) -> tuple[Path, str]:
+    """Write the netlist into ``folder``; return its path and a label for messages."""
+    if isinstance(netlist, Path):
+        from cosim.spice.netlist_io import read_netlist_file
+
+        text, label = read_netlist_file(netlist), str(netlist)
+    else:
+        text, label = netlist, "netlist"
+    if not text.strip():
+        raise SimulationError("empty netlist")
+    target = folder / NETLIST_NAME
+    target.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+    return target, label
+
+
+def run_batch(
+    netlist: str | Path,
+    *,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    workdir: Path | None = None,
+    keep_files: bool = False,
+    cwd: Path | None = None,
+) -> SimResult:
+    """Simulate ``netlist`` (netlist *text* if a ``str``, a *file* if a ``Path``) with ngspice.
+
+    ``timeout_s``: wall-clock limit in seconds. ``workdir``: folder for ``in.cir``,
+    ``out.raw`` and the logs (created if needed, always kept); by default a fresh temporary
+    folder that is deleted unless ``keep_files``. ``cwd``: working directory of ngspice
+    (relative ``.include`` paths); defaults to the netlist file's folder, else ``workdir``.
+
+    Returns a :class:`SimResult` with ``backend="batch"``; ``meta`` holds ``returncode``,
+    ``pid`` and, when files are kept, ``workdir``.
+    """
+    engine = find_ngspice()
+    own_folder = workdir is None
+    folder = Path(tempfile.mkdtemp(prefix="cosim-batch-")) if own_folder else Path(workdir)
+    folder.mkdir(parents=True, exist_ok=True)
+    folder = folder.resolve()
+    if cwd is None:
+        cwd = netlist.resolve().parent if isinstance(netlist, Path) else folder
+    try:
+        kept = keep_files or not own_folder
+        return _run_in(engine.path, netlist, folder, Path(cwd), timeout_s, kept)
+    finally:
+        if own_folder and not keep_files:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _run_in(
+    executable: Path, netlist: str | Path, folder: Path, cwd: Path, timeout_s: float, kept: bool
+) -> SimResult:
+    source, label = _prepare(netlist, folder)
+    raw = folder / RAW_NAME
+    raw.unlink(missing_ok=True)
+    started = time.perf_counter()
+    with open(folder / STDOUT_NAME, "wb") as out, open(folder / STDERR_NAME, "wb") as err:
+        process = subprocess.Popen(
+            [str(executable), "-b", "-r", str(raw), str(source)],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            cwd=cwd,
+            start_new_session=True,
+        )
+        try:
+            returncode = process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            _kill_group(process)
+            log = _read_text(folder / STDOUT_NAME) + _read_text(folder / STDERR_NAME)
+            error = SimulationTimeout(
+                f"ngspice run of {label} exceeded its {timeout_s:g} s limit; "
+                f"process group {process.pid} killed.\n{_quote(scan_log(log).lines[-5:])}"
+            )
+            error.pid = process.pid  # type: ignore[attr-defined]
+            raise error from None
+        finally:
+            if process.poll() is None:  # interrupted (e.g. KeyboardInterrupt): leave nothing
+                _kill_group(process)
+    elapsed = time.perf_counter() - started
+    log = _read_text(folder / STDOUT_NAME) + _read_text(folder / STDERR_NAME)
+    verdict = scan_log(log, returncode)
+    if verdict.failed:
+        kind = ConvergenceError if verdict.convergence else SimulationError
+        what = "did not converge" if verdict.convergence else f"failed (exit {returncode})"
+        raise kind(f"ngspice run of {label} {what}: {verdict.reason}\n{_quote(verdict.lines)}")
+    if not raw.is_file():
+        raise SimulationError(f"ngspice run of {label} wrote no raw file:\n{_quote(verdict.lines)}")
+    try:
+        result = read_raw(raw, backend="batch")
+    except RawFileError as exc:
+        raise SimulationError(f"ngspice run of {label}: {exc}") from exc
+    result.log = log
+    result.elapsed_s = elapsed
+    result.meta.update(returncode=returncode, pid=process.pid)
+    if kept:
+        result.meta["workdir"] = str(folder)
+    return result
