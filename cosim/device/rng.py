@@ -52,14 +52,17 @@ STREAM_READ_NOISE = 16  # read noise: draw = read counter within the cycle
 STREAM_MEAS_NOISE = 17  # measurement noise of synthetic I-V data (cosim synth)
 
 
-def _check_key_word(name: str, value: IntLike) -> None:
-    arr = np.asarray(value)
-    if arr.size and (arr.min() < 0 or arr.max() > MASK31):
-        raise ValueError(f"rng key word '{name}' must lie in [0, 2**31 - 1]")
+_U31 = np.uint32(MASK31)
+_UC1 = np.uint32(MIX_C1)
+_UC2 = np.uint32(MIX_C2)
 
 
 def mul31(x: IntLike, c: int) -> IntLike:
-    """``x * c mod 2**31`` for non-negative x < 2**31 (int64 numpy arrays or Python ints)."""
+    """``x * c mod 2**31`` for 0 <= x < 2**31 (Python ints or numpy integer arrays)."""
+    if isinstance(x, np.ndarray):
+        x = x.astype(np.uint32, copy=False)
+        with np.errstate(over="ignore"):
+            return (x * np.uint32(c)) & _U31  # uint32 wraps mod 2**32; masking gives mod 2**31
     return (x * c) & MASK31
 
 
@@ -77,41 +80,79 @@ def mul31_limbs(x: int, c: int) -> int:
     return (lo & MASK15) | (mid << 15)
 
 
-def mix31(x: IntLike) -> IntLike:
-    """Bijective 31-bit mixer: xorshift / multiply / xorshift / multiply / xorshift."""
-    x = x ^ (x >> 16)
-    x = mul31(x, MIX_C1)
-    x = x ^ (x >> 15)
-    x = mul31(x, MIX_C2)
-    x = x ^ (x >> 16)
+def mix31_scalar(x: int, mul=mul31_limbs) -> int:
+    """Scalar :func:`mix31` on Python ints (by default through the 15-bit limb product)."""
+    x ^= x >> 16
+    x = mul(x, MIX_C1)
+    x ^= x >> 15
+    x = mul(x, MIX_C2)
+    x ^= x >> 16
     return x
 
 
-def hash_prefix(*words: IntLike) -> IntLike:
-    """Absorb key words into the chain: ``h = INIT; h = mix31(h ^ w)`` for each word.
+def _mix31_inplace(x: np.ndarray) -> np.ndarray:
+    """:func:`mix31` on a uint32 array, in place (values must be < 2**31)."""
+    with np.errstate(over="ignore"):  # uint32 products wrap mod 2**32 by design
+        x ^= x >> np.uint32(16)
+        x *= _UC1
+        x &= _U31
+        x ^= x >> np.uint32(15)
+        x *= _UC2
+        x &= _U31
+        x ^= x >> np.uint32(16)
+    return x
 
-    ``hash_prefix(seed, device)`` can be cached and extended with :func:`hash_extend`.
-    """
-    h: IntLike = INIT
-    return hash_extend(h, *words)
+
+def mix31(x: IntLike) -> IntLike:
+    """Bijective 31-bit mixer: xorshift / multiply / xorshift / multiply / xorshift."""
+    if isinstance(x, np.ndarray):
+        return _mix31_inplace(x.astype(np.uint32, copy=True))
+    return mix31_scalar(int(x), mul=mul31)
+
+
+def _as_word(name: str, value: IntLike) -> IntLike:
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"rng key word '{name}' must be an integer")
+    if arr.size and (int(arr.min()) < 0 or int(arr.max()) > MASK31):
+        raise ValueError(f"rng key word '{name}' must lie in [0, 2**31 - 1]")
+    if arr.ndim == 0 and not isinstance(value, np.ndarray):
+        return int(value)
+    return arr.astype(np.uint32)
 
 
 def hash_extend(h: IntLike, *words: IntLike) -> IntLike:
-    """Continue the absorption chain from a cached prefix ``h``."""
+    """Continue the absorption chain ``h = mix31(h ^ w)`` from a cached prefix ``h``.
+
+    Arrays broadcast; the result is a uint32 array (or a Python int if all inputs are ints).
+    Words are not range-checked here (use :func:`hash_key` for checked input).
+    """
     for w in words:
-        h = mix31(np.bitwise_xor(h, w) if isinstance(h, np.ndarray) or isinstance(w, np.ndarray) else h ^ w)
+        if isinstance(h, (np.ndarray, np.generic)) or isinstance(w, (np.ndarray, np.generic)):
+            h = _mix31_inplace(np.bitwise_xor(np.asarray(h, dtype=np.uint32), np.asarray(w, dtype=np.uint32)))
+        else:
+            h = mix31_scalar(int(h) ^ int(w), mul=mul31)
     return h
 
 
+def hash_prefix(*words: IntLike) -> IntLike:
+    """``h = INIT`` then absorb ``words``; e.g. cache ``hash_prefix(seed, device)``."""
+    return hash_extend(INIT, *words)
+
+
 def hash_key(seed: IntLike, device: IntLike, cycle: IntLike, stream: IntLike, draw: IntLike) -> IntLike:
-    """31-bit hash of the full key (numpy int64 arrays broadcast)."""
-    for name, v in (("seed", seed), ("device", device), ("cycle", cycle), ("stream", stream), ("draw", draw)):
-        _check_key_word(name, v)
-    return hash_prefix(*(_as_int(v) for v in (seed, device, cycle, stream, draw)))
+    """31-bit hash of the full key (range-checked; numpy arrays broadcast)."""
+    names = ("seed", "device", "cycle", "stream", "draw")
+    words = [_as_word(n, v) for n, v in zip(names, (seed, device, cycle, stream, draw))]
+    return hash_prefix(*words)
 
 
-def _as_int(v: IntLike) -> IntLike:
-    return np.asarray(v, dtype=np.int64) if isinstance(v, np.ndarray) or np.ndim(v) else int(v)
+def hash_key_scalar(seed: int, device: int, cycle: int, stream: int, draw: int) -> int:
+    """Reference scalar hash through the 15-bit limb steps (what Verilog-A computes)."""
+    h = INIT
+    for w in (seed, device, cycle, stream, draw):
+        h = mix31_scalar(h ^ int(w))
+    return h
 
 
 def to_unit(h: IntLike) -> Union[float, np.ndarray]:
@@ -124,10 +165,15 @@ def normal_from_hash(h: IntLike) -> Union[float, np.ndarray]:
 
     u1 = to_unit(h), u2 = to_unit(mix31(h ^ SECOND)), z = sqrt(-2 ln u1) * cos(2 pi u2).
     """
-    h = np.asarray(h, dtype=np.int64)
+    if isinstance(h, (np.ndarray, np.generic)):
+        h2 = _mix31_inplace(np.asarray(h, dtype=np.uint32) ^ np.uint32(SECOND))
+    else:
+        h2 = mix31_scalar(int(h) ^ SECOND, mul=mul31)
     u1 = to_unit(h)
-    u2 = to_unit(mix31(h ^ SECOND))
-    return np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * math.pi * u2)
+    u2 = to_unit(h2)
+    z = np.sqrt(-2.0 * np.log(u1))
+    z *= np.cos((2.0 * math.pi) * u2)
+    return z
 
 
 def uniform(seed: IntLike, device: IntLike, cycle: IntLike, stream: IntLike, draw: IntLike) -> np.ndarray:
@@ -138,6 +184,18 @@ def uniform(seed: IntLike, device: IntLike, cycle: IntLike, stream: IntLike, dra
 def normal(seed: IntLike, device: IntLike, cycle: IntLike, stream: IntLike, draw: IntLike) -> np.ndarray:
     """Standard normal N(0, 1) for each key (arguments broadcast)."""
     return normal_from_hash(hash_key(seed, device, cycle, stream, draw))
+
+
+def c2c_normals(device_prefix: np.ndarray, cycle: int) -> np.ndarray:
+    """Innovations ε_n (N, 4) of cycle ``cycle`` from cached ``hash_prefix(seed, device)``.
+
+    Equals ``normal(seed, device, cycle, f, 0)`` for streams f = 0..3.
+    """
+    h_c = hash_extend(device_prefix, np.uint32(cycle))
+    hs = np.bitwise_xor(h_c[:, None], np.arange(4, dtype=np.uint32)[None, :])
+    _mix31_inplace(hs)
+    _mix31_inplace(hs)  # draw 0: h ^ 0 == h
+    return normal_from_hash(hs)
 
 
 def check_seed(seed: int) -> int:

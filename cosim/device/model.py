@@ -1,0 +1,366 @@
+"""Vectorized float64 reference of the generative ReRAM device model (DESIGN §3).
+
+Units: voltages in V, currents in A, resistances in Ω, conductances in S. Feature vectors
+are ordered ``HRS, US, LRS, UR``; in feature arrays ``y`` the HRS entry is log10(Ω) when the
+model says ``hrs_log10`` (the default), LRS is in Ω, US/UR in V.
+
+Randomness comes only from :mod:`cosim.device.rng`: the innovation ε_n of device ``d`` is
+``normal(seed, d, n, f, 0)`` for f = 0..3, the D2D draw uses streams 8 and 9 at cycle 0, so a
+device's feature sequence y_0, y_1, ... depends only on (seed, device id, cycle).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Union
+
+import numpy as np
+
+from cosim.device import rng
+from cosim.device.modelfile import DEFAULT_MA_ORDER, DeviceModel
+
+BOLTZMANN = 1.380649e-23  # J/K
+ELEMENTARY_CHARGE = 1.602176634e-19  # C
+HRS, US, LRS, UR = 0, 1, 2, 3
+
+ArrayLike = Union[float, np.ndarray]
+
+
+# --------------------------------------------------------------------------- D2D
+@dataclass
+class DeviceParams:
+    """Per-device D2D parameters: mixture component and the 4-vectors μ, σ."""
+
+    device_ids: np.ndarray  # (N,) int64
+    component: np.ndarray  # (N,) int64
+    mu: np.ndarray  # (N, 4)
+    sigma: np.ndarray  # (N, 4)
+
+
+def draw_d2d(model: DeviceModel, seed: int, device_ids: np.ndarray) -> DeviceParams:
+    """Pick a mixture component per device, then ``[μ; σ] = μDtD[:, k] + L_k z``."""
+    seed = rng.check_seed(seed)
+    ids = np.asarray(device_ids, dtype=np.int64)
+    u = rng.uniform(seed, ids, 0, rng.STREAM_D2D_COMPONENT, 0)
+    cum = np.cumsum(model.d2d_weights) / model.d2d_weights.sum()
+    comp = np.minimum(np.searchsorted(cum, u, side="right"), model.n_components - 1)
+    z = rng.normal(seed, ids[:, None], 0, rng.STREAM_D2D_NORMAL, np.arange(8)[None, :])  # (N, 8)
+    means = model.d2d_means.T[comp]  # (N, 8)
+    chol = model.d2d_chol[comp]  # (N, 8, 8)
+    vec = means + np.einsum("nij,nj->ni", chol, z)
+    return DeviceParams(ids, comp.astype(np.int64), vec[:, :4].copy(), vec[:, 4:].copy())
+
+
+# --------------------------------------------------------------------------- C2C
+def innovations(seed: int, device_ids: np.ndarray, cycles: np.ndarray) -> np.ndarray:
+    """ε (N, C, 4) for the given devices and cycle numbers."""
+    seed = rng.check_seed(seed)
+    prefix = rng.hash_prefix(np.uint32(seed), np.asarray(device_ids, dtype=np.uint32))
+    return np.stack([rng.c2c_normals(prefix, int(c)) for c in np.asarray(cycles)], axis=1)
+
+
+def latent_var(model: DeviceModel, eps: np.ndarray) -> np.ndarray:
+    """Exact VAR(p) recursion ``x_n = L ε_n + Σ_i A_i x_{n-i}``, zero history before n = 0.
+
+    ``eps`` is (N, C, 4) for cycles 0..C-1; returns x of the same shape.
+    """
+    n_dev, n_cyc, _ = eps.shape
+    p = model.var_order
+    shocks = eps @ model.var_chol.T
+    x = np.empty_like(shocks)
+    # stacked lag matrix: x_n = hist @ big, hist = [x_{n-1}, ..., x_{n-p}] (N, 4p)
+    big = np.concatenate([a.T for a in model.var_lags], axis=0)  # (4p, 4)
+    hist = np.zeros((n_dev, 4 * p))
+    for n in range(n_cyc):
+        xn = shocks[:, n] + hist @ big if p else shocks[:, n]
+        x[:, n] = xn
+        if p:
+            hist[:, 4:] = hist[:, :-4]
+            hist[:, :4] = xn
+    return x
+
+
+def latent_ma(model: DeviceModel, eps: np.ndarray, order: int = DEFAULT_MA_ORDER) -> np.ndarray:
+    """Truncated MA form ``x_n = Σ_{k=0..min(n,J)} (Ψ_k L) ε_{n-k}`` (exact for n <= J)."""
+    coeffs = model.ma_coefficients(order)  # (J+1, 4, 4)
+    n_cyc = eps.shape[1]
+    x = np.zeros_like(eps)
+    for k in range(min(order, n_cyc - 1) + 1):
+        x[:, k:] += eps[:, : n_cyc - k] @ coeffs[k].T
+    return x
+
+
+def gamma_transform(model: DeviceModel, x: np.ndarray) -> np.ndarray:
+    """Γ: per-feature degree-4 polynomial (Horner) of the latent, last axis = feature."""
+    g = model.gamma  # (4, 5)
+    out = np.broadcast_to(g[:, 0], x.shape).copy()
+    for j in range(1, g.shape[1]):
+        out *= x
+        out += g[:, j]
+    return out
+
+
+def psi_transform(model: DeviceModel, params: DeviceParams, x: np.ndarray) -> np.ndarray:
+    """Ψ: ``y = μ + σ ⊙ Γ(x)`` per device; x is (N, ..., 4). HRS stays in log10 Ω."""
+    shape = (params.mu.shape[0],) + (1,) * (x.ndim - 2) + (4,)
+    return params.mu.reshape(shape) + params.sigma.reshape(shape) * gamma_transform(model, x)
+
+
+def feature_sequences(model: DeviceModel, seed: int, device_ids: np.ndarray, n_cycles: int,
+                      method: str = "var", ma_order: int = DEFAULT_MA_ORDER,
+                      params: Optional[DeviceParams] = None) -> np.ndarray:
+    """Features y (N, C, 4) of cycles 0..C-1 (HRS in log10 Ω if the model says so)."""
+    ids = np.asarray(device_ids, dtype=np.int64)
+    params = params if params is not None else draw_d2d(model, seed, ids)
+    eps = innovations(seed, ids, np.arange(n_cycles))
+    if method == "var":
+        x = latent_var(model, eps)
+    elif method == "ma":
+        x = latent_ma(model, eps, ma_order)
+    else:
+        raise ValueError(f"method must be 'var' or 'ma', got {method!r}")
+    return psi_transform(model, params, x)
+
+
+def hrs_ohm(model: DeviceModel, y_hrs: ArrayLike) -> ArrayLike:
+    """HRS feature value → Ω."""
+    return np.power(10.0, y_hrs) if model.hrs_log10 else y_hrs
+
+
+# --------------------------------------------------------------------------- I-V
+def current(model: DeviceModel, u: ArrayLike, r: ArrayLike) -> ArrayLike:
+    """``I(U; r) = (1 − r)·P_LLRS(U) + r·P_HHRS(U)`` in A."""
+    pl = np.polyval(model.llrs_poly(), u)
+    ph = np.polyval(model.hhrs_poly(), u)
+    return (1.0 - r) * pl + r * ph
+
+
+def basis_conductances(model: DeviceModel) -> tuple[float, float]:
+    """(G_LLRS, G_HHRS) = P_X(U0)/U0 in S; G_HHRS is negative."""
+    u0 = model.u0
+    return float(np.polyval(model.llrs_poly(), u0) / u0), float(np.polyval(model.hhrs_poly(), u0) / u0)
+
+
+def r_from_resistance(model: DeviceModel, resistance: ArrayLike) -> ArrayLike:
+    """``r(R) = (G_LLRS − 1/R)/(G_LLRS − G_HHRS)`` for a static resistance R (Ω) at U0."""
+    g_l, g_h = basis_conductances(model)
+    return (g_l - 1.0 / np.asarray(resistance, dtype=np.float64)) / (g_l - g_h)
+
+
+def r_from_point(model: DeviceModel, i: ArrayLike, u: ArrayLike) -> ArrayLike:
+    """``r = (I − P_LLRS(U))/(P_HHRS(U) − P_LLRS(U))`` for a point (I, U)."""
+    pl = np.polyval(model.llrs_poly(), u)
+    ph = np.polyval(model.hhrs_poly(), u)
+    return (i - pl) / (ph - pl)
+
+
+def passive_r_limit(model: DeviceModel) -> float:
+    """r above which the device would stop being passive near 0 V: G_L/(G_L − G_H)."""
+    g_l, g_h = basis_conductances(model)
+    return g_l / (g_l - g_h)
+
+
+def read_noise_sigma(model: DeviceModel, i: ArrayLike, u: ArrayLike) -> ArrayLike:
+    """Read-noise sd (A): σ² = 4kT·BW·|I/U| + 2q|I|·BW."""
+    bw, temp = model.read_bandwidth_Hz, model.read_temperature_K
+    i_abs = np.abs(i)
+    g = i_abs / np.maximum(np.abs(u), 1e-30)
+    return np.sqrt(4.0 * BOLTZMANN * temp * bw * g + 2.0 * ELEMENTARY_CHARGE * i_abs * bw)
+
+
+def adc_quantize(i: ArrayLike, bits: int, full_scale: float) -> ArrayLike:
+    """Mid-tread ADC of ``bits`` bits over [−full_scale, +full_scale) A."""
+    if bits < 1 or full_scale <= 0:
+        raise ValueError("ADC needs bits >= 1 and full_scale > 0")
+    lsb = 2.0 * full_scale / 2**bits
+    code = np.clip(np.round(np.asarray(i) / lsb), -(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+    return code * lsb
+
+
+# --------------------------------------------------------------------------- state machine
+class DeviceArray:
+    """N devices switched by quasi-static voltage levels (DESIGN §3.6).
+
+    Every device starts in HRS of cycle 0. :meth:`apply` moves devices according to the
+    voltage level (V, scalar or per device); :meth:`read` returns the current at U0.
+    ``method`` selects how latent vectors are produced: ``"var"`` (exact recursion with a
+    per-device history) or ``"ma"`` (truncated MA of order ``ma_order``, recomputed from the
+    counter RNG — the form the Verilog-A model uses).
+    """
+
+    def __init__(self, model: DeviceModel, n_devices: int | None = None, seed: int = 0,
+                 device_ids: Optional[np.ndarray] = None, method: str = "var",
+                 ma_order: int = DEFAULT_MA_ORDER) -> None:
+        if device_ids is None:
+            if n_devices is None:
+                raise ValueError("give n_devices or device_ids")
+            device_ids = np.arange(n_devices)
+        self.model = model
+        self.seed = rng.check_seed(seed)
+        self.ids = np.asarray(device_ids, dtype=np.int64)
+        if method not in ("var", "ma"):
+            raise ValueError(f"method must be 'var' or 'ma', got {method!r}")
+        self.method = method
+        self.ma_order = int(ma_order)
+        n = self.ids.size
+        self.params = draw_d2d(model, self.seed, self.ids)
+        self._prefix = rng.hash_prefix(np.uint32(self.seed), self.ids.astype(np.uint32))
+        self._g_l, self._g_h = basis_conductances(model)
+        self._r_max = passive_r_limit(model)
+        self._big = (np.concatenate([a.T for a in model.var_lags], axis=0)
+                     if model.var_order else np.zeros((0, 4)))
+        self._ma = model.ma_coefficients(self.ma_order) if method == "ma" else None
+        self.cycle = np.zeros(n, dtype=np.int64)
+        self.hist = np.zeros((n, 4 * model.var_order))
+        self.y = np.empty((n, 4))
+        self.in_hrs = np.ones(n, dtype=bool)
+        self.in_lrs = np.zeros(n, dtype=bool)
+        self.ur_thr = np.empty(n)
+        self.tr_a = np.zeros(n)
+        self.tr_c = np.zeros(n)
+        self.r_lrs_reset = np.zeros(n)
+        self.read_count = np.zeros(n, dtype=np.int64)
+        self._advance(np.ones(n, dtype=bool), first=True)
+        self.r = self.r_of_resistance(self.hrs)
+
+    # ------------------------------------------------------------ features
+    @property
+    def n_devices(self) -> int:
+        return int(self.ids.size)
+
+    @property
+    def hrs(self) -> np.ndarray:
+        """HRS of the current cycle, Ω."""
+        return hrs_ohm(self.model, self.y[:, HRS])
+
+    @property
+    def lrs(self) -> np.ndarray:
+        """LRS of the current cycle, Ω."""
+        return self.y[:, LRS]
+
+    @property
+    def us(self) -> np.ndarray:
+        """SET threshold of the current cycle, V (negative)."""
+        return self.y[:, US]
+
+    @property
+    def ur(self) -> np.ndarray:
+        """RESET threshold of the current cycle, V."""
+        return self.y[:, UR]
+
+    def r_of_resistance(self, resistance: np.ndarray) -> np.ndarray:
+        return (self._g_l - 1.0 / resistance) / (self._g_l - self._g_h)
+
+    def _latent(self, sel: np.ndarray, first: bool) -> np.ndarray:
+        """Latent x at the (already incremented) cycle of the selected devices."""
+        cyc = self.cycle[sel]
+        if self.method == "var":
+            eps = self._eps(sel, cyc)
+            x = eps @ self.model.var_chol.T
+            if not first and self.model.var_order:
+                x += self.hist[sel] @ self._big
+            if self.model.var_order:
+                h = self.hist[sel]
+                h[:, 4:] = h[:, :-4]
+                h[:, :4] = x
+                self.hist[sel] = h
+            return x
+        x = np.zeros((int(sel.sum()), 4))
+        for k in range(self.ma_order + 1):
+            ok = cyc >= k
+            if not ok.any():
+                break
+            idx = np.flatnonzero(sel)[ok]
+            eps = self._eps_idx(idx, cyc[ok] - k)
+            x[ok] += eps @ self._ma[k].T
+        return x
+
+    def _eps(self, sel: np.ndarray, cyc: np.ndarray) -> np.ndarray:
+        return self._eps_idx(np.flatnonzero(sel), cyc)
+
+    def _eps_idx(self, idx: np.ndarray, cyc: np.ndarray) -> np.ndarray:
+        h_c = rng.hash_extend(self._prefix[idx], cyc.astype(np.uint32))
+        hs = rng.hash_extend(h_c[:, None], np.arange(4, dtype=np.uint32)[None, :], np.uint32(0))
+        return rng.normal_from_hash(hs)
+
+    def _advance(self, sel: np.ndarray, first: bool = False) -> None:
+        """Move the selected devices to their next cycle (or set up cycle 0)."""
+        if not first:
+            self.cycle[sel] += 1
+        x = self._latent(sel, first)
+        mu, sigma = self.params.mu[sel], self.params.sigma[sel]
+        self.y[sel] = mu + sigma * gamma_transform(self.model, x)
+        self.read_count[sel] = 0
+
+    # ------------------------------------------------------------ switching
+    def apply(self, voltage: ArrayLike) -> None:
+        """Apply a quasi-static voltage level (V) to every device (scalar or (N,) array)."""
+        u = np.broadcast_to(np.asarray(voltage, dtype=np.float64), self.ids.shape)
+        m = self.model
+        # SET: not in LRS and U <= US_n
+        do_set = (~self.in_lrs) & (u <= self.us)
+        if do_set.any():
+            self.r[do_set] = self.r_of_resistance(self.lrs[do_set])
+            self.in_lrs[do_set] = True
+            self.in_hrs[do_set] = False
+            self.ur_thr[do_set] = self.ur[do_set]
+        # first RESET after LRS
+        first = self.in_lrs & (u > self.ur_thr) & ~do_set
+        if first.any():
+            u1 = self.ur_thr[first]
+            r_lrs = self.r[first]
+            self.r_lrs_reset[first] = r_lrs
+            self._advance(first)
+            self.in_lrs[first] = False
+            i1 = current(m, u1, r_lrs)
+            i2 = current(m, m.umax, self.r_of_resistance(self.hrs[first]))
+            span = np.maximum(m.umax - u1, 1e-12)
+            self.tr_c[first] = i2
+            self.tr_a[first] = (i1 - i2) / span**m.eta
+        # partial / full RESET of devices that are in neither state
+        moving = (~self.in_lrs) & (~self.in_hrs) & (u > self.ur_thr)
+        full = moving & (u >= m.umax)
+        if full.any():
+            self.r[full] = self.r_of_resistance(self.hrs[full])
+            self.in_hrs[full] = True
+        part = moving & ~full
+        if part.any():
+            up = u[part]
+            i_tr = self.tr_a[part] * np.abs(m.umax - up) ** m.eta + self.tr_c[part]
+            r_new = r_from_point(m, i_tr, up)
+            r_hrs = self.r_of_resistance(self.hrs[part])
+            lo = np.minimum(self.r_lrs_reset[part], r_hrs)
+            hi = np.maximum(self.r_lrs_reset[part], r_hrs)
+            self.r[part] = np.clip(r_new, lo, np.minimum(hi, self._r_max))
+            self.ur_thr[part] = up
+
+    # ------------------------------------------------------------ reads
+    def current(self, voltage: ArrayLike) -> np.ndarray:
+        """Noise-free current I(U; r) in A for every device."""
+        return current(self.model, np.asarray(voltage, dtype=np.float64), self.r)
+
+    def read(self, voltage: Optional[float] = None, noise: bool = False,
+             adc_bits: Optional[int] = None, adc_full_scale: Optional[float] = None) -> np.ndarray:
+        """Read current (A) at ``voltage`` (default U0), optionally with noise and an ADC.
+
+        Noise draws use stream 16 keyed by (seed, device, cycle, read counter).
+        """
+        u = self.model.u0 if voltage is None else float(voltage)
+        i = self.current(u)
+        if noise:
+            z = rng.normal(self.seed, self.ids, self.cycle, rng.STREAM_READ_NOISE, self.read_count)
+            i = i + read_noise_sigma(self.model, i, u) * z
+            self.read_count += 1
+        if adc_bits is not None:
+            if adc_full_scale is None:
+                raise ValueError("adc_full_scale is needed with adc_bits")
+            i = adc_quantize(i, adc_bits, adc_full_scale)
+        return i
+
+    def conductance(self, **read_kwargs: object) -> np.ndarray:
+        """Static conductance I(U0)/U0 in S."""
+        return self.read(**read_kwargs) / self.model.u0
+
+    def resistance(self, **read_kwargs: object) -> np.ndarray:
+        """Static resistance U0/I(U0) in Ω."""
+        return self.model.u0 / self.read(**read_kwargs)
