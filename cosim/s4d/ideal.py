@@ -571,17 +571,17 @@ def calibrate_converters(
 
     Both get ``headroom`` × the observed peak, so an ideal run does not clip.
     """
-    y, states = run_recurrence(ideal_matvec, program, u, return_states=True)
+    _, states = run_recurrence(ideal_matvec, program, u, return_states=True)
     u = np.asarray(u, dtype=float)
     n = program.state_size
     prev = np.concatenate([np.zeros(states.shape[:-2] + (1, n)), states[..., :-1, :]], axis=-2)
     stacked = np.concatenate([prev, u[..., None]], axis=-1)  # (..., H, L, N+1)
-    peak_in = np.abs(stacked).reshape(-1, program.n_channels, u.shape[-1] * (n + 1)).max(axis=(0, 2))
+    stacked = np.moveaxis(stacked, -2, 0).reshape(-1, program.n_channels, n + 1)  # (samples, H, N+1)
+    peak_in = np.abs(stacked).max(axis=(0, 2))
     peak_in = np.where(peak_in > 0, peak_in, 1.0) * headroom
     dac = DAC(bits=dac_bits, full_scale=peak_in, v_read=v_read)
-    volts = dac.to_volts(stacked)
-    products = np.einsum("hij,...hlj->...hli", program.matrices, volts)
-    peak_out = np.abs(products).reshape(-1, program.n_channels, u.shape[-1], n + 1).max(axis=(0, 2))
+    products = ideal_matvec(program.matrices, dac.to_volts(stacked))
+    peak_out = np.abs(products).max(axis=0)
     peak_out = np.where(peak_out > 0, peak_out, v_read) * headroom
     return dac, ADC(bits=adc_bits, full_scale=peak_out)
 
