@@ -33,6 +33,8 @@ import numpy as np
 from cosim.errors import NetlistError
 from cosim.paths import TEMPLATES_DIR
 
+# Patterns are applied with ``fullmatch``: ``match`` with ``$`` would accept a trailing
+# newline ("r1\n" → a new card).
 IDENT_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 """Identifiers: a letter or underscore, then letters, digits, underscores; at most 64 chars."""
 
@@ -53,7 +55,7 @@ class Spice(str):
 
 def ident(value: Any) -> Spice:
     """Check that ``value`` is a SPICE identifier and return it marked safe."""
-    if not isinstance(value, str) or not IDENT_PATTERN.match(value):
+    if not isinstance(value, str) or not IDENT_PATTERN.fullmatch(value):
         raise NetlistError(
             f"invalid identifier {value!r}: must match {IDENT_PATTERN.pattern} "
             "(letters, digits, underscore; no spaces, dots, newlines or SPICE syntax)"
@@ -65,13 +67,16 @@ def node(value: Any) -> Spice:
     """Check that ``value`` is a node name (identifier or ``0``), or an int ≥ 0."""
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 0:
         return Spice(str(int(value)))
-    if not isinstance(value, str) or not NODE_PATTERN.match(value):
+    if not isinstance(value, str) or not NODE_PATTERN.fullmatch(value):
         raise NetlistError(f"invalid node name {value!r}: must match {NODE_PATTERN.pattern}")
     return Spice(value)
 
 
-def format_number(value: Any, digits: int = 15) -> Spice:
-    """Format a finite real number for SPICE, ``digits`` significant digits, no units.
+def format_number(value: Any, digits: int | None = None) -> Spice:
+    """Format a finite real number for SPICE, no units.
+
+    By default the shortest text that reads back as the same double (``repr``), so a value
+    survives the netlist exactly; with ``digits``, that many significant digits.
 
     ``bool``, strings, NaN and infinities are refused: SPICE reads ``1meg`` and ``1m``
     differently, so only code-formatted numbers are allowed.
@@ -83,13 +88,15 @@ def format_number(value: Any, digits: int = 15) -> Spice:
         raise NetlistError(f"invalid number {value!r}: must be finite")
     if isinstance(value, (int, np.integer)):
         return Spice(str(int(value)))
+    if digits is None:
+        return Spice(repr(as_float))
     return Spice(f"{as_float:.{digits}g}")
 
 
 def path(value: Any) -> Spice:
     """Check an absolute file path (e.g. an OSDI file for ``pre_osdi``)."""
     text = str(value) if isinstance(value, Path) else value
-    if not isinstance(text, str) or not PATH_PATTERN.match(text):
+    if not isinstance(text, str) or not PATH_PATTERN.fullmatch(text):
         raise NetlistError(
             f"invalid path {value!r}: must be absolute and use only letters, digits and _./+-"
         )
@@ -98,7 +105,7 @@ def path(value: Any) -> Spice:
 
 def title(value: Any) -> Spice:
     """Check free text for the title/comment line."""
-    if not isinstance(value, str) or not TITLE_PATTERN.match(value):
+    if not isinstance(value, str) or not TITLE_PATTERN.fullmatch(value):
         raise NetlistError(f"invalid title {value!r}: use letters, digits, spaces and _.,:=()+-/")
     return Spice(value)
 
