@@ -30,6 +30,17 @@ from cosim.s4d.ideal import (
     test_model_params,
     vandermonde_kernel,
 )
+from cosim.s4d.metrics import (
+    KernelComparison,
+    compare_kernels,
+    effective_eigenvalues,
+    eigenvalue_error,
+    probe_program,
+    program_report,
+    single_step_mvm_error,
+    stability_margin,
+)
+from cosim.s4d.quant import QuantizedProgram, program_kernel, quantize_program, simulate, ternarize_program
 
 __all__ = [
     "ADC",
@@ -57,4 +68,17 @@ __all__ = [
     "test_model",
     "test_model_params",
     "vandermonde_kernel",
+    "KernelComparison",
+    "compare_kernels",
+    "effective_eigenvalues",
+    "eigenvalue_error",
+    "probe_program",
+    "program_report",
+    "single_step_mvm_error",
+    "stability_margin",
+    "QuantizedProgram",
+    "program_kernel",
+    "quantize_program",
+    "simulate",
+    "ternarize_program",
 ]
