@@ -1,0 +1,313 @@
+"""Fast exact nodal solver for 1R crossbars (backend ``"nodal"``).
+
+The circuit is the one the netlist templates write (see :mod:`cosim.crossbar.spec`): each
+cell (i, j) has a row node and a column node, so there are 2·M·N unknown node voltages.
+Kirchhoff's current law at every node gives
+
+    F(x) = A_w x + Bᵀ-stamp of I_cell(v_row − v_col) − b = 0,
+
+where ``A_w`` holds the wire, source and sense conductances, ``b`` the inputs V_i / R_source
+injected at the row drivers, and ``I_cell`` the cell currents. For linear cells the system
+matrix A = A_w + stamp(G) is symmetric positive definite and depends on the conductances only,
+so it is factored once and every input vector costs two triangular solves (DESIGN §2).
+
+Nonlinear (polynomial) cells are solved by Newton's method in chord form: the Jacobian
+A_w + stamp(dI/dV) is factored at the first iterate and reused for all iterations and all input
+vectors of a batch while the iteration contracts fast; when it does not (contraction worse than
+``refactor_ratio``) the Jacobian is refactored at the current iterate. The residual is always
+the exact KCL residual, so the converged result is the exact circuit solution (to ``rtol``).
+
+Factorizations: SuperLU (``scipy.sparse.linalg.splu``) with a fill-reducing ordering chosen
+by benchmark (``benchmarks/bench_crossbar.py``; see docs/crossbar.md), or CHOLMOD when the
+optional ``sksparse`` package is importable.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Literal
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+from cosim.crossbar.spec import Crossbar
+from cosim.errors import ConvergenceError, CosimError
+from cosim.spice.result import Plot, SimResult
+
+Factorization = Literal["auto", "splu", "cholmod"]
+
+SPLU_ORDERING = "MMD_AT_PLUS_A"
+"""SuperLU column ordering; minimum degree on Aᵀ+A suits the symmetric grid-like pattern."""
+
+
+def cholmod_available() -> bool:
+    """Whether scikit-sparse's CHOLMOD wrapper can be imported."""
+    try:
+        import sksparse.cholmod  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class NodalSystem:
+    """Sparse pieces of the crossbar's nodal equations (1R cells).
+
+    Node numbering: cell (i, j) has index k = i·N + j; its row node is unknown 2k, its
+    column node 2k + 1 (interleaved, which keeps the pattern local).
+    """
+
+    wires: sp.csc_matrix
+    """A_w [S]: wires, source and sense conductances (2MN × 2MN)."""
+    incidence: sp.csc_matrix
+    """B (2MN × MN): +1 at the row node and −1 at the column node of each cell."""
+    source_nodes: np.ndarray
+    """Unknown index of node r_i_0 for each row i."""
+    sense_nodes: np.ndarray
+    """Unknown index of node c_(M−1)_j for each column j."""
+    g_source: float
+    g_sense: float
+
+    def rhs(self, inputs: np.ndarray) -> np.ndarray:
+        """b (2MN × K) for input voltages ``inputs`` (K × M) [V]: V_i·G_source at r_i_0."""
+        b = np.zeros((self.wires.shape[0], inputs.shape[0]))
+        b[self.source_nodes, :] = inputs.T * self.g_source
+        return b
+
+    def matrix(self, cell_conductance: np.ndarray) -> sp.csc_matrix:
+        """A_w + B·diag(g)·Bᵀ for per-cell conductances ``g`` (M, N) [S]."""
+        stamp = self.incidence @ sp.diags(cell_conductance.ravel()) @ self.incidence.T
+        return (self.wires + stamp).tocsc()
+
+    def cell_voltages(self, x: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+        """Voltage across each cell, (K, M, N), from node voltages ``x`` (2MN × K)."""
+        v = x[0::2, :] - x[1::2, :]
+        return v.T.reshape((x.shape[1],) + shape)
+
+
+def build_system(crossbar: Crossbar) -> NodalSystem:
+    """Assemble the wire matrix and cell incidence for ``crossbar`` (1R only)."""
+    if crossbar.access != "1r":
+        raise CosimError("the nodal solver handles 1R crossbars only; simulate 1T1R with ngspice")
+    m, n = crossbar.shape
+    cell = np.arange(m * n).reshape(m, n)
+    row_node, col_node = 2 * cell, 2 * cell + 1
+    g_row, g_col = 1.0 / crossbar.r_row, 1.0 / crossbar.r_col
+    g_source, g_sense = 1.0 / crossbar.r_source, 1.0 / crossbar.r_sense
+    a = np.concatenate([row_node[:, :-1].ravel(), col_node[:-1, :].ravel()])
+    b = np.concatenate([row_node[:, 1:].ravel(), col_node[1:, :].ravel()])
+    g = np.concatenate([np.full(m * (n - 1), g_row), np.full((m - 1) * n, g_col)])
+    size = 2 * m * n
+    diag = np.zeros(size)
+    np.add.at(diag, a, g)
+    np.add.at(diag, b, g)
+    diag[row_node[:, 0]] += g_source
+    diag[col_node[-1, :]] += g_sense
+    rows = np.concatenate([a, b, np.arange(size)])
+    cols = np.concatenate([b, a, np.arange(size)])
+    vals = np.concatenate([-g, -g, diag])
+    wires = sp.csc_matrix((vals, (rows, cols)), shape=(size, size))
+    inc_rows = np.concatenate([row_node.ravel(), col_node.ravel()])
+    inc_cols = np.concatenate([cell.ravel(), cell.ravel()])
+    inc_vals = np.concatenate([np.ones(m * n), -np.ones(m * n)])
+    incidence = sp.csc_matrix((inc_vals, (inc_rows, inc_cols)), shape=(size, m * n))
+    return NodalSystem(wires, incidence, row_node[:, 0].copy(), col_node[-1, :].copy(), g_source, g_sense)
+
+
+def factorize(matrix: sp.csc_matrix, method: Factorization = "auto") -> Callable[[np.ndarray], np.ndarray]:
+    """Factor ``matrix`` once; return a function solving A x = b for b of shape (n,) or (n, K)."""
+    if method == "auto":
+        method = "cholmod" if cholmod_available() else "splu"
+    if method == "cholmod":
+        if not cholmod_available():
+            raise CosimError("factorization 'cholmod' needs the optional scikit-sparse package")
+        from sksparse.cholmod import CholmodNotPositiveDefiniteError, cholesky
+
+        try:
+            factor = cholesky(matrix)
+        except CholmodNotPositiveDefiniteError:  # non-passive cells: fall back to LU
+            return factorize(matrix, "splu")
+        return factor
+    if method != "splu":
+        raise CosimError(f"unknown factorization {method!r}; use auto, splu or cholmod")
+    lu = spla.splu(
+        matrix,
+        permc_spec=SPLU_ORDERING,
+        diag_pivot_thresh=0.0,
+        options={"SymmetricMode": True},
+    )
+    return lu.solve
+
+
+@dataclass
+class SolveStats:
+    """Bookkeeping of one batched solve."""
+
+    factorizations: int = 0
+    iterations: int = 0
+    factor_s: float = 0.0
+    solve_s: float = 0.0
+
+
+class NodalSolver:
+    """Solve one crossbar for many input vectors, reusing factorizations.
+
+    ``rtol``: Newton stops when max|Δx| ≤ rtol·max|x| (per input vector); ``max_iter``:
+    iteration cap; ``refactor_ratio``: refactor the Jacobian when ‖Δx_k‖/‖Δx_k−1‖ exceeds it;
+    ``chunk``: input vectors solved together (bounds memory at 2MN·chunk doubles).
+    """
+
+    def __init__(
+        self,
+        crossbar: Crossbar,
+        factorization: Factorization = "auto",
+        rtol: float = 1e-13,
+        max_iter: int = 60,
+        refactor_ratio: float = 0.25,
+        chunk: int = 64,
+    ) -> None:
+        self.crossbar = crossbar
+        self.factorization = factorization
+        self.rtol = rtol
+        self.max_iter = max_iter
+        self.refactor_ratio = refactor_ratio
+        self.chunk = chunk
+        self.system = build_system(crossbar)
+        self.stats = SolveStats()
+        self._linear_solve: Callable[[np.ndarray], np.ndarray] | None = None
+
+    # -- public API -------------------------------------------------------------------
+    def solve_many(self, inputs: np.ndarray) -> np.ndarray:
+        """Column currents [A], shape (K, N), for input voltages ``inputs`` [V], shape (K, M).
+
+        Currents flow from each column into its virtual ground (positive for positive
+        inputs into positive conductances), like ngspice's ``i(vsns<j>)``.
+        """
+        x = self.node_voltages(inputs)
+        return self.column_currents(x)
+
+    def node_voltages(self, inputs: np.ndarray) -> np.ndarray:
+        """All node voltages [V], shape (2MN, K) in the solver's node numbering."""
+        batch = self._check_inputs(inputs)
+        parts = [self._solve_chunk(batch[s : s + self.chunk]) for s in range(0, len(batch), self.chunk)]
+        return np.concatenate(parts, axis=1) if parts else np.zeros((self.system.wires.shape[0], 0))
+
+    def column_currents(self, x: np.ndarray) -> np.ndarray:
+        """Sense currents [A], (K, N), from node voltages ``x`` (2MN × K)."""
+        return (x[self.system.sense_nodes, :] * self.system.g_sense).T
+
+    def input_currents(self, x: np.ndarray, inputs: np.ndarray) -> np.ndarray:
+        """Current drawn from each input source [A], (K, M), ngspice sign (into + terminal)."""
+        v_first = x[self.system.source_nodes, :].T
+        return -(np.asarray(inputs, float) - v_first) * self.system.g_source
+
+    def simulate(self, inputs: np.ndarray | None = None, save_nodes: bool = False) -> SimResult:
+        """Solve and package as a :class:`SimResult` (one point per input vector)."""
+        start = time.perf_counter()
+        batch = self._check_inputs(self.crossbar.input_vector()[None] if inputs is None else inputs)
+        x = self.node_voltages(batch)
+        vectors: dict[str, np.ndarray] = {}
+        for j, current in enumerate(self.column_currents(x).T):
+            vectors[f"i(vsns{j})"] = current
+        for i, current in enumerate(self.input_currents(x, batch).T):
+            vectors[f"i(vin{i})"] = current
+        if save_nodes:
+            vectors.update(self._node_vectors(x, batch))
+        units = {k: ("current" if k.startswith("i(") else "voltage") for k in vectors}
+        elapsed = time.perf_counter() - start
+        meta = {
+            "inputs": batch,
+            "factorizations": self.stats.factorizations,
+            "iterations": self.stats.iterations,
+            "factor_s": self.stats.factor_s,
+            "solve_s": self.stats.solve_s,
+            "nonlinear": not self.crossbar.cells.is_linear,
+        }
+        plot = Plot(name="Operating Point", vectors=vectors, title="nodal solver", units=units)
+        return SimResult(backend="nodal", plots=[plot], log="", elapsed_s=elapsed, meta=meta)
+
+    # -- internals --------------------------------------------------------------------
+    def _check_inputs(self, inputs: np.ndarray) -> np.ndarray:
+        batch = np.atleast_2d(np.asarray(inputs, dtype=float))
+        if batch.ndim != 2 or batch.shape[1] != self.crossbar.rows:
+            raise CosimError(f"inputs: expected shape (K, {self.crossbar.rows}), got {np.shape(inputs)}")
+        if not np.isfinite(batch).all():
+            raise CosimError("inputs: non-finite voltage")
+        return batch
+
+    def _factor(self, conductance: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+        start = time.perf_counter()
+        solve = factorize(self.system.matrix(conductance), self.factorization)
+        self.stats.factorizations += 1
+        self.stats.factor_s += time.perf_counter() - start
+        return solve
+
+    def _backsolve(self, solve: Callable[[np.ndarray], np.ndarray], rhs: np.ndarray) -> np.ndarray:
+        start = time.perf_counter()
+        x = solve(rhs)
+        self.stats.solve_s += time.perf_counter() - start
+        return np.asarray(x).reshape(rhs.shape)
+
+    def _solve_chunk(self, batch: np.ndarray) -> np.ndarray:
+        cells = self.crossbar.cells
+        b = self.system.rhs(batch)
+        if cells.is_linear:
+            if self._linear_solve is None:
+                self._linear_solve = self._factor(cells.derivative(np.zeros(cells.shape)))
+            return self._backsolve(self._linear_solve, b)
+        return self._newton(batch, b)
+
+    def _newton(self, batch: np.ndarray, b: np.ndarray) -> np.ndarray:
+        cells, shape = self.crossbar.cells, self.crossbar.shape
+        typical = float(np.mean(np.abs(batch))) or abs(self.crossbar.v_read)
+        solve = self._factor(cells.static_conductance(typical))  # secant start
+        x = self._backsolve(solve, b)
+        previous = np.inf
+        for _ in range(self.max_iter):
+            v_cells = self.system.cell_voltages(x, shape)  # (K, M, N)
+            residual = self.system.wires @ x - b + self.system.incidence @ cells.current(v_cells).reshape(len(batch), -1).T
+            step = self._backsolve(solve, residual)
+            x -= step
+            self.stats.iterations += 1
+            size = np.max(np.abs(step), axis=0)
+            scale = np.maximum(np.max(np.abs(x), axis=0), 1e-300)
+            if np.all(size <= self.rtol * scale):
+                return x
+            worst = float(np.max(size / scale))
+            if worst > self.refactor_ratio * previous:
+                v_now = self.system.cell_voltages(x, shape)
+                solve = self._factor(np.mean(cells.derivative(v_now), axis=0))
+                previous = np.inf
+            else:
+                previous = worst
+        raise ConvergenceError(
+            f"nodal solver: Newton did not converge in {self.max_iter} iterations "
+            f"(last relative step {worst:.3g}); are the cells passive at these voltages?"
+        )
+
+    def _node_vectors(self, x: np.ndarray, batch: np.ndarray) -> dict[str, np.ndarray]:
+        m, n = self.crossbar.shape
+        vectors: dict[str, np.ndarray] = {}
+        for i in range(m):
+            vectors[f"v(in{i})"] = batch[:, i]
+        for i in range(m):
+            for j in range(n):
+                k = i * n + j
+                vectors[f"v(r{i}_{j})"] = x[2 * k]
+                vectors[f"v(c{i}_{j})"] = x[2 * k + 1]
+        for j in range(n):
+            vectors[f"v(s{j})"] = np.zeros(len(batch))
+        return vectors
+
+
+def simulate(crossbar: Crossbar, inputs: np.ndarray | None = None, **options: object) -> SimResult:
+    """Backend entry point: solve ``crossbar`` (inputs (K, M) [V], default its own) → SimResult."""
+    save_nodes = bool(options.pop("save_nodes", False))
+    return NodalSolver(crossbar, **options).simulate(inputs, save_nodes=save_nodes)  # type: ignore[arg-type]
+
+
+def solve_many(crossbar: Crossbar, inputs: np.ndarray, **options: object) -> np.ndarray:
+    """Column currents [A], (K, N), for inputs (K, M) [V]; one factorization for linear cells."""
+    return NodalSolver(crossbar, **options).solve_many(inputs)  # type: ignore[arg-type]
