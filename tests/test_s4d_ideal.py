@@ -269,6 +269,12 @@ def test_group_labels_cover_every_structural_nonzero(layer: S4DLayer) -> None:
         # No group spans two channels.
         for group in range(n_groups):
             assert len(set(np.nonzero(labels == group)[0])) == 1
+    # Per-block scales of the delta variant: the max |w| of each group.
+    delta = layer.crossbar_program("delta")
+    labels, scales = delta.group_scales("block")
+    assert scales[0] == pytest.approx(1 - np.exp(-0.5 * 0.01))  # real mode 0 block, channel 0
+    assert scales[8] == pytest.approx(np.abs(delta.matrices[0, :16, 16]).max())  # B̄ column
+    np.testing.assert_array_equal(delta.crossbar_weights(), delta.layer_matrix().T)
     block = group_labels(1, 4, "block")[0]
     np.testing.assert_array_equal(block[:2, :2], 0)
     np.testing.assert_array_equal(block[2:4, 2:4], 1)

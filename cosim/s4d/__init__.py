@@ -40,7 +40,14 @@ from cosim.s4d.metrics import (
     single_step_mvm_error,
     stability_margin,
 )
-from cosim.s4d.quant import QuantizedProgram, program_kernel, quantize_program, simulate, ternarize_program
+from cosim.s4d.quant import (
+    QuantizedProgram,
+    perturb_program,
+    program_kernel,
+    quantize_program,
+    simulate,
+    ternarize_program,
+)
 
 __all__ = [
     "ADC",
@@ -77,6 +84,7 @@ __all__ = [
     "single_step_mvm_error",
     "stability_margin",
     "QuantizedProgram",
+    "perturb_program",
     "program_kernel",
     "quantize_program",
     "simulate",

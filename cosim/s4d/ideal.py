@@ -51,7 +51,7 @@ class S4DError(CosimError, ValueError):
 # --------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class S4DParams:
     """Continuous-time parameters of one S4D layer.
 
@@ -238,7 +238,7 @@ def causal_fft_conv(u: np.ndarray, kernel: np.ndarray, D: np.ndarray) -> np.ndar
 # --------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class RealForm:
     """Real 2×2-block form of a discretised layer.
 
@@ -273,7 +273,7 @@ def real_form(A_bar: np.ndarray, B_bar: np.ndarray, C: np.ndarray, D: np.ndarray
     return RealForm(blocks=blocks, B=B_r, C=C_r, D=np.asarray(D, dtype=float))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class CrossbarProgram:
     """The per-channel (N+1)×(N+1) matrices a crossbar stores, and how to use them.
 
@@ -328,8 +328,19 @@ class CrossbarProgram:
         return replace(self, matrices=np.asarray(matrices, dtype=float), label=label)
 
     def layer_matrix(self) -> np.ndarray:
-        """Block-diagonal (H(N+1), H(N+1)) matrix of the whole layer (one crossbar)."""
+        """Block-diagonal (H(N+1), H(N+1)) matrix of the whole layer, outputs × inputs."""
         return scipy.linalg.block_diag(*self.matrices)
+
+    def crossbar_weights(self) -> np.ndarray:
+        """Weights in crossbar orientation, inputs (rows) × outputs (columns): the transpose
+        of ``layer_matrix``. Input/output index ``h·(N+1) + i`` is entry i of channel h."""
+        return self.layer_matrix().T
+
+    def group_scales(self, scheme: GroupScheme = "block") -> tuple[np.ndarray, np.ndarray]:
+        """(labels, max |w| per group) for ``scheme``: the per-block scales used by quantization
+        and by a mapping to conductances (each group spans its own conductance range)."""
+        labels = group_labels(self.n_channels, self.state_size, scheme)
+        return labels, group_max_abs(self.matrices, labels)
 
 
 def combined_matrices(form: RealForm, variant: Variant = "full") -> np.ndarray:
@@ -408,7 +419,7 @@ def _check_bits(bits: int | None, owner: str) -> None:
         raise S4DError(f"{owner}.bits must be an integer >= 2 or None, got {bits!r}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class DAC:
     """Digital-to-analog converter: digital value → row voltage.
 
@@ -437,7 +448,7 @@ class DAC:
         return self.v_read * _uniform_code(digital / self.channel_scale(), self.bits, self.clip)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ADC:
     """Analog-to-digital converter of the product ``M v`` (volts-equivalent, see run_recurrence).
 

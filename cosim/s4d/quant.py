@@ -34,7 +34,7 @@ from cosim.s4d.ideal import (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class QuantizedProgram:
     """A quantized crossbar program.
 
@@ -106,6 +106,23 @@ def ternarize_program(
     per_entry = np.where(mask, scales[np.maximum(labels, 0)], 0.0)
     quantized = program.with_matrices(codes * per_entry, label=f"{program.label} ternary {scheme}")
     return QuantizedProgram(quantized, codes, scales, labels, 1, scheme)
+
+
+def perturb_program(
+    program: CrossbarProgram, sigma: float, seed: int, scheme: GroupScheme = "block"
+) -> CrossbarProgram:
+    """Frozen Gaussian weight error, as left by imperfect programming.
+
+    Every structural entry gets ``N(0, (sigma · s_g)²)`` added, with ``s_g`` the max |w| of its
+    group (noise relative to the range its conductances span). Draws come from ``seed``.
+    """
+    if not sigma >= 0:
+        raise S4DError(f"sigma must be >= 0, got {sigma!r}")
+    labels = _groups(program, scheme)
+    scales = group_max_abs(program.matrices, labels)
+    per_entry = np.where(labels >= 0, scales[np.maximum(labels, 0)], 0.0)
+    noise = np.random.default_rng(seed).standard_normal(program.matrices.shape) * sigma * per_entry
+    return program.with_matrices(program.matrices + noise, label=f"{program.label} noise {sigma:g} seed {seed}")
 
 
 def simulate(program: CrossbarProgram | QuantizedProgram, u: np.ndarray) -> np.ndarray:
