@@ -1,0 +1,279 @@
+"""Feature extraction from raw I–V loops (one loop = one device cycle).
+
+Per loop, in time order (DESIGN §3.1/§3.6 conventions, U0 = read voltage, default 0.2 V):
+
+* the **negative sweep** (start of the first sample below −``v_floor`` up to the most negative
+  sample) holds the SET: the largest jump of the conductance |I/V| between neighbouring samples
+  (compared over a few samples each side, so single noisy points do not win). ``US`` is the
+  midpoint of the two samples around the jump; a jump smaller than ``set_ratio`` means no
+  clean SET (QC entry, features NaN).
+* the **rising positive branch** (after the negative sweep, up to the largest V) holds the LRS
+  read — ``LRS = U0 / I(U0)`` interpolated on the branch below the reset — and the RESET:
+  ``UR`` is where the current stops growing (its maximum on the branch), midpoint of the peak
+  sample and the next one.
+* the **falling positive branch** (after the largest V) holds the HRS read after the reset.
+  That HRS is the state the *next* cycle starts from, so ``HRS`` of cycle n is the read before
+  the SET of loop n when the loop has one (a read at U0 before the negative sweep), otherwise
+  the falling-branch read of loop n−1 of the same device.
+
+Loops without a clean switch give a QC entry (action ``excluded``) instead of an exception.
+Besides the features, :func:`extract_features` returns thinned samples of the constant-state
+segments and of the transition branch, used by :mod:`cosim.fit.fit` for the I–V basis
+polynomials and for η, Umax.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from cosim.fit.qc import QCReport, sort_rows
+
+FEATURE_COLUMNS = ["HRS_ohm", "US_V", "LRS_ohm", "UR_V"]
+
+
+@dataclass
+class ExtractConfig:
+    """Settings of the I–V feature extraction."""
+
+    u0: float = 0.2
+    """Read voltage, V."""
+    v_floor: float = 0.02
+    """|V| below this counts as 0 V (no conductance computed), V."""
+    set_ratio: float = 1.5
+    """Minimum conductance ratio across the SET jump."""
+    reset_ratio: float = 1.3
+    """Minimum HRS/LRS ratio after the reset."""
+    window: int = 3
+    """Samples each side compared by the SET detector (medians)."""
+    keep_per_segment: int = 24
+    """Samples kept per constant-state segment for the I–V basis fit."""
+
+
+@dataclass
+class Segments:
+    """Thinned samples for the I–V basis and transition fits (SI units)."""
+
+    V: list[np.ndarray] = field(default_factory=list)
+    I: list[np.ndarray] = field(default_factory=list)
+    R: list[np.ndarray] = field(default_factory=list)
+    """Static resistance (Ω) of the state the sample was measured in."""
+    trans_V: list[np.ndarray] = field(default_factory=list)
+    trans_I: list[np.ndarray] = field(default_factory=list)
+    trans_UR: list[np.ndarray] = field(default_factory=list)
+    trans_LRS: list[np.ndarray] = field(default_factory=list)
+    trans_HRS: list[np.ndarray] = field(default_factory=list)
+    v_max: list[float] = field(default_factory=list)
+
+    def constant_state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(V, I, R) of all constant-state samples."""
+        cat = (lambda xs: np.concatenate(xs) if xs else np.empty(0))
+        return cat(self.V), cat(self.I), cat(self.R)
+
+    def transition(self) -> dict[str, np.ndarray]:
+        """Samples of rising branches beyond UR with their loop's UR, LRS and next HRS."""
+        cat = (lambda xs: np.concatenate(xs) if xs else np.empty(0))
+        return {"V": cat(self.trans_V), "I": cat(self.trans_I), "UR": cat(self.trans_UR),
+                "LRS": cat(self.trans_LRS), "HRS": cat(self.trans_HRS)}
+
+
+@dataclass
+class LoopFeatures:
+    """Features of one loop; NaN where not extractable."""
+
+    hrs_pre: float = np.nan
+    us: float = np.nan
+    lrs: float = np.nan
+    ur: float = np.nan
+    hrs_post: float = np.nan
+    problems: list[tuple[str, str]] = field(default_factory=list)
+    """(column, text) of each extraction failure."""
+
+
+def _thin(x: np.ndarray, n: int) -> np.ndarray:
+    if x.size <= n:
+        return x
+    return x[np.linspace(0, x.size - 1, n).round().astype(int)]
+
+
+def _read_at(v: np.ndarray, i: np.ndarray, u0: float) -> float:
+    """Current at V = u0 by linear interpolation over a branch (NaN if u0 is not bracketed)."""
+    finite = np.isfinite(v) & np.isfinite(i)
+    v, i = v[finite], i[finite]
+    if v.size == 0 or v.min() > u0 or v.max() < u0:
+        return np.nan
+    order = np.argsort(v, kind="stable")
+    return float(np.interp(u0, v[order], i[order]))
+
+
+def _detect_set(v: np.ndarray, i: np.ndarray, cfg: ExtractConfig) -> tuple[int, float]:
+    """Index j of the last pre-SET sample and the log-conductance jump at j (or (-1, 0))."""
+    usable = np.abs(v) >= cfg.v_floor
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logg = np.where(usable, np.log(np.abs(i / v)), np.nan)
+    n = logg.size
+    if n < 2:
+        return -1, 0.0
+    w = cfg.window
+    padded = np.concatenate([np.full(w, np.nan), logg, np.full(w, np.nan)])
+    windows = np.lib.stride_tricks.sliding_window_view(padded, w)
+    # before[j] = median of logg[j-w+1 .. j]; after[j] = median of logg[j+1 .. j+w]
+    with np.errstate(all="ignore"):
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            med = np.nanmedian(windows, axis=1)
+    before = med[1:n + 1]
+    after = med[w + 1:w + 1 + n]
+    score = after - before
+    score[~usable] = np.nan
+    score[-1] = np.nan
+    if np.all(np.isnan(score)):
+        return -1, 0.0
+    j = int(np.nanargmax(score))
+    return j, float(score[j])
+
+
+def extract_loop(t_order_v: np.ndarray, t_order_i: np.ndarray, cfg: ExtractConfig,
+                 segments: Segments | None = None) -> LoopFeatures:
+    """Extract the features of one loop given its samples in time order (V in V, I in A)."""
+    v, i = t_order_v, t_order_i
+    out = LoopFeatures()
+    good = np.isfinite(v) & np.isfinite(i)
+    v, i = v[good], i[good]
+    negative = np.flatnonzero(v < -cfg.v_floor)
+    if negative.size == 0:
+        out.problems.append(("US_V", "no negative (SET) sweep in the loop"))
+        return out
+    start = int(negative[0])
+    k_min = start + int(np.argmin(v[start:]))
+    after_min = np.arange(k_min, v.size)
+    positive_after = after_min[v[after_min] > cfg.v_floor]
+    if positive_after.size == 0:
+        out.problems.append(("UR_V", "no positive (RESET) sweep after the SET sweep"))
+    # HRS read before the SET (e.g. a read pulse at U0 before the sweep)
+    pre = np.arange(0, start)
+    if pre.size:
+        out.hrs_pre = cfg.u0 / _read_at(v[pre], i[pre], cfg.u0)
+    # SET on the way down to the most negative sample
+    down = np.arange(start, k_min + 1)
+    j, jump = _detect_set(v[down], i[down], cfg)
+    if j < 0 or jump < np.log(cfg.set_ratio):
+        ratio = float(np.exp(jump)) if j >= 0 else float("nan")
+        out.problems.append(("US_V", f"no clean SET: largest conductance jump ×{ratio:.3g} "
+                                     f"< ×{cfg.set_ratio:g}"))
+        set_index = None
+    else:
+        set_index = start + j
+        out.us = 0.5 * (v[set_index] + v[set_index + 1])
+    if positive_after.size == 0:
+        return out
+    first_pos = int(positive_after[0])
+    k_max = first_pos + int(np.argmax(v[first_pos:]))
+    rise = np.arange(first_pos, k_max + 1)
+    rise = rise[v[rise] > 0]
+    fall = np.arange(k_max, v.size)
+    fall = fall[v[fall] > 0]
+    peak = int(rise[np.argmax(i[rise])])
+    if peak >= k_max:
+        out.problems.append(("UR_V", "no RESET: the current still grows at the largest voltage"))
+    else:
+        out.ur = 0.5 * (v[peak] + v[peak + 1])
+    before_reset = rise[rise <= peak]
+    i_lrs = _read_at(v[before_reset], i[before_reset], cfg.u0)
+    out.lrs = cfg.u0 / i_lrs if i_lrs > 0 else np.nan
+    if not np.isfinite(out.lrs):
+        out.problems.append(("LRS_ohm", f"no LRS read: the rising branch below the reset does "
+                                        f"not pass U0 = {cfg.u0:g} V with I > 0"))
+    i_hrs = _read_at(v[fall], i[fall], cfg.u0) if fall.size > 1 else np.nan
+    out.hrs_post = cfg.u0 / i_hrs if i_hrs > 0 else np.nan
+    if np.isfinite(out.hrs_post) and np.isfinite(out.lrs) and out.hrs_post < cfg.reset_ratio * out.lrs:
+        out.problems.append(("HRS_ohm", f"no clean RESET: HRS after reset {out.hrs_post:.4g} Ω "
+                                        f"< {cfg.reset_ratio:g} × LRS {out.lrs:.4g} Ω"))
+        out.ur = np.nan
+        out.hrs_post = np.nan
+    if segments is not None and set_index is not None and np.isfinite(out.lrs) \
+            and np.isfinite(out.ur) and np.isfinite(out.hrs_post):
+        _collect(v, i, set_index, k_min, before_reset, rise, peak, fall, out, cfg, segments)
+    return out
+
+
+def _collect(v: np.ndarray, i: np.ndarray, set_index: int, k_min: int, before_reset: np.ndarray,
+             rise: np.ndarray, peak: int, fall: np.ndarray, out: LoopFeatures,
+             cfg: ExtractConfig, seg: Segments) -> None:
+    """Keep thinned constant-state samples (LRS after SET, HRS after RESET) and transitions."""
+    lrs_idx = np.concatenate([np.arange(set_index + 1, k_min + 1), before_reset])
+    lrs_idx = lrs_idx[np.abs(v[lrs_idx]) >= cfg.v_floor]
+    hrs_idx = fall[np.abs(v[fall]) >= cfg.v_floor]
+    for idx, r in ((lrs_idx, out.lrs), (hrs_idx, out.hrs_post)):
+        idx = _thin(idx, cfg.keep_per_segment)
+        seg.V.append(v[idx])
+        seg.I.append(i[idx])
+        seg.R.append(np.full(idx.size, r))
+    trans = _thin(rise[rise > peak], cfg.keep_per_segment)
+    seg.trans_V.append(v[trans])
+    seg.trans_I.append(i[trans])
+    for store, value in ((seg.trans_UR, out.ur), (seg.trans_LRS, out.lrs),
+                         (seg.trans_HRS, out.hrs_post)):
+        store.append(np.full(trans.size, value))
+    seg.v_max.append(float(v[rise[-1]]))
+
+
+def extract_features(frame: pd.DataFrame, cfg: ExtractConfig | None = None,
+                     report: QCReport | None = None) -> tuple[pd.DataFrame, Segments, QCReport]:
+    """Turn canonical I–V samples (device, cycle, [t_s], V, I, line) into a cycle table.
+
+    Returns (cycle table with columns device, cycle, HRS_ohm, US_V, LRS_ohm, UR_V, line;
+    NaN where a feature could not be extracted), the thinned samples for the I–V fits, and
+    the QC report (non-finite samples, duplicates, unsorted rows, extraction failures).
+    """
+    cfg = cfg or ExtractConfig()
+    report = report if report is not None else QCReport()
+    keys = ["device", "cycle"] + (["t_s"] if "t_s" in frame.columns else [])
+    if "t_s" in frame.columns:
+        frame = sort_rows(frame, keys, report)
+        dup = frame.duplicated(["device", "cycle", "t_s"], keep="first").to_numpy()
+        if dup.any():
+            dups = frame.loc[dup]
+            for (dev, cyc), grp in dups.groupby(["device", "cycle"], sort=False):
+                report.add("duplicate", dev, cyc, f"{len(grp)} sample(s) with a repeated time "
+                           f"stamp (first line {int(grp['line'].iloc[0])})", "excluded")
+            frame = frame.loc[~dup].reset_index(drop=True)
+    else:
+        frame = sort_rows(frame, ["device", "cycle", "line"], report)
+    bad = ~(np.isfinite(frame["V"].to_numpy()) & np.isfinite(frame["I"].to_numpy()))
+    if bad.any():
+        for (dev, cyc), grp in frame.loc[bad].groupby(["device", "cycle"], sort=False):
+            report.add("missing", dev, cyc, f"{len(grp)} sample(s) with NaN/non-finite V or I "
+                       f"(first line {int(grp['line'].iloc[0])})", "excluded")
+        frame = frame.loc[~bad].reset_index(drop=True)
+
+    segments = Segments()
+    rows: list[dict[str, object]] = []
+    dev = frame["device"].to_numpy()
+    cyc = frame["cycle"].to_numpy()
+    vol = frame["V"].to_numpy(dtype=float)
+    cur = frame["I"].to_numpy(dtype=float)
+    line = frame["line"].to_numpy()
+    boundaries = np.flatnonzero((dev[1:] != dev[:-1]) | (cyc[1:] != cyc[:-1])) + 1
+    starts = np.concatenate([[0], boundaries]) if len(frame) else np.empty(0, dtype=int)
+    ends = np.concatenate([boundaries, [len(frame)]]) if len(frame) else np.empty(0, dtype=int)
+    previous: tuple[str, int, float] | None = None
+    for a, b in zip(starts, ends):
+        feats = extract_loop(vol[a:b], cur[a:b], cfg, segments)
+        device, cycle = dev[a], int(cyc[a])
+        for column, text in feats.problems:
+            report.add("extraction", device, cycle, text, "excluded", column=column,
+                       line=line[a])
+        hrs = feats.hrs_pre
+        if not np.isfinite(hrs) and previous is not None and previous[0] == device \
+                and previous[1] == cycle - 1:
+            hrs = previous[2]
+        rows.append({"device": device, "cycle": cycle, "HRS_ohm": hrs, "US_V": feats.us,
+                     "LRS_ohm": feats.lrs, "UR_V": feats.ur, "line": int(line[a])})
+        previous = (device, cycle, feats.hrs_post)
+    table = pd.DataFrame(rows, columns=["device", "cycle", *FEATURE_COLUMNS, "line"])
+    table["cycle"] = table["cycle"].astype(np.int64)
+    return table, segments, report
