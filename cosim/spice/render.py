@@ -47,6 +47,8 @@ PATH_PATTERN = re.compile(r"^/[A-Za-z0-9_./+\-]{1,1000}$")
 TITLE_PATTERN = re.compile(r"^[A-Za-z0-9 _.,:=()+\-/×]{0,200}$")
 
 REQUIRED_LINES = (".options klu", "set num_threads=1")
+_KLU_RE = re.compile(r"^\.options?\b(?:.*\s)?klu(?:\s|$)")
+_THREADS_RE = re.compile(r"^set\s+num_threads\s*=\s*1\s*$")
 
 
 class Spice(str):
@@ -155,8 +157,17 @@ def render_netlist(template_name: str, **context: Any) -> str:
 
 
 def check_netlist_settings(text: str, source: str = "netlist") -> None:
-    """Raise :class:`NetlistError` unless ``text`` has ``.options klu`` and ``set num_threads=1``."""
-    lowered = {line.strip().lower() for line in text.splitlines()}
-    missing = [line for line in REQUIRED_LINES if line not in lowered]
+    """Raise :class:`NetlistError` unless ``text`` selects KLU and one OSDI thread.
+
+    Accepted spellings: an ``.option``/``.options`` card whose words include ``klu`` (other
+    options may follow, e.g. ``.options klu reltol=1e-6``) and ``set num_threads=1``
+    (spaces around ``=`` allowed).
+    """
+    missing = []
+    lines = [line.strip().lower() for line in text.splitlines()]
+    if not any(_KLU_RE.match(line) for line in lines):
+        missing.append(REQUIRED_LINES[0])
+    if not any(_THREADS_RE.match(line) for line in lines):
+        missing.append(REQUIRED_LINES[1])
     if missing:
         raise NetlistError(f"{source}: rendered netlist lacks {', '.join(missing)}")
