@@ -241,6 +241,17 @@ def test_converter_grids_and_clipping() -> None:
         DAC(bits=1)
     with pytest.raises(S4DError, match="full_scale"):
         ADC(full_scale=0.0)
+    with pytest.raises(S4DError, match="finite"):
+        ADC(bits=8)
+
+
+def test_recurrence_rejects_mismatched_backend_and_converters(layer: S4DLayer) -> None:
+    program = layer.crossbar_program("full")
+    u = np.ones((4, 3))
+    with pytest.raises(S4DError, match="matvec returned shape"):
+        run_recurrence(lambda m, v: v[..., :-1], program, u)
+    with pytest.raises(S4DError, match="DAC.full_scale"):
+        run_recurrence(ideal_matvec, program, u, dac=DAC(full_scale=np.ones(3)))
 
 
 def test_calibrated_converters_error_shrinks_with_bits(layer: S4DLayer, inputs: np.ndarray) -> None:

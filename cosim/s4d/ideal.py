@@ -463,8 +463,11 @@ class ADC:
 
     def __post_init__(self) -> None:
         _check_bits(self.bits, "ADC")
-        if np.any(np.asarray(self.full_scale) <= 0):
+        full_scale = np.asarray(self.full_scale, dtype=float)
+        if np.any(full_scale <= 0):
             raise S4DError("ADC.full_scale must be positive")
+        if self.bits is not None and not np.all(np.isfinite(full_scale)):
+            raise S4DError("ADC.full_scale must be finite when ADC.bits is set")
 
     def convert(self, analog: np.ndarray) -> np.ndarray:
         """Digitise (..., H, N+1) analog products; result in the same (volt) units."""
@@ -531,6 +534,8 @@ def run_recurrence(
         raise S4DError(f"input u must be (..., H={program.n_channels}, L), got shape {u.shape}")
     dac = dac or DAC(clip=False)
     adc = adc or ADC()
+    if dac.channel_scale().shape[0] not in (1, program.n_channels):
+        raise S4DError(f"DAC.full_scale must be a scalar or have H={program.n_channels} values")
     n = program.state_size
     back_to_digital = dac.channel_scale() / dac.v_read
     x = np.zeros(u.shape[:-1] + (n,))
@@ -540,7 +545,10 @@ def run_recurrence(
     for k in range(u.shape[-1]):
         stacked[..., :n] = x
         stacked[..., n] = u[..., k]
-        out = adc.convert(matvec(program.matrices, dac.to_volts(stacked))) * back_to_digital
+        products = matvec(program.matrices, dac.to_volts(stacked))
+        if products.shape != stacked.shape:
+            raise S4DError(f"matvec returned shape {products.shape}, expected {stacked.shape}")
+        out = adc.convert(products) * back_to_digital
         x = x + out[..., :n] if program.variant == "delta" else out[..., :n]
         y[..., k] = out[..., n]
         if states is not None:
