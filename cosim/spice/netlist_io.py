@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from cosim.errors import CosimError, DataFileError, NetlistError
-from cosim.spice.render import REQUIRED_LINES
+from cosim.spice.render import check_netlist_settings
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +39,10 @@ def read_netlist_file(path: Path | str) -> str:
         raise NetlistError(f"netlist {path} is not UTF-8 text (byte {exc.start})") from exc
     if len([line for line in text.splitlines() if line.strip()]) < 2:
         raise NetlistError(f"netlist {path} is empty or has only a title line")
-    lowered = {line.strip().lower() for line in text.splitlines()}
-    missing = [line for line in REQUIRED_LINES if line not in lowered]
-    if missing:
-        log.warning("netlist %s lacks %s (slower solver / thread oversubscription)", path, missing)
+    try:
+        check_netlist_settings(text, str(path))
+    except NetlistError as exc:
+        log.warning("%s (running it anyway; expect a slower solve)", exc)
     return text
 
 
