@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cosim.s4d import (
     TEST_MODEL_LENGTH,
@@ -14,6 +16,7 @@ from cosim.s4d import (
     causal_fft_conv,
     ideal_matvec,
     impulse_kernel,
+    init_s4d_lin,
     test_model,
 )
 from cosim.s4d.metrics import effective_eigenvalues, relative_l2, stability_margin
@@ -163,3 +166,28 @@ def test_quantizer_rejects_bad_input(layer: S4DLayer) -> None:
         quantize_program(program, 8, "column")  # type: ignore[arg-type]
     with pytest.raises(S4DError, match="sigma"):
         perturb_program(program, -0.1, seed=0)
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    n_channels=st.integers(1, 3),
+    n_modes=st.integers(1, 5),
+    bits=st.integers(2, 12),
+    seed=st.integers(0, 2**16),
+    variant=st.sampled_from(["full", "delta"]),
+    scheme=st.sampled_from(["block", "row", "channel"]),
+)
+def test_quantization_properties_on_random_layers(
+    n_channels: int, n_modes: int, bits: int, seed: int, variant: str, scheme: str
+) -> None:
+    layer = S4DLayer(init_s4d_lin(n_channels, 2 * n_modes, seed=seed))
+    program = layer.crossbar_program(variant)  # type: ignore[arg-type]
+    quantized = quantize_program(program, bits, scheme)  # type: ignore[arg-type]
+    per_entry = np.where(quantized.labels >= 0, quantized.scales[np.maximum(quantized.labels, 0)], 0)
+    assert np.all(np.abs(quantized.codes) <= quantized.levels)
+    assert np.all(np.abs(quantized.program.matrices - program.matrices) <= per_entry / 2 * (1 + 1e-12))
+    length = 40
+    closed_form = program_kernel(quantized, length)
+    from_recurrence = impulse_kernel(ideal_matvec, quantized.program, length)
+    scale = np.maximum(np.abs(closed_form).max(axis=1, keepdims=True), 1e-300)
+    assert (np.abs(from_recurrence - closed_form) / scale).max() <= 1e-9
