@@ -166,7 +166,7 @@ def find_libngspice() -> LibraryInfo:
     candidates = _library_candidates()
     for candidate in candidates:
         if candidate.is_file():
-            return LibraryInfo(path=candidate.resolve())
+            return LibraryInfo(path=candidate.absolute())
     looked = ", ".join(str(c) for c in candidates) or ", ".join(_LIBNGSPICE_GLOBS)
     raise _fail(f"libngspice.so.0 not found (looked in {looked})")
 

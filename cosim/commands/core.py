@@ -16,6 +16,30 @@ def _fail(exc: CosimError) -> typer.Exit:
     return typer.Exit(code=2)
 
 
+def _osdi_chain_row():
+    """Compile the example resistor, solve a divider with it in batch ngspice, check the answer."""
+    from cosim.compile import compile_va
+    from cosim.paths import VERILOGA_DIR
+    from cosim.toolchain import REMEDY, ToolStatus
+
+    source = VERILOGA_DIR / "examples" / "res_va.va"
+    try:
+        from cosim.spice.batch import run_batch
+
+        osdi = compile_va(source)
+        netlist = (
+            f"* cosim doctor\n.control\nset num_threads=1\npre_osdi {osdi}\n.endc\n"
+            ".options klu\n.model rva res_va\nV1 a 0 DC 1\nR1 a b 1k\nN1 b 0 rva r=3k\n.op\n.end\n"
+        )
+        value = float(run_batch(netlist, timeout_s=60)["v(b)"][0])
+    except CosimError as exc:
+        return ToolStatus("OSDI chain", False, "-", str(source), str(exc).splitlines()[0], REMEDY)
+    if abs(value - 0.75) > 1e-12:
+        detail = f"res_va divider gave {value!r} V, expected 0.75 V"
+        return ToolStatus("OSDI chain", False, "-", str(osdi), detail, REMEDY)
+    return ToolStatus("OSDI chain", True, "-", str(osdi), "res_va compiled, loaded, solved")
+
+
 def doctor() -> None:
     """Check ngspice (>= 44, OSDI), libngspice, openvaf-r and VACASK; print versions."""
     from rich.console import Console
@@ -24,13 +48,18 @@ def doctor() -> None:
     from cosim.toolchain import toolchain_report
 
     rows = toolchain_report()
+    if all(row.ok for row in rows if row.name in ("ngspice", "openvaf-r")):
+        rows.append(_osdi_chain_row())
     table = Table(title="cosim toolchain")
     for column in ("tool", "status", "version", "path", "detail"):
         table.add_column(column, overflow="fold")
     for row in rows:
         status = "[green]ok[/green]" if row.ok else "[red]MISSING[/red]"
         table.add_row(row.name, status, row.version, row.path, row.detail)
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:  # logs and CI: do not fold paths at 80 columns
+        console = Console(width=200)
+    console.print(table)
     missing = [row for row in rows if not row.ok]
     for row in missing:
         typer.echo(f"{row.name}: {row.detail}\n  {row.remedy}", err=True)

@@ -52,7 +52,7 @@ _CONVERGENCE_RE = re.compile(
 _NOISE_RE = re.compile(
     r"^\s*(note:|total (dram|analysis|elapsed)|dram currently|maximum ngspice|current ngspice"
     r"|shared ngspice|text \(code\)|stack =|library pages|no\. of data|doing analysis"
-    r"|using (klu|sparse)|binary raw file|ascii raw file|circuit:|\*\*)",
+    r"|using (klu|sparse)|binary raw file|ascii raw file|circuit:|reference value|\*\*)",
     re.IGNORECASE,
 )
 
@@ -92,7 +92,7 @@ def _reason(lines: list[str]) -> str:
             reason = found[-1] if pattern.startswith(r"^\s*doA") else found[0]
             break
     else:
-        reason = ""
+        reason = "see the log lines below"
     if any("singular matrix" in line.lower() for line in lines):
         reason += " [singular matrix: look for floating nodes or loops of voltage sources]"
     return reason.strip()
@@ -163,7 +163,9 @@ def run_batch(
         cwd = netlist.resolve().parent if isinstance(netlist, Path) else folder
     try:
         kept = keep_files or not own_folder
-        return _run_in(engine.path, netlist, folder, Path(cwd), timeout_s, kept)
+        result = _run_in(engine.path, netlist, folder, Path(cwd), timeout_s, kept)
+        result.meta["ngspice"] = engine.version
+        return result
     finally:
         if own_folder and not keep_files:
             shutil.rmtree(folder, ignore_errors=True)
