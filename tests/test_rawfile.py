@@ -16,7 +16,10 @@ import pytest
 from cosim.spice.rawfile import RawFileError, parse_raw, read_raw
 
 RAW_DIR = Path(__file__).parent / "data" / "raw"
-GOLDEN = ["divider_op", "divider_tran", "divider_ascii", "rc_ac", "rc_ac_ascii", "multi_plot"]
+GOLDEN = [
+    "divider_op", "divider_tran", "divider_ascii", "rc_ac", "rc_ac_ascii", "multi_plot",
+    "multi_plot_ascii",
+]
 
 R1, R2 = 1e3, 3e3  # divider resistors (ohm)
 R_LP, C_LP = 1e3, 1e-6  # RC low-pass (ohm, farad)
@@ -73,8 +76,9 @@ def test_complex_ac_matches_transfer_function(name: str, freqs: np.ndarray) -> N
     np.testing.assert_allclose(plot.vectors["i(v1)"], -(1.0 - v_out) / R_LP, rtol=1e-12)
 
 
-def test_multi_plot_file_gives_both_analyses() -> None:
-    result = read_raw(RAW_DIR / "multi_plot.raw")
+@pytest.mark.parametrize("name", ["multi_plot", "multi_plot_ascii"])
+def test_multi_plot_file_gives_both_analyses(name: str) -> None:
+    result = read_raw(RAW_DIR / f"{name}.raw")
     assert [p.name for p in result.plots] == ["Operating Point", "Transient Analysis"]
     op, tran = result.plots
     assert op.vectors["v(out)"][0] == pytest.approx(0.75 * 0.5, rel=1e-14)

@@ -199,6 +199,6 @@ def _make_plot(header: _Header, matrix: np.ndarray) -> Plot:
         values = matrix[:, column]
         if np.iscomplexobj(values) and kind.lower() in _REAL_SWEEP_TYPES:
             values = values.real.copy()
-        vectors[key] = values
+        vectors[key] = np.ascontiguousarray(values)
         units[key] = kind
     return Plot(name=header.plotname, vectors=vectors, title=header.title, units=units)
