@@ -1,4 +1,4 @@
-"""Device-model commands: ``cosim synth``, ``cosim model import-synaptogen``, ``cosim model show``."""
+"""Device-model commands: ``cosim synth`` and ``cosim model import-synaptogen | show | plots``."""
 
 from __future__ import annotations
 
@@ -126,6 +126,41 @@ def show_command(
     typer.echo(f"U0 = {m.u0} V, Umax = {m.umax} V, eta = {m.eta}; G_LLRS = {g_l:.4g} S, G_HHRS = {g_h:.4g} S")
     if m.provenance:
         typer.echo(f"source: {m.provenance.get('source', '-')}")
+
+
+@model_app.command("plots")
+def plots_command(
+    output_dir: Path = typer.Option(..., "-o", "--output-dir", help="folder for the PNG files"),
+    model: Optional[Path] = typer.Option(None, "--model", help="model JSON (default: data/models/default.json)"),
+    devices: int = typer.Option(32, "--devices", min=1),
+    cycles: int = typer.Option(300, "--cycles", min=1),
+    seed: int = typer.Option(0, "--seed", min=0, max=2**31 - 1),
+) -> None:
+    """Synthesize data and draw I–V loops, R vs cycle and feature histograms vs the model."""
+    from cosim.device.modelfile import load_model
+    from cosim.device.plots import (
+        plot_feature_histograms,
+        plot_iv_loops,
+        plot_resistance_vs_cycle,
+        save_figure,
+    )
+    from cosim.device.synth import synth_cycles, synth_iv
+    from cosim.paths import DEFAULT_MODEL
+
+    try:
+        m = load_model(model or DEFAULT_MODEL)
+    except CosimError as exc:
+        raise _fail(exc) from None
+    table = synth_cycles(m, devices, cycles, seed)
+    iv = synth_iv(m, min(devices, 2), min(cycles, 5), seed)
+    written = [
+        save_figure(plot_iv_loops(iv), output_dir / "iv_loops.png"),
+        save_figure(plot_resistance_vs_cycle(table, devices=range(min(devices, 8))),
+                    output_dir / "resistance_vs_cycle.png"),
+        save_figure(plot_feature_histograms(table, m, seed=seed + 1), output_dir / "feature_histograms.png"),
+    ]
+    for path in written:
+        typer.echo(str(path))
 
 
 def register(app: typer.Typer) -> None:
