@@ -38,8 +38,12 @@ from cosim.spice.result import Plot, SimResult
 
 Factorization = Literal["auto", "splu", "cholmod"]
 
-SPLU_ORDERING = "MMD_AT_PLUS_A"
-"""SuperLU column ordering; minimum degree on Aᵀ+A suits the symmetric grid-like pattern."""
+SPLU_ORDERING = "NATURAL"
+"""SuperLU column ordering: the unknowns already come in nested-dissection order, which beat
+SuperLU's own MMD_AT_PLUS_A / COLAMD orderings in ``benchmarks/bench_crossbar.py``."""
+
+ND_LEAF = 16
+"""Sub-arrays of at most this many cells are not dissected further."""
 
 
 def cholmod_available() -> bool:
@@ -55,8 +59,8 @@ def cholmod_available() -> bool:
 class NodalSystem:
     """Sparse pieces of the crossbar's nodal equations (1R cells).
 
-    Node numbering: cell (i, j) has index k = i·N + j; its row node is unknown 2k, its
-    column node 2k + 1 (interleaved, which keeps the pattern local).
+    Unknowns are numbered in nested-dissection order (:func:`nested_dissection_order`);
+    ``row_nodes`` / ``col_nodes`` map cell k = i·N + j to its two unknowns.
     """
 
     wires: sp.csc_matrix
@@ -69,6 +73,10 @@ class NodalSystem:
     """Unknown index of node c_(M−1)_j for each column j."""
     g_source: float
     g_sense: float
+    row_nodes: np.ndarray
+    """Unknown index of the row node of each cell (flattened i·N + j)."""
+    col_nodes: np.ndarray
+    """Unknown index of the column node of each cell."""
 
     def rhs(self, inputs: np.ndarray) -> np.ndarray:
         """b (2MN × K) for input voltages ``inputs`` (K × M) [V]: V_i·G_source at r_i_0."""
@@ -83,26 +91,68 @@ class NodalSystem:
 
     def cell_voltages(self, x: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         """Voltage across each cell, (K, M, N), from node voltages ``x`` (2MN × K)."""
-        v = x[0::2, :] - x[1::2, :]
+        v = x[self.row_nodes, :] - x[self.col_nodes, :]
         return v.T.reshape((x.shape[1],) + shape)
 
 
+def nested_dissection_order(rows: int, cols: int, leaf: int = ND_LEAF) -> np.ndarray:
+    """Geometric nested-dissection elimination order of the 2·M·N crossbar unknowns.
+
+    Unknown 2k is the row node and 2k + 1 the column node of cell k = i·N + j. The array is
+    a grid of cells; a grid line splits it into two halves. Cutting along a row (i = mid)
+    only the *column* nodes of that row join the halves (row nodes of that row form a chain
+    of their own, ordered first); cutting along a column, only the *row* nodes do. Halves are
+    ordered recursively before their separator, which is the classic fill-reducing order for
+    grid graphs (George 1973): O(n log n) fill, O(n^1.5) factorization work.
+    Returns ``order`` with ``order[position] = unknown``.
+    """
+    grid = np.arange(rows * cols).reshape(rows, cols)
+    pieces: list[np.ndarray] = []
+    stack: list[tuple[int, int, int, int] | np.ndarray] = [(0, rows, 0, cols)]
+    while stack:  # iterative post-order: children first, then the separator
+        item = stack.pop()
+        if isinstance(item, np.ndarray):
+            pieces.append(item)
+            continue
+        i0, i1, j0, j1 = item
+        if i1 <= i0 or j1 <= j0:
+            continue
+        if (i1 - i0) * (j1 - j0) <= leaf:
+            k = grid[i0:i1, j0:j1].ravel()
+            pieces.append(np.column_stack((2 * k, 2 * k + 1)).ravel())
+        elif i1 - i0 >= j1 - j0:
+            mid = (i0 + i1) // 2
+            k = grid[mid, j0:j1]
+            pieces.append(2 * k)
+            stack.extend([2 * k + 1, (mid + 1, i1, j0, j1), (i0, mid, j0, j1)])
+        else:
+            mid = (j0 + j1) // 2
+            k = grid[i0:i1, mid]
+            pieces.append(2 * k + 1)
+            stack.extend([2 * k, (i0, i1, mid + 1, j1), (i0, i1, j0, mid)])
+    return np.concatenate(pieces)
+
+
 def build_system(crossbar: Crossbar) -> NodalSystem:
-    """Assemble the wire matrix and cell incidence for ``crossbar`` (1R only)."""
+    """Assemble the wire matrix and cell incidence for ``crossbar`` (1R only).
+
+    Unknowns are numbered in nested-dissection order, so the factorization needs no
+    further fill-reducing permutation.
+    """
     if crossbar.access != "1r":
         raise CosimError("the nodal solver handles 1R crossbars only; simulate 1T1R with ngspice")
     m, n = crossbar.shape
     cell = np.arange(m * n).reshape(m, n)
-    row_node, col_node = 2 * cell, 2 * cell + 1
+    position = np.empty(2 * m * n, dtype=np.int64)
+    position[nested_dissection_order(m, n)] = np.arange(2 * m * n)
+    row_node, col_node = position[2 * cell], position[2 * cell + 1]
     g_row, g_col = 1.0 / crossbar.r_row, 1.0 / crossbar.r_col
     g_source, g_sense = 1.0 / crossbar.r_source, 1.0 / crossbar.r_sense
     a = np.concatenate([row_node[:, :-1].ravel(), col_node[:-1, :].ravel()])
     b = np.concatenate([row_node[:, 1:].ravel(), col_node[1:, :].ravel()])
     g = np.concatenate([np.full(m * (n - 1), g_row), np.full((m - 1) * n, g_col)])
     size = 2 * m * n
-    diag = np.zeros(size)
-    np.add.at(diag, a, g)
-    np.add.at(diag, b, g)
+    diag = np.bincount(a, g, minlength=size) + np.bincount(b, g, minlength=size)
     diag[row_node[:, 0]] += g_source
     diag[col_node[-1, :]] += g_sense
     rows = np.concatenate([a, b, np.arange(size)])
@@ -113,7 +163,10 @@ def build_system(crossbar: Crossbar) -> NodalSystem:
     inc_cols = np.concatenate([cell.ravel(), cell.ravel()])
     inc_vals = np.concatenate([np.ones(m * n), -np.ones(m * n)])
     incidence = sp.csc_matrix((inc_vals, (inc_rows, inc_cols)), shape=(size, m * n))
-    return NodalSystem(wires, incidence, row_node[:, 0].copy(), col_node[-1, :].copy(), g_source, g_sense)
+    return NodalSystem(
+        wires, incidence, row_node[:, 0].copy(), col_node[-1, :].copy(), g_source, g_sense,
+        row_node.ravel().copy(), col_node.ravel().copy(),
+    )
 
 
 def factorize(matrix: sp.csc_matrix, method: Factorization = "auto") -> Callable[[np.ndarray], np.ndarray]:
@@ -295,8 +348,8 @@ class NodalSolver:
         for i in range(m):
             for j in range(n):
                 k = i * n + j
-                vectors[f"v(r{i}_{j})"] = x[2 * k]
-                vectors[f"v(c{i}_{j})"] = x[2 * k + 1]
+                vectors[f"v(r{i}_{j})"] = x[self.system.row_nodes[k]]
+                vectors[f"v(c{i}_{j})"] = x[self.system.col_nodes[k]]
         for j in range(n):
             vectors[f"v(s{j})"] = np.zeros(len(batch))
         return vectors

@@ -1,0 +1,146 @@
+"""Crossbar commands: ``cosim netlist crossbar`` and ``cosim mdm``.
+
+``netlist`` is a sub-group so that other areas can add ``cosim netlist <other>`` (get it with
+:func:`netlist_group`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from cosim.errors import CosimError
+
+_NETLIST_GROUP: typer.Typer | None = None
+
+
+def _fail(exc: CosimError) -> typer.Exit:
+    typer.echo(f"error: {exc}", err=True)
+    return typer.Exit(code=2)
+
+
+def netlist_group(app: typer.Typer) -> typer.Typer:
+    """The ``cosim netlist`` sub-group, created and attached to ``app`` on first use."""
+    global _NETLIST_GROUP
+    if _NETLIST_GROUP is None:
+        _NETLIST_GROUP = typer.Typer(no_args_is_help=True, help="Write ngspice netlists from templates.")
+        app.add_typer(_NETLIST_GROUP, name="netlist")
+    return _NETLIST_GROUP
+
+
+def netlist_crossbar(
+    output: Path = typer.Option(..., "-o", "--output", help="Netlist file to write (.cir)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML description; flags override it."),
+    rows: Optional[int] = typer.Option(None, "--rows", help="M, number of rows (inputs)."),
+    cols: Optional[int] = typer.Option(None, "--cols", help="N, number of columns."),
+    r_wire: Optional[float] = typer.Option(None, "--r-wire", help="Row and column segment resistance [ohm]."),
+    r_row: Optional[float] = typer.Option(None, "--r-row", help="Row segment resistance [ohm]."),
+    r_col: Optional[float] = typer.Option(None, "--r-col", help="Column segment resistance [ohm]."),
+    r_source: Optional[float] = typer.Option(None, "--r-source", help="Row driver resistance [ohm]."),
+    r_sense: Optional[float] = typer.Option(None, "--r-sense", help="Column sense resistance [ohm]."),
+    cell: Optional[str] = typer.Option(None, "--cell", help="Access: 1r or 1t1r."),
+    device: Optional[str] = typer.Option(None, "--device", help="Cell: resistor, polynomial or veriloga."),
+    resistance: Optional[float] = typer.Option(None, "--resistance", help="Every cell's resistance [ohm]."),
+    random_seed: Optional[int] = typer.Option(None, "--random-seed", help="Random log-uniform cell resistances from this seed."),
+    differential: Optional[bool] = typer.Option(None, "--differential/--single-ended", help="Adjacent G+/G- column pairs."),
+    bench: Optional[str] = typer.Option(None, "--bench", help="read (.op) or write (.tran pulses)."),
+    v_read: Optional[float] = typer.Option(None, "--v-read", help="Read voltage on every row [V]."),
+    scheme: Optional[str] = typer.Option(None, "--scheme", help="Write scheme: v2 or v3."),
+    v_write: Optional[float] = typer.Option(None, "--v-write", help="Write pulse amplitude [V]."),
+    select_row: Optional[int] = typer.Option(None, "--select-row", help="Row of the cell to write."),
+    select_col: Optional[int] = typer.Option(None, "--select-col", help="Column of the cell to write."),
+) -> None:
+    """Write a crossbar read or write testbench netlist (see docs/crossbar.md)."""
+    from cosim.crossbar import config as cfg
+    from cosim.crossbar.netlist import write_text_atomic
+
+    try:
+        data = cfg.load_toml(config) if config is not None else {}
+        flags = {
+            "rows": rows, "cols": cols, "access": cell, "differential": differential, "bench": bench,
+            "wires": {
+                "r_row": r_row if r_row is not None else r_wire,
+                "r_col": r_col if r_col is not None else r_wire,
+                "r_source": r_source, "r_sense": r_sense,
+            },
+            "cells": {"kind": device, "resistance": resistance, "random_seed": random_seed},
+            "read": {"v_read": v_read},
+            "write": {"scheme": scheme, "v_write": v_write, "row": select_row, "col": select_col},
+        }
+        source = str(config) if config is not None else "flags"
+        parsed = cfg.parse_config(cfg.merge(data, flags), source)
+        base_dir = config.parent if config is not None else Path.cwd()
+        text = cfg.render(parsed, base_dir)
+        write_text_atomic(text, output)
+    except CosimError as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"wrote {output} ({parsed.rows}x{parsed.cols} {parsed.access} {parsed.cells.kind}, {parsed.bench})")
+
+
+def mdm(
+    matrix: Optional[Path] = typer.Option(None, "--matrix", help="Weight matrix (.npy or .csv); default random."),
+    rows: int = typer.Option(64, "--rows", help="Rows of the random matrix."),
+    cols: int = typer.Option(32, "--cols", help="Columns (logical outputs) of the random matrix."),
+    block: int = typer.Option(0, "--block", help="Block size for a random block-diagonal matrix (0: dense)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the random matrix and of the input vectors."),
+    inputs: int = typer.Option(32, "--inputs", help="Number of random input vectors (uniform in [0, v_read])."),
+    r_wire: float = typer.Option(1.0, "--r-wire", help="Row and column segment resistance [ohm]."),
+    v_read: float = typer.Option(0.2, "--v-read", help="Full-scale read voltage [V]."),
+    g_min: float = typer.Option(1 / 75e3, "--g-min", help="Smallest conductance [S]."),
+    g_max: float = typer.Option(1 / 4.5e3, "--g-max", help="Largest conductance [S]."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the report as JSON."),
+) -> None:
+    """Report NF before and after Manhattan-distance remapping (differential pairs)."""
+    from cosim.crossbar.config import load_matrix
+    from cosim.crossbar.mdm import random_inputs, study
+    from cosim.crossbar.netlist import write_text_atomic
+    from cosim.crossbar.spec import Crossbar
+
+    try:
+        if matrix is not None:
+            weights, origin = load_matrix(matrix, "weight matrix"), str(matrix)
+        else:
+            weights, origin = random_weights(rows, cols, block, seed), ("block-diagonal" if block else "dense Gaussian")
+        crossbar = Crossbar.from_weights(
+            weights, g_min=g_min, g_max=g_max, differential=True, r_row=r_wire, r_col=r_wire, v_read=v_read
+        )
+        vectors = random_inputs(crossbar.rows, inputs, v_read, seed + 1)
+        result = study(crossbar, vectors)
+    except CosimError as exc:
+        raise _fail(exc) from exc
+    report = {
+        "matrix": origin, "shape": list(weights.shape), "seed": seed, "input_seed": seed + 1,
+        "inputs": inputs, "r_wire_ohm": r_wire, "v_read_V": v_read, "g_min_S": g_min, "g_max_S": g_max,
+        **result.as_dict(), **result.remap.as_dict(),
+    }
+    typer.echo(f"matrix: {origin} {weights.shape[0]}x{weights.shape[1]} (seed {seed}), {inputs} inputs, r_wire {r_wire} ohm")
+    typer.echo(f"NF            {result.before.tile_nf:.5f} -> {result.after.tile_nf:.5f}  ({100 * report['nf_reduction']:.1f}% lower)")
+    typer.echo(f"output error  {result.before.output_error:.5f} -> {result.after.output_error:.5f}")
+    typer.echo(f"ideal output unchanged by the remap: {result.ideal_unchanged}")
+    if json_out is not None:
+        write_text_atomic(json.dumps(report, indent=2, default=float) + "\n", json_out)
+
+
+def random_weights(rows: int, cols: int, block: int, seed: int):  # -> np.ndarray
+    """Standard-normal weights (rows, cols); block-diagonal with ``block``×``block`` blocks if > 0."""
+    import numpy as np
+
+    if rows < 1 or cols < 1:
+        raise CosimError("rows and cols must be positive")
+    rng = np.random.default_rng(seed)
+    if block <= 0:
+        return rng.standard_normal((rows, cols))
+    weights = np.zeros((rows, cols))
+    for start in range(0, min(rows, cols), block):
+        stop_r, stop_c = min(start + block, rows), min(start + block, cols)
+        weights[start:stop_r, start:stop_c] = rng.standard_normal((stop_r - start, stop_c - start))
+    return weights
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``cosim netlist crossbar`` and ``cosim mdm``."""
+    netlist_group(app).command("crossbar")(netlist_crossbar)
+    app.command("mdm")(mdm)

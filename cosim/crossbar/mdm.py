@@ -1,0 +1,153 @@
+"""Manhattan-distance mapping (MDM) of rows and column pairs.
+
+Reference: Farias, Martins and Kung (2025), arXiv:2511.04798 (Manhattan-distance mapping of
+crossbar rows and columns); conventions in DESIGN §5.
+
+A cell (i, j) lies at wire distance d_ij = (j + 1) + (M − i) from its row driver (column 0
+side) and its sense corner (row M − 1 side). With the expected cell current
+Ī_ij = G_ij·E[V_i], the cost Σ_ij Ī_ij d_ij splits into Σ_i (M − i)·R_i + Σ_j (j + 1)·C_j
+with row loads R_i = Σ_j Ī_ij and column loads C_j = Σ_i Ī_ij. Row loads do not depend on
+the column order and vice versa, so by the rearrangement inequality the cost is minimised
+exactly by placing rows in ascending load (heaviest next to the sense end, i = M − 1) and
+columns — or differential column pairs, kept together as (G⁺, G⁻) — in descending load
+(heaviest next to the drivers, j = 0).
+
+The mapping is undone digitally: inputs are permuted into physical row order before the
+array and column outputs are put back into logical order after it, so callers see results
+in the original order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from typing import TYPE_CHECKING
+
+from cosim.crossbar.spec import Crossbar
+from cosim.errors import CosimError
+
+if TYPE_CHECKING:
+    from cosim.crossbar.metrics import NFReport
+
+
+@dataclass(frozen=True)
+class Remap:
+    """Physical position a holds logical row ``row_order[a]``; column b holds ``col_order[b]``."""
+
+    row_order: np.ndarray
+    col_order: np.ndarray
+
+    def apply(self, crossbar: Crossbar) -> Crossbar:
+        """The physically remapped crossbar."""
+        return crossbar.permuted(self.row_order, self.col_order)
+
+    def inputs_to_physical(self, inputs: np.ndarray) -> np.ndarray:
+        """Reorder input vectors (K, M) [V] to the physical rows."""
+        return np.atleast_2d(inputs)[:, self.row_order]
+
+    def outputs_to_logical(self, currents: np.ndarray) -> np.ndarray:
+        """Put physical column outputs (K, N) back into logical column order."""
+        physical = np.atleast_2d(currents)
+        logical = np.empty_like(physical)
+        logical[:, self.col_order] = physical
+        return logical
+
+    def as_dict(self) -> dict[str, list[int]]:
+        return {"row_order": self.row_order.tolist(), "col_order": self.col_order.tolist()}
+
+
+def expected_cell_currents(crossbar: Crossbar, input_mean: np.ndarray | None = None) -> np.ndarray:
+    """Ī_ij = G_ij·E[|V_i|] [A]; ``input_mean`` (M,) [V] defaults to the crossbar's inputs."""
+    mean = crossbar.input_vector() if input_mean is None else np.asarray(input_mean, dtype=float)
+    if mean.shape != (crossbar.rows,):
+        raise CosimError(f"input_mean: expected shape ({crossbar.rows},), got {mean.shape}")
+    return crossbar.conductances() * np.abs(mean)[:, None]
+
+
+def manhattan_cost(currents: np.ndarray) -> float:
+    """Σ_ij Ī_ij·d_ij with d_ij = (j + 1) + (M − i) for expected cell currents (M, N) [A]."""
+    m, n = currents.shape
+    distance = (np.arange(n)[None, :] + 1) + (m - np.arange(m)[:, None])
+    return float(np.sum(currents * distance))
+
+
+def mdm_remap(crossbar: Crossbar, input_mean: np.ndarray | None = None) -> Remap:
+    """Row and column(-pair) order minimising the Manhattan cost of ``crossbar``.
+
+    Ties keep their original order (stable sort), so a uniform array maps to itself.
+    """
+    load = expected_cell_currents(crossbar, input_mean)
+    row_order = np.argsort(load.sum(axis=1), kind="stable")
+    column_load = load.sum(axis=0)
+    if crossbar.differential:
+        pair_order = np.argsort(-(column_load[0::2] + column_load[1::2]), kind="stable")
+        col_order = np.column_stack((2 * pair_order, 2 * pair_order + 1)).ravel()
+    else:
+        col_order = np.argsort(-column_load, kind="stable")
+    return Remap(row_order=row_order, col_order=col_order)
+
+
+def identity_remap(crossbar: Crossbar) -> Remap:
+    """The mapping that changes nothing."""
+    return Remap(np.arange(crossbar.rows), np.arange(crossbar.cols))
+
+
+@dataclass(frozen=True)
+class MDMStudy:
+    """NF of one weight matrix read without and with MDM (same inputs, same wires)."""
+
+    before: "NFReport"
+    after: "NFReport"
+    remap: Remap
+    cost_before: float
+    cost_after: float
+    ideal_unchanged: bool
+    """Whether the wire-free output of the remapped array, put back in logical order,
+    equals the original's exactly."""
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "nf_before": self.before.tile_nf,
+            "nf_after": self.after.tile_nf,
+            "nf_reduction": 1.0 - self.after.tile_nf / self.before.tile_nf,
+            "output_error_before": self.before.output_error,
+            "output_error_after": self.after.output_error,
+            "manhattan_cost_before": self.cost_before,
+            "manhattan_cost_after": self.cost_after,
+            "ideal_unchanged": self.ideal_unchanged,
+        }
+
+
+def random_inputs(rows: int, count: int, v_read: float, seed: int) -> np.ndarray:
+    """``count`` input vectors (count, rows), uniform in [0, v_read] [V], from ``seed``."""
+    return np.random.default_rng(seed).uniform(0.0, v_read, size=(count, rows))
+
+
+def study(crossbar: Crossbar, inputs: np.ndarray, **solver_options: object) -> MDMStudy:
+    """Solve ``crossbar`` for ``inputs`` (K, M) [V] as mapped and after MDM; compare NF.
+
+    MDM loads use E[V_i] = mean of the inputs over K. Results of the remapped array are
+    returned to logical order before NF is taken against the logical ideal currents.
+    """
+    from cosim.crossbar.metrics import evaluate, ideal_currents
+    from cosim.crossbar.solver import NodalSolver
+
+    batch = np.atleast_2d(np.asarray(inputs, dtype=float))
+    remap = mdm_remap(crossbar, np.mean(np.abs(batch), axis=0))
+    mapped = remap.apply(crossbar)
+    real_before = NodalSolver(crossbar, **solver_options).solve_many(batch)  # type: ignore[arg-type]
+    physical = NodalSolver(mapped, **solver_options).solve_many(remap.inputs_to_physical(batch))  # type: ignore[arg-type]
+    real_after = remap.outputs_to_logical(physical)
+    ideal = ideal_currents(crossbar, batch)
+    ideal_mapped = remap.outputs_to_logical(ideal_currents(mapped, remap.inputs_to_physical(batch)))
+    load = expected_cell_currents(crossbar, np.mean(np.abs(batch), axis=0))
+    return MDMStudy(
+        before=evaluate(crossbar, batch, real_before),
+        after=evaluate(crossbar, batch, real_after),
+        remap=remap,
+        cost_before=manhattan_cost(load),
+        cost_after=manhattan_cost(load[np.ix_(remap.row_order, remap.col_order)]),
+        ideal_unchanged=bool(np.array_equal(ideal, ideal_mapped)),
+    )
