@@ -67,7 +67,7 @@ def test_verilog_a_resistor_in_a_dc_sweep(osdi: dict[str, Path]) -> None:
     r1, r2 = 1e3, 3e3
     netlist = divider(osdi, vin=0.0, r1=r1, r2=r2, sweep=(-1.0, 1.0, 0.25))
     plot = run_batch(netlist, timeout_s=60).plot()
-    v_in = plot.vectors["v-sweep"]
+    v_in = plot.vectors["v(v-sweep)"]
     np.testing.assert_allclose(v_in, np.linspace(-1.0, 1.0, 9), atol=1e-15)
     np.testing.assert_allclose(plot.vectors["v(out)"], v_in * r2 / (r1 + r2), rtol=1e-12, atol=1e-15)
 
@@ -168,6 +168,29 @@ def test_cli_run_writes_long_parquet(osdi: dict[str, Path], tmp_path: Path) -> N
     assert values["v(out)"] == pytest.approx(1.5, rel=1e-12)
     assert set(frame.columns) >= {"plot", "analysis", "point", "vector", "value"}
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_cli_run_backends_agree(osdi: dict[str, Path], tmp_path: Path) -> None:
+    """`cosim run` through the subprocess and the in-process backend: same vectors."""
+    netlist = tmp_path / "div.cir"
+    netlist.write_text(divider(osdi, vin=0.0, r1=1e3, r2=3e3, sweep=(-1.0, 1.0, 0.5)))
+    frames = {}
+    for backend in ("batch", "pyspice"):
+        out = tmp_path / f"{backend}.parquet"
+        result = CliRunner().invoke(app, ["run", str(netlist), "-o", str(out), "--backend", backend])
+        assert result.exit_code == 0, result.output
+        frames[backend] = pd.read_parquet(out).set_index(["plot", "vector", "point"])["value"]
+    batch, pyspice = frames["batch"].sort_index(), frames["pyspice"].sort_index()
+    assert list(batch.index) == list(pyspice.index)
+    np.testing.assert_allclose(pyspice.to_numpy(), batch.to_numpy(), rtol=1e-12, atol=1e-18)
+    assert batch.loc[(0, "v(out)", 4)] == pytest.approx(0.75, rel=1e-12)
+
+
+def test_cli_run_rejects_unknown_backend(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app, ["run", str(DATA / "no_solution.cir"), "-o", str(tmp_path / "x.parquet"), "--backend", "spectre"]
+    )
+    assert result.exit_code != 0 and not (tmp_path / "x.parquet").exists()
 
 
 def test_cli_run_failure_leaves_no_output(tmp_path: Path) -> None:

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from cosim.errors import CosimError
+
+
+class Backend(str, Enum):
+    """Simulator backends selectable by ``cosim run``."""
+
+    batch = "batch"
+    pyspice = "pyspice"
 
 
 def _fail(exc: CosimError) -> typer.Exit:
@@ -85,7 +93,7 @@ def compile_command(
 def run_command(
     netlist: Path = typer.Argument(..., help="ngspice netlist (.cir)"),
     output: Path = typer.Option(..., "-o", "--output", help="Parquet file for the vectors"),
-    backend: str = typer.Option("batch", "--backend", help="batch | pyspice"),
+    backend: Backend = typer.Option(Backend.batch, "--backend", help="ngspice subprocess or in-process"),
     timeout: float = typer.Option(600.0, "--timeout", help="time limit in seconds"),
 ) -> None:
     """Simulate NETLIST and write every vector (long format) to a Parquet file."""
@@ -94,14 +102,12 @@ def run_command(
 
     try:
         text = read_netlist_file(netlist)
-        if backend == "batch":
+        if backend is Backend.batch:
             result = run_batch(text, timeout_s=timeout, cwd=netlist.resolve().parent)
-        elif backend == "pyspice":
+        else:
             from cosim.spice.pyspice_backend import run_pyspice
 
             result = run_pyspice(text, timeout_s=timeout)
-        else:
-            raise CosimError(f"unknown backend {backend!r}: use batch or pyspice")
         frame = result.to_long_frame()
         write_frame_atomic(frame, output)
     except CosimError as exc:

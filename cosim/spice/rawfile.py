@@ -12,13 +12,12 @@ ending with ``Binary:`` or ``Values:``. Headers are parsed by keyword, never by 
 
 The sweep vector of a complex (AC/noise) plot, ``frequency``, is returned real: ngspice
 leaves its imaginary half uninitialised. Vector names go through
-:func:`~cosim.spice.result.normalise_vector_name`; a DC sweep variable ``v(v-sweep)`` is
-named ``v-sweep`` as the result type documents.
+:func:`~cosim.spice.result.normalise_vector_name` (a DC sweep variable stays ``v(v-sweep)``,
+as the in-process backend names it too).
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,8 +27,6 @@ from cosim.errors import SimulationError
 from cosim.spice.result import Plot, SimResult, normalise_vector_name
 
 _REAL_SWEEP_TYPES = {"frequency"}
-_SWEEP_NAME_RE = re.compile(r"^v\(([a-z]+-sweep)\)$")
-"""ngspice writes a DC sweep variable as ``v(v-sweep)``; the shared library calls it ``v-sweep``."""
 
 
 class RawFileError(SimulationError):
@@ -195,7 +192,6 @@ def _make_plot(header: _Header, matrix: np.ndarray) -> Plot:
     units: dict[str, str] = {}
     for column, (name, kind) in enumerate(zip(header.names, header.types)):
         key = normalise_vector_name(name)
-        key = _SWEEP_NAME_RE.sub(r"\1", key)
         values = matrix[:, column]
         if np.iscomplexobj(values) and kind.lower() in _REAL_SWEEP_TYPES:
             values = values.real.copy()
