@@ -93,7 +93,9 @@ def compile_command(
 def run_command(
     netlist: Path = typer.Argument(..., help="ngspice netlist (.cir)"),
     output: Path = typer.Option(..., "-o", "--output", help="Parquet file for the vectors"),
-    backend: Backend = typer.Option(Backend.batch, "--backend", help="ngspice subprocess or in-process"),
+    backend: Backend = typer.Option(
+        Backend.batch, "--backend", help="ngspice subprocess (batch) or in-process (pyspice)"
+    ),
     timeout: float = typer.Option(600.0, "--timeout", help="time limit in seconds"),
 ) -> None:
     """Simulate NETLIST and write every vector (long format) to a Parquet file."""

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from cosim.errors import CosimError, DataFileError, NetlistError
+from cosim.errors import DataFileError, NetlistError
 from cosim.spice.render import check_netlist_settings
 
 log = logging.getLogger(__name__)
