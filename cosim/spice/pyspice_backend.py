@@ -68,6 +68,9 @@ STARTUP_TIMEOUT_S = 60.0
 ALLOWED_CONTROL = ("set", "unset", "option", "options", "pre_osdi", "osdi")
 """Control-block commands the shared-mode backend understands (others are refused)."""
 
+RECYCLE_KINDS = ("osdi", "fatal", "internal", "")
+"""Failures after which libngspice may be in a bad state: the worker is replaced."""
+
 _ERROR_CLASSES: dict[str, type[SimulationError] | type[ToolchainError]] = {
     "convergence": ConvergenceError,
     "toolchain": ToolchainError,
@@ -147,6 +150,8 @@ def _control_line(prepared: PreparedNetlist, stripped: str, number: int) -> None
         return
     verb, _, rest = stripped.partition(" ")
     verb = verb.lower()
+    if verb.startswith("."):
+        raise NetlistError(f"line {number}: card {verb} inside the .control block (missing .endc?)")
     if verb not in ALLOWED_CONTROL:
         raise NetlistError(
             f"line {number}: control command {verb!r} is not supported by the pyspice backend "
@@ -383,7 +388,7 @@ def run_pyspice(netlist_text: str, *, timeout_s: float | None = None,
             plots, log = worker.request("run_once", timeout_s, circuit=prepared.circuit,
                                         osdi_files=prepared.osdi_files, commands=prepared.commands)
         except SimulationError as exc:
-            if getattr(exc, "kind", "") in ("osdi", "internal", "") or not worker.alive:
+            if getattr(exc, "kind", "") in RECYCLE_KINDS or not worker.alive:
                 worker.close()
                 _shared_worker = None
             raise
@@ -461,8 +466,9 @@ class InProcessCircuit:
         worker = self._live_worker()
         try:
             return worker.request(operation, self.timeout_s, **kwargs)
-        except SimulationError:
-            if not worker.alive:
+        except SimulationError as exc:
+            if getattr(exc, "kind", "") in RECYCLE_KINDS or not worker.alive:
+                worker.close()
                 self._worker = None
             raise
 

@@ -161,9 +161,14 @@ class NgSpiceEngine:
             self._lib.ngSpice_Command(self._ffi.NULL)
             self._commands_since_release = 0
         self._commands_since_release += 1
+        self._shared.clear_output()  # PySpice keeps its own copies of the lines; drop them
+        start = len(self.lines)
         rc = self._lib.ngSpice_Command(text.encode("ascii"))
-        if rc:
-            raise EngineError("simulation", f"ngSpice_Command({text!r}) returned {rc}")
+        if rc:  # e.g. "ngspice.dll cannot recover and awaits to be reset or detached"
+            output = self.lines[start:]
+            errors = [strip_stream_prefix(x).strip() for x in output if classify_line(x) == "error"]
+            raise EngineError("fatal", f"ngspice command {text!r} failed fatally (rc={rc}): "
+                              + " | ".join(errors), "\n".join(output))
 
     def raise_on_error(self, output: Sequence[str], what: str) -> None:
         errors = [strip_stream_prefix(x).strip() for x in output if classify_line(x) == "error"]
