@@ -108,32 +108,50 @@ def _read_at(v: np.ndarray, i: np.ndarray, u0: float) -> float:
     return float(np.interp(u0, v[order], i[order]))
 
 
-def _detect_set(v: np.ndarray, i: np.ndarray, cfg: ExtractConfig) -> tuple[int, float]:
-    """Index j of the last pre-SET sample and the log-conductance jump at j (or (-1, 0))."""
-    usable = np.abs(v) >= cfg.v_floor
+def _detect_set(v: np.ndarray, i: np.ndarray, cfg: ExtractConfig) -> tuple[int, int, float]:
+    """SET jump on a branch: (last pre-SET index, first post-SET index, log-conductance jump).
+
+    Only samples with |V| >= v_floor and I/V > 0 are used. The jump is the largest difference
+    between the median log-conductance of the ``window`` samples after and before a point;
+    the exact step is the largest single-sample increase near it. (-1, -1, 0) if none.
+    """
     with np.errstate(divide="ignore", invalid="ignore"):
-        logg = np.where(usable, np.log(np.abs(i / v)), np.nan)
-    n = logg.size
-    if n < 2:
-        return -1, 0.0
-    w = cfg.window
-    padded = np.concatenate([np.full(w, np.nan), logg, np.full(w, np.nan)])
-    windows = np.lib.stride_tricks.sliding_window_view(padded, w)
-    # before[j] = median of logg[j-w+1 .. j]; after[j] = median of logg[j+1 .. j+w]
-    with np.errstate(all="ignore"):
-        import warnings
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            med = np.nanmedian(windows, axis=1)
-    before = med[1:n + 1]
-    after = med[w + 1:w + 1 + n]
-    score = after - before
-    score[~usable] = np.nan
-    score[-1] = np.nan
-    if np.all(np.isnan(score)):
-        return -1, 0.0
-    j = int(np.nanargmax(score))
-    return j, float(score[j])
+        ratio = i / v
+    idx = np.flatnonzero((np.abs(v) >= cfg.v_floor) & (ratio > 0) & np.isfinite(ratio))
+    m = idx.size
+    if m < 2:
+        return -1, -1, 0.0
+    logg = np.log(ratio[idx])
+    w = max(1, min(cfg.window, m // 2))
+    med = np.median(np.lib.stride_tricks.sliding_window_view(logg, w), axis=1)
+    # split after position j (j = w-1 .. m-w-1): before = med[j-w+1], after = med[j+1]
+    j_all = np.arange(w - 1, m - w)
+    score = med[j_all + 1] - med[j_all - w + 1]
+    j0 = int(j_all[np.argmax(score)])
+    near = np.arange(max(j0 - w + 1, 0), min(j0 + w, m - 1))
+    j = int(near[np.argmax(logg[near + 1] - logg[near])])
+    return int(idx[j]), int(idx[j + 1]), float(score.max())
+
+
+def _reset_onset(v: np.ndarray, i: np.ndarray, rise: np.ndarray, p: int) -> float:
+    """RESET threshold near the current maximum ``rise[p]`` of the rising branch, V.
+
+    The current is continuous at the onset (the transition curve starts on the LRS curve),
+    so the sample of largest current may be either side of it. The onset is taken where the
+    LRS line through ``rise[p-2], rise[p-1]`` meets the transition line through
+    ``rise[p+1], rise[p+2]``, limited to [V(rise[p-1]), V(rise[p+1])]; the midpoint of the
+    peak and the next sample when there are too few samples.
+    """
+    if p < 2 or p + 2 >= rise.size:
+        return 0.5 * (v[rise[p]] + v[rise[min(p + 1, rise.size - 1)]])
+    a, b, c, d = rise[p - 2], rise[p - 1], rise[p + 1], rise[p + 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        slope_l = (i[b] - i[a]) / (v[b] - v[a])
+        slope_t = (i[d] - i[c]) / (v[d] - v[c])
+        cross = (i[c] - i[b] + slope_l * v[b] - slope_t * v[c]) / (slope_l - slope_t)
+    if not np.isfinite(cross):
+        return 0.5 * (v[rise[p]] + v[c])
+    return float(np.clip(cross, v[b], v[c]))
 
 
 def extract_loop(t_order_v: np.ndarray, t_order_i: np.ndarray, cfg: ExtractConfig,
@@ -159,7 +177,7 @@ def extract_loop(t_order_v: np.ndarray, t_order_i: np.ndarray, cfg: ExtractConfi
         out.hrs_pre = cfg.u0 / _read_at(v[pre], i[pre], cfg.u0)
     # SET on the way down to the most negative sample
     down = np.arange(start, k_min + 1)
-    j, jump = _detect_set(v[down], i[down], cfg)
+    j, j_next, jump = _detect_set(v[down], i[down], cfg)
     if j < 0 or jump < np.log(cfg.set_ratio):
         ratio = float(np.exp(jump)) if j >= 0 else float("nan")
         out.problems.append(("US_V", f"no clean SET: largest conductance jump ×{ratio:.3g} "
@@ -167,7 +185,7 @@ def extract_loop(t_order_v: np.ndarray, t_order_i: np.ndarray, cfg: ExtractConfi
         set_index = None
     else:
         set_index = start + j
-        out.us = 0.5 * (v[set_index] + v[set_index + 1])
+        out.us = 0.5 * (v[set_index] + v[start + j_next])
     if positive_after.size == 0:
         return out
     first_pos = int(positive_after[0])
@@ -180,7 +198,7 @@ def extract_loop(t_order_v: np.ndarray, t_order_i: np.ndarray, cfg: ExtractConfi
     if peak >= k_max:
         out.problems.append(("UR_V", "no RESET: the current still grows at the largest voltage"))
     else:
-        out.ur = 0.5 * (v[peak] + v[peak + 1])
+        out.ur = _reset_onset(v, i, rise, int(np.argmax(i[rise])))
     before_reset = rise[rise <= peak]
     i_lrs = _read_at(v[before_reset], i[before_reset], cfg.u0)
     out.lrs = cfg.u0 / i_lrs if i_lrs > 0 else np.nan

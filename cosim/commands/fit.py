@@ -1,0 +1,78 @@
+"""`cosim fit`: fit the device model to a measurement CSV (cycle table or raw I–V loops)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def fit_command(
+    input_csv: Path = typer.Argument(..., help="Measurement CSV: cycle table or raw I–V loops."),
+    output: Path = typer.Option(..., "-o", "--output", help="Model file (JSON) to write."),
+    report: Optional[Path] = typer.Option(None, "--report",
+                                          help="Folder for the validation report."),
+    fmt: str = typer.Option("auto", "--format", help="auto | cycles | iv"),
+    seed: int = typer.Option(0, "--seed", help="Seed of the mixture fit and of the model "
+                                               "draws in the report."),
+    gamma_degree: int = typer.Option(4, "--gamma-degree", min=1, max=4,
+                                     help="Degree of the Γ polynomials."),
+    max_order: int = typer.Option(10, "--max-order", min=1, max=50,
+                                  help="Largest VAR order tried."),
+    ic: str = typer.Option("aic", "--ic", help="aic | bic | hqic: picks the VAR order."),
+    var_order: Optional[int] = typer.Option(None, "--var-order", min=1, max=50,
+                                            help="Force this VAR order."),
+    max_components: int = typer.Option(4, "--max-components", min=1, max=10,
+                                       help="Largest number of D2D mixture components."),
+    u0: float = typer.Option(0.2, "--u0", help="Read voltage U0 in V."),
+    base_model: Optional[Path] = typer.Option(
+        None, "--base-model", help="Model that supplies the I–V basis, η and Umax when the "
+                                   "input is a cycle table (default: the shipped default)."),
+) -> None:
+    """Fit the generative device model to IN.csv and write MODEL.json (and a report)."""
+    from cosim.errors import CosimError
+
+    try:
+        _run(input_csv, output, report, fmt, seed, gamma_degree, max_order, ic, var_order,
+             max_components, u0, base_model)
+    except CosimError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from None
+
+
+def _run(input_csv: Path, output: Path, report: Optional[Path], fmt: str, seed: int,
+         gamma_degree: int, max_order: int, ic: str, var_order: Optional[int],
+         max_components: int, u0: float, base_model: Optional[Path]) -> None:
+    from cosim.device.modelfile import load_model, save_model
+    from cosim.errors import CosimError
+    from cosim.fit.extract import ExtractConfig
+    from cosim.fit.fit import FitConfig, fit_file
+    from cosim.fit.report import write_report
+
+    if fmt not in ("auto", "cycles", "iv"):
+        raise CosimError(f"--format must be auto, cycles or iv (got {fmt!r})")
+    if ic not in ("aic", "bic", "hqic"):
+        raise CosimError(f"--ic must be aic, bic or hqic (got {ic!r})")
+    if not u0 > 0:
+        raise CosimError("--u0 must be positive")
+    config = FitConfig(gamma_degree=gamma_degree, max_var_order=max_order, ic=ic,  # type: ignore[arg-type]
+                       var_order=var_order, max_components=max_components, seed=seed,
+                       extract=ExtractConfig(u0=u0))
+    base = load_model(base_model) if base_model is not None else None
+    result = fit_file(input_csv, fmt, config, base)  # type: ignore[arg-type]
+    save_model(result.model, output)
+    m = result.model
+    typer.echo(f"wrote {output}: {result.device_stats.shape[0]} devices, {len(result.table)} "
+               f"cycles, VAR({m.var_order}), K={m.n_components}, "
+               f"{len(result.qc)} QC entries")
+    if report is not None:
+        path = write_report(result, report, seed=seed, model_path=str(output))
+        typer.echo(f"report: {path}")
+    sys.stdout.flush()
+
+
+def register(app: typer.Typer) -> None:
+    """Add `cosim fit` to the CLI."""
+    app.command("fit")(fit_command)

@@ -1,0 +1,391 @@
+"""Validation report of a fit: the data and the fitted model side by side.
+
+:func:`feature_statistics` computes the statistics of DESIGN §3.7 (mean, within-device sd,
+sd of device means, 1 %/99 % quantiles, within-device autocorrelation at given lags) and
+:func:`correlation_matrix` the lag-0 correlation of the within-device standardized features.
+:func:`write_report` draws the fitted model's own data (same devices × cycles, seeded), and
+writes ``report.md`` with PNG figures (matplotlib, Agg backend), ``statistics.csv``,
+``qc.csv``, ``device_stats.csv`` and the information-criterion tables.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cosim.fit.fit import FEATURE_NAMES, FitResult, device_codes, feature_matrix, lag_rows
+from cosim.fit.readers import write_table
+
+FEATURE_LABELS = ("log10 HRS [log10 Ω]", "US [V]", "LRS [Ω]", "UR [V]")
+DEFAULT_LAGS = (1, 10, 50)
+
+
+# --------------------------------------------------------------------------- statistics
+def _sorted_arrays(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    codes, _ = device_codes(table)
+    cycles = table["cycle"].to_numpy()
+    order = np.lexsort((cycles, codes))
+    return feature_matrix(table)[order], codes[order], cycles[order]
+
+
+def autocorrelation(y: np.ndarray, codes: np.ndarray, cycles: np.ndarray,
+                    lags: tuple[int, ...] | np.ndarray) -> np.ndarray:
+    """Within-device autocorrelation (len(lags), 4), pooled over devices.
+
+    Deviations from each device's mean; at lag k the mean product over all pairs of the same
+    device that are exactly k cycles apart, divided by the pooled within-device variance.
+    Rows must be sorted by (device, cycle).
+    """
+    means = pd.DataFrame(y).groupby(codes).transform("mean").to_numpy()
+    dev = y - means
+    var = np.mean(dev ** 2, axis=0)
+    out = np.full((len(lags), y.shape[1]), np.nan)
+    for i, k in enumerate(lags):
+        n = y.shape[0]
+        if k >= n:
+            continue
+        ok = (codes[k:] == codes[:-k]) & (cycles[k:] - cycles[:-k] == k)
+        if ok.any():
+            out[i] = np.mean(dev[k:][ok] * dev[:-k][ok], axis=0) / var
+    return out
+
+
+def feature_statistics(table: pd.DataFrame,
+                       lags: tuple[int, ...] = DEFAULT_LAGS) -> pd.DataFrame:
+    """DESIGN §3.7 statistics per feature (HRS in log10 Ω, LRS in Ω, US/UR in V)."""
+    y, codes, cycles = _sorted_arrays(table)
+    frame = pd.DataFrame(y).groupby(codes)
+    dev_mean = frame.mean().to_numpy()
+    dev_var = frame.var(ddof=1).to_numpy()
+    acf = autocorrelation(y, codes, cycles, lags)
+    records = []
+    for j, name in enumerate(FEATURE_NAMES):
+        rec = {"feature": name, "mean": float(np.mean(y[:, j])),
+               "within_sd": float(np.sqrt(np.nanmean(dev_var[:, j]))),
+               "sd_device_means": float(np.std(dev_mean[:, j], ddof=1))
+               if dev_mean.shape[0] > 1 else np.nan,
+               "q01": float(np.quantile(y[:, j], 0.01)),
+               "q99": float(np.quantile(y[:, j], 0.99))}
+        for i, k in enumerate(lags):
+            rec[f"acf{k}"] = float(acf[i, j])
+        records.append(rec)
+    return pd.DataFrame(records).set_index("feature")
+
+
+def correlation_matrix(table: pd.DataFrame) -> np.ndarray:
+    """Lag-0 correlation (4×4) of the within-device standardized features."""
+    y, codes, _ = _sorted_arrays(table)
+    grouped = pd.DataFrame(y).groupby(codes)
+    z = (y - grouped.transform("mean").to_numpy()) / grouped.transform("std").to_numpy()
+    z = z[np.all(np.isfinite(z), axis=1)]
+    return np.corrcoef(z, rowvar=False)
+
+
+def read_currents(table: pd.DataFrame, u0: float = 0.2) -> dict[str, float]:
+    """Median read current I(U0) = U0/R in the LRS and the HRS, A."""
+    return {"I_LRS_median_A": float(np.median(u0 / table["LRS_ohm"].to_numpy())),
+            "I_HRS_median_A": float(np.median(u0 / table["HRS_ohm"].to_numpy()))}
+
+
+# --------------------------------------------------------------------------- model data
+def simulate_cycles(model: Any, n_devices: int, n_cycles: int, seed: int = 0) -> pd.DataFrame:
+    """Cycle table drawn from ``model`` (devices 0..n−1, cycles 0..C−1), SI units."""
+    from cosim.device.model import feature_sequences
+
+    y = feature_sequences(model, seed, np.arange(n_devices), n_cycles).reshape(-1, 4)
+    hrs = np.power(10.0, y[:, 0]) if model.hrs_log10 else y[:, 0]
+    return pd.DataFrame({
+        "device": np.repeat(np.arange(n_devices), n_cycles).astype(str),
+        "cycle": np.tile(np.arange(n_cycles, dtype=np.int64), n_devices),
+        "HRS_ohm": hrs, "US_V": y[:, 1], "LRS_ohm": y[:, 2], "UR_V": y[:, 3]})
+
+
+def sweep_waveform(v_set: float = -2.0, v_reset: float = 1.5, step: float = 0.01,
+                   u0: float = 0.2) -> np.ndarray:
+    """One loop: read at U0, 0 → v_set → 0 → v_reset → 0 in steps of ``step`` V."""
+    def ramp(a: float, b: float) -> np.ndarray:
+        n = int(round(abs(b - a) / step))
+        return np.linspace(a, b, n + 1)[1:]
+    return np.concatenate([[u0, 0.0], ramp(0.0, v_set), ramp(v_set, 0.0), ramp(0.0, v_reset),
+                           ramp(v_reset, 0.0)])
+
+
+def simulate_iv_loops(model: Any, n_devices: int, n_cycles: int, seed: int = 0,
+                      step: float = 0.01, v_set: float = -2.0, v_reset: float = 1.5,
+                      noise: bool = False) -> pd.DataFrame:
+    """Raw I–V loops of ``model`` (tidy: device, cycle, t_s, V, I) from the reference model.
+
+    Each loop is :func:`sweep_waveform` (one sample per voltage level, 1 µs apart); with
+    ``noise`` the model's read noise is added to every sample.
+    """
+    from cosim.device.model import DeviceArray
+
+    wave = sweep_waveform(v_set, v_reset, step, model.u0)
+    array = DeviceArray(model, n_devices=n_devices, seed=seed)
+    currents = np.empty((n_cycles, wave.size, n_devices))
+    for c in range(n_cycles):
+        for s, u in enumerate(wave):
+            array.apply(u)
+            currents[c, s] = array.read(u, noise=noise) if noise else array.current(u)
+    samples = wave.size
+    per_device = n_cycles * samples
+    return pd.DataFrame({
+        "device": np.repeat(np.arange(n_devices), per_device).astype(str),
+        "cycle": np.tile(np.repeat(np.arange(n_cycles, dtype=np.int64), samples), n_devices),
+        "t_s": np.tile(np.arange(per_device) * 1e-6, n_devices),
+        "V": np.tile(wave, n_cycles * n_devices),
+        "I": currents.transpose(2, 0, 1).reshape(-1)})
+
+
+# --------------------------------------------------------------------------- comparison
+@dataclass
+class Comparison:
+    """Statistics of data and model (same devices × cycles as the fit data, capped)."""
+
+    data_stats: pd.DataFrame
+    model_stats: pd.DataFrame
+    data_corr: np.ndarray
+    model_corr: np.ndarray
+    data_currents: dict[str, float]
+    model_currents: dict[str, float]
+    model_table: pd.DataFrame
+
+
+def compare(result: FitResult, seed: int = 0, max_devices: int = 512,
+            max_cycles: int = 3000) -> Comparison:
+    """Draw data from the fitted model and compute the statistics of both."""
+    counts = result.table.groupby("device").size()
+    n_dev = int(min(max_devices, counts.size))
+    n_cyc = int(min(max_cycles, counts.median()))
+    model_table = simulate_cycles(result.model, n_dev, max(n_cyc, 2), seed)
+    return Comparison(
+        data_stats=feature_statistics(result.table), model_stats=feature_statistics(model_table),
+        data_corr=correlation_matrix(result.table), model_corr=correlation_matrix(model_table),
+        data_currents=read_currents(result.table, result.model.u0),
+        model_currents=read_currents(model_table, result.model.u0), model_table=model_table)
+
+
+# --------------------------------------------------------------------------- figures
+def _figure(path: Path, draw: Any, size: tuple[float, float]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=size)
+    try:
+        draw(fig)
+        fig.tight_layout()
+        fig.savefig(path, dpi=90)
+    finally:
+        plt.close(fig)
+
+
+def _plot_marginals(fig: Any, data: np.ndarray, model: np.ndarray) -> None:
+    for j in range(4):
+        ax = fig.add_subplot(2, 4, j + 1)
+        lo, hi = np.quantile(np.concatenate([data[:, j], model[:, j]]), [0.001, 0.999])
+        bins = np.linspace(lo, hi, 60)
+        ax.hist(data[:, j], bins=bins, density=True, alpha=0.5, label="data")
+        ax.hist(model[:, j], bins=bins, density=True, histtype="step", lw=1.5, label="model")
+        ax.set_xlabel(FEATURE_LABELS[j])
+        if j == 0:
+            ax.legend(fontsize=7)
+        ax = fig.add_subplot(2, 4, j + 5)
+        p = np.linspace(0.001, 0.999, 199)
+        qd, qm = np.quantile(data[:, j], p), np.quantile(model[:, j], p)
+        ax.plot(qm, qd, ".", ms=3)
+        ax.plot([qd.min(), qd.max()], [qd.min(), qd.max()], "k-", lw=0.8)
+        ax.set_xlabel(f"model quantile {FEATURE_NAMES[j]}")
+        ax.set_ylabel("data quantile")
+
+
+def _plot_acf(fig: Any, result: FitResult, comp: Comparison) -> None:
+    lags = np.arange(1, 51)
+    yd, cd, nd = _sorted_arrays(result.table)
+    ym, cm, nm = _sorted_arrays(comp.model_table)
+    acf_d = autocorrelation(yd, cd, nd, lags)
+    acf_m = autocorrelation(ym, cm, nm, lags)
+    for j in range(4):
+        ax = fig.add_subplot(1, 4, j + 1)
+        ax.plot(lags, acf_d[:, j], "o", ms=3, label="data")
+        ax.plot(lags, acf_m[:, j], "-", label="model")
+        ax.axhline(0, color="k", lw=0.5)
+        ax.set_xlabel("lag [cycles]")
+        ax.set_title(FEATURE_NAMES[j])
+        if j == 0:
+            ax.set_ylabel("within-device autocorrelation")
+            ax.legend(fontsize=7)
+
+
+def _plot_corr(fig: Any, comp: Comparison) -> None:
+    for k, (title, mat) in enumerate((("data", comp.data_corr), ("model", comp.model_corr))):
+        ax = fig.add_subplot(1, 2, k + 1)
+        im = ax.imshow(mat, vmin=-1, vmax=1, cmap="RdBu_r")
+        ax.set_xticks(range(4), FEATURE_NAMES)
+        ax.set_yticks(range(4), FEATURE_NAMES)
+        for i in range(4):
+            for j in range(4):
+                ax.text(j, i, f"{mat[i, j]:+.2f}", ha="center", va="center", fontsize=8)
+        ax.set_title(f"lag-0 correlation, {title}")
+    fig.colorbar(im, ax=fig.axes, shrink=0.8)
+
+
+def _plot_d2d(fig: Any, result: FitResult, comp: Comparison) -> None:
+    def device_vectors(table: pd.DataFrame) -> np.ndarray:
+        y, codes, _ = _sorted_arrays(table)
+        g = pd.DataFrame(y).groupby(codes)
+        return np.hstack([g.mean().to_numpy(), g.std().to_numpy()])
+    vd, vm = device_vectors(result.table), device_vectors(comp.model_table)
+    pairs = [(0, 2, "mean log10 HRS", "mean LRS"), (1, 3, "mean US", "mean UR"),
+             (0, 4, "mean log10 HRS", "sd log10 HRS"), (2, 6, "mean LRS", "sd LRS")]
+    for k, (a, b, la, lb) in enumerate(pairs):
+        ax = fig.add_subplot(1, 4, k + 1)
+        ax.plot(vd[:, a], vd[:, b], "o", ms=3, alpha=0.6, label="data")
+        ax.plot(vm[:, a], vm[:, b], "x", ms=3, alpha=0.6, label="model")
+        ax.set_xlabel(la)
+        ax.set_ylabel(lb)
+        if k == 0:
+            ax.legend(fontsize=7)
+
+
+def _plot_iv(fig: Any, result: FitResult, loops: int = 4) -> None:
+    from cosim.device.model import current, r_from_resistance
+
+    frame = result.iv_frame
+    model = result.model
+    table = result.table.set_index(["device", "cycle"])
+    keys = list(table.index[:: max(1, len(table) // loops)][:loops])
+    ax = fig.add_subplot(1, 1, 1)
+    u_neg = np.linspace(-2.0, 0.0, 200)
+    u_pos = np.linspace(0.0, model.umax, 200)
+    for n, (dev, cyc) in enumerate(keys):
+        loop = frame[(frame["device"] == dev) & (frame["cycle"] == cyc)]
+        ax.semilogy(loop["V"], np.abs(loop["I"]), ".", ms=2, color=f"C{n}",
+                    label=f"data {dev}/{cyc}")
+        row = table.loc[(dev, cyc)]
+        for u, res in ((u_neg, row["HRS_ohm"]), (u_neg, row["LRS_ohm"]), (u_pos, row["LRS_ohm"])):
+            ax.semilogy(u, np.abs(current(model, u, r_from_resistance(model, res))), "-",
+                        lw=0.8, color=f"C{n}")
+    ax.set_xlabel("V [V]")
+    ax.set_ylabel("|I| [A]")
+    ax.set_title("measured loops (dots) and fitted I(U; r) at their HRS / LRS (lines)")
+    ax.legend(fontsize=7)
+
+
+# --------------------------------------------------------------------------- markdown
+def _stats_table(comp: Comparison) -> str:
+    cols = list(comp.data_stats.columns)
+    head = "| feature | source | " + " | ".join(cols) + " |"
+    lines = [head, "|" + "---|" * (len(cols) + 2)]
+    for name in FEATURE_NAMES:
+        for source, stats in (("data", comp.data_stats), ("model", comp.model_stats)):
+            cells = [f"{stats.loc[name, c]:.4g}" for c in cols]
+            lines.append(f"| {name} | {source} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _matrix_md(mat: np.ndarray) -> str:
+    lines = ["| | " + " | ".join(FEATURE_NAMES) + " |", "|---" * 5 + "|"]
+    for i, name in enumerate(FEATURE_NAMES):
+        lines.append(f"| {name} | " + " | ".join(f"{v:+.3f}" for v in mat[i]) + " |")
+    return "\n".join(lines)
+
+
+def render_markdown(result: FitResult, comp: Comparison, figures: list[str],
+                    model_path: str | None) -> str:
+    """The report text (markdown)."""
+    m = result.model
+    prov = m.provenance
+    n_dev = result.device_stats.shape[0]
+    parts = [
+        "# Device-model fit report", "",
+        f"Input: `{prov.get('input_file', '?')}` ({result.kind}); devices used: {n_dev}; "
+        f"cycles used: {len(result.table)}; seed: {prov.get('seed')}."
+        + (f" Model file: `{model_path}`." if model_path else ""), "",
+        "## Fitted model", "",
+        f"* VAR order p = {m.var_order} (criterion: {prov.get('var_order_criterion')}); "
+        f"spectral radius of the companion matrix "
+        f"{np.max(np.abs(np.linalg.eigvals(m.companion()))):.4f}.",
+        f"* Stationary latent variance: "
+        + ", ".join(f"{n} {v:.3f}" for n, v in zip(FEATURE_NAMES,
+                                                     np.diag(m.stationary_covariance()))),
+        f"* D2D mixture: K = {m.n_components}, weights "
+        + ", ".join(f"{w:.3f}" for w in m.d2d_weights) + ".",
+        f"* I–V basis, η = {m.eta:.4g}, Umax = {m.umax:.4g} V: {prov.get('iv', {}).get('source')}.",
+        "", "Information criteria per VAR order (same rows for every order):", "",
+        result.order_table.to_markdown(index=False, floatfmt=".6g")
+        if _has_tabulate() else result.order_table.to_string(index=False), "",
+        "BIC per number of mixture components:", "",
+        result.mixture_table.to_markdown(index=False, floatfmt=".6g")
+        if _has_tabulate() else result.mixture_table.to_string(index=False), "",
+        "## Statistics of data and model (DESIGN §3.7)", "",
+        "The model columns come from data drawn from the fitted model with the same number of "
+        "devices and cycles (seeded). HRS in log10 Ω, LRS in Ω, US/UR in V; `acfK` is the "
+        "within-device autocorrelation at lag K.", "",
+        _stats_table(comp), "",
+        f"Median read current at U0: data LRS {comp.data_currents['I_LRS_median_A'] * 1e6:.3g} µA, "
+        f"HRS {comp.data_currents['I_HRS_median_A'] * 1e6:.3g} µA; model LRS "
+        f"{comp.model_currents['I_LRS_median_A'] * 1e6:.3g} µA, HRS "
+        f"{comp.model_currents['I_HRS_median_A'] * 1e6:.3g} µA.", "",
+        "Lag-0 correlation of the within-device standardized features, data:", "",
+        _matrix_md(comp.data_corr), "", "model:", "", _matrix_md(comp.model_corr), "",
+        "## Figures", "",
+    ]
+    parts += [f"![{f}]({f})" for f in figures]
+    parts += ["", "## Quality control", "", result.qc.to_markdown()]
+    return "\n".join(parts) + "\n"
+
+
+def _has_tabulate() -> bool:
+    try:
+        import tabulate  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_report(result: FitResult, folder: str | Path, seed: int = 0,
+                 model_path: str | None = None) -> Path:
+    """Write the report into ``folder``; returns the path of ``report.md``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    comp = compare(result, seed=seed)
+    y_data = result.features
+    y_model = feature_matrix(comp.model_table)
+    figures = {
+        "marginals.png": (lambda fig: _plot_marginals(fig, y_data, y_model), (14, 6)),
+        "autocorrelation.png": (lambda fig: _plot_acf(fig, result, comp), (14, 3.5)),
+        "correlation.png": (lambda fig: _plot_corr(fig, comp), (10, 4.5)),
+        "d2d.png": (lambda fig: _plot_d2d(fig, result, comp), (14, 3.5)),
+    }
+    if result.iv_frame is not None:
+        figures["iv.png"] = (lambda fig: _plot_iv(fig, result), (8, 5))
+    for name, (draw, size) in figures.items():
+        _figure(folder / name, draw, size)
+    stats = pd.concat({"data": comp.data_stats, "model": comp.model_stats}, names=["source"])
+    write_table(stats.reset_index(), folder / "statistics.csv")
+    write_table(result.qc.to_frame(), folder / "qc.csv")
+    write_table(result.device_stats, folder / "device_stats.csv")
+    write_table(result.order_table, folder / "var_order.csv")
+    write_table(result.mixture_table, folder / "mixture.csv")
+    report = folder / "report.md"
+    _write_text(report, render_markdown(result, comp, list(figures), model_path))
+    return report
