@@ -2,7 +2,7 @@
 the fast nodal solver, VACASK).
 
 Vector names are normalised to lower case: node voltages ``v(node)``, branch currents
-``i(element)``, the sweep variable as ``time`` / ``frequency`` / ``v-sweep``. Values are SI
+``i(element)``, the sweep variable as ``time`` / ``frequency`` / ``v(v-sweep)``. Values are SI
 units (V, A, s, Hz); complex analyses hold complex arrays.
 """
 
