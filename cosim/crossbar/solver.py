@@ -152,7 +152,7 @@ def build_system(crossbar: Crossbar) -> NodalSystem:
     b = np.concatenate([row_node[:, 1:].ravel(), col_node[1:, :].ravel()])
     g = np.concatenate([np.full(m * (n - 1), g_row), np.full((m - 1) * n, g_col)])
     size = 2 * m * n
-    diag = np.bincount(a, g, minlength=size) + np.bincount(b, g, minlength=size)
+    diag = np.bincount(a, g, minlength=size).astype(float) + np.bincount(b, g, minlength=size)
     diag[row_node[:, 0]] += g_source
     diag[col_node[-1, :]] += g_sense
     rows = np.concatenate([a, b, np.arange(size)])
