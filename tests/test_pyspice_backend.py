@@ -51,7 +51,8 @@ def render_test(template: str, **context: object) -> str:
 def network(osdi: dict[str, Path], vin: float, r1: float, r2: float,
             g: float | None = None, k: float = 0.0) -> str:
     return render_test("va_network.cir.j2", lin_osdi=osdi["lin_res"],
-                       cubic_osdi=osdi["cubic_cond"], vin=vin, r1=r1, r2=r2, g=g, k=k)
+                       cubic_osdi=osdi["cubic_cond"], vin=vin, r1=r1, r2=r2, g=g, k=k,
+                       sweep=None)
 
 
 def mid_voltage(vin: float, r1: float, r2: float, g: float = 0.0, k: float = 0.0) -> float:

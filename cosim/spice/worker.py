@@ -250,7 +250,9 @@ class NgSpiceEngine:
         """All vectors of one plot as ``{name, type, vectors, units}``."""
         vectors: dict[str, np.ndarray] = {}
         units: dict[str, str] = {}
-        for raw in self._string_array(self._lib.ngSpice_AllVecs(plot_type.encode())):
+        # ngSpice_AllVecs lists the newest vector first; reverse to the raw-file order
+        # (scale vector first: time, frequency, v(v-sweep)).
+        for raw in reversed(self._string_array(self._lib.ngSpice_AllVecs(plot_type.encode()))):
             values, vtype = self._vector(f"{plot_type}.{raw}".encode())
             key = vector_key(raw, vtype)
             vectors[key] = values
