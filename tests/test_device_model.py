@@ -208,3 +208,11 @@ def test_adc_quantization(model) -> None:
     d.apply(-2.0)
     i = d.read(adc_bits=6, adc_full_scale=1e-4)
     assert np.allclose(np.round(i / (2e-4 / 64)), i / (2e-4 / 64))
+
+
+def test_fast_engine_equals_reference_sequences(model) -> None:
+    ids = np.array([0, 3, 9, 2**20, 77])
+    ref = dm.feature_sequences(model, 13, ids, 25)
+    engine = dm.FeatureEngine(model, 13, ids)
+    got = np.stack([engine.step().copy() for _ in range(25)], axis=1)
+    np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-9)

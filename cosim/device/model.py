@@ -122,6 +122,55 @@ def feature_sequences(model: DeviceModel, seed: int, device_ids: np.ndarray, n_c
     return psi_transform(model, params, x)
 
 
+class FeatureEngine:
+    """Fast path: all devices advance together, one cycle per :meth:`step` (VAR recursion).
+
+    Produces exactly the features of :func:`feature_sequences` (method ``"var"``) with
+    preallocated feature-major buffers and a ring-buffer lag history (no copies of it).
+    """
+
+    def __init__(self, model: DeviceModel, seed: int, device_ids: np.ndarray,
+                 params: Optional[DeviceParams] = None) -> None:
+        ids = np.asarray(device_ids, dtype=np.int64)
+        self.model = model
+        self.params = params if params is not None else draw_d2d(model, seed, ids)
+        prefix = rng.hash_prefix(np.uint32(rng.check_seed(seed)), ids.astype(np.uint32))
+        self._normals = rng.C2CNormals(prefix)
+        n, p = ids.size, model.var_order
+        self.cycle = 0
+        self._p = p
+        self._hist = np.zeros((4 * max(p, 1), n))
+        self._eps = np.empty((4, n))
+        self._x = np.empty((4, n))
+        self._y = np.empty((4, n))
+        self._mu = np.ascontiguousarray(self.params.mu.T)
+        self._sigma = np.ascontiguousarray(self.params.sigma.T)
+        self._gamma = [model.gamma[:, j][:, None] for j in range(model.gamma.shape[1])]
+        # ring slot s holds x_m with m % p == s; at cycle n slot s carries lag ((n - s) mod p) or p
+        self._big = [np.concatenate([model.var_lags[(k - s - 1) % p] for s in range(p)], axis=1)
+                     for k in range(p)] if p else []
+
+    def step(self) -> np.ndarray:
+        """Features y (N, 4) of the current cycle (a transposed view of a reused (4, N)
+        buffer: copy it to keep it); then move to the next cycle."""
+        n, p = self.cycle, self._p
+        eps = self._normals.fill(n, self._eps)
+        x = np.matmul(self.model.var_chol, eps, out=self._x)
+        if p:
+            k = n % p
+            x += self._big[k] @ self._hist
+            self._hist[4 * k: 4 * k + 4] = x
+        y = self._y
+        y[:] = self._gamma[0]
+        for g in self._gamma[1:]:
+            y *= x
+            y += g
+        y *= self._sigma
+        y += self._mu
+        self.cycle += 1
+        return y.T
+
+
 def hrs_ohm(model: DeviceModel, y_hrs: ArrayLike) -> ArrayLike:
     """HRS feature value → Ω."""
     return np.power(10.0, y_hrs) if model.hrs_log10 else y_hrs
