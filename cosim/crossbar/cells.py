@@ -254,7 +254,8 @@ class VerilogACells:
 
     @property
     def is_linear(self) -> bool:
-        return self._nodal().is_linear
+        """Linear if the nodal equivalent is (False when there is none)."""
+        return self.equivalent is not None and self.equivalent.is_linear
 
     def _nodal(self) -> CellModel:
         if self.equivalent is None:

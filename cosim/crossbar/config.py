@@ -253,6 +253,8 @@ def render(config: CrossbarConfig, base_dir: Path = Path(".")) -> str:
     """Netlist text (read or write bench) for ``config``."""
     crossbar = build_crossbar(config, base_dir)
     title = f"cosim crossbar {config.bench} {config.rows}x{config.cols} {config.access} {config.cells.kind}"
+    if config.differential:
+        title += " differential"
     if config.cells.random_seed is not None:
         title += f" seed={config.cells.random_seed}"
     if config.bench == "read":
