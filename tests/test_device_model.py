@@ -216,3 +216,12 @@ def test_fast_engine_equals_reference_sequences(model) -> None:
     engine = dm.FeatureEngine(model, 13, ids)
     got = np.stack([engine.step().copy() for _ in range(25)], axis=1)
     np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-9)
+
+
+def test_device_ids_must_be_rng_key_words(model) -> None:
+    with pytest.raises(ValueError, match="device ids"):
+        dm.DeviceArray(model, device_ids=np.array([0, 2**31]))
+    with pytest.raises(ValueError, match="device ids"):
+        dm.feature_sequences(model, 0, np.array([-1]), 3)
+    with pytest.raises(ValueError, match="seed"):
+        dm.DeviceArray(model, 3, seed=2**31)

@@ -143,3 +143,10 @@ def test_synaptogen_import_reports_missing_keys(tmp_path: Path) -> None:
     path.write_text(json.dumps(src))
     with pytest.raises(ModelFileError, match="LDtD"):
         import_synaptogen(path)
+
+
+def test_models_compare_by_value(model: DeviceModel) -> None:
+    same = DeviceModel.from_dict(model.to_dict())
+    assert same == model
+    other = DeviceModel.from_dict(_mutated(model, eta=3.0))
+    assert other != model

@@ -26,6 +26,17 @@ HRS, US, LRS, UR = 0, 1, 2, 3
 ArrayLike = Union[float, np.ndarray]
 
 
+def check_device_ids(device_ids: object) -> np.ndarray:
+    """Device ids as int64, each in [0, 2**31 - 1] (they are RNG key words)."""
+    ids = np.asarray(device_ids)
+    if ids.ndim != 1 or (ids.size and ids.dtype.kind not in "iu"):
+        raise ValueError("device ids must be a 1-D array of integers")
+    ids = ids.astype(np.int64)
+    if ids.size and (ids.min() < 0 or ids.max() > rng.MASK31):
+        raise ValueError("device ids must lie in [0, 2**31 - 1]")
+    return ids
+
+
 # --------------------------------------------------------------------------- D2D
 @dataclass
 class DeviceParams:
@@ -40,7 +51,7 @@ class DeviceParams:
 def draw_d2d(model: DeviceModel, seed: int, device_ids: np.ndarray) -> DeviceParams:
     """Pick a mixture component per device, then ``[μ; σ] = μDtD[:, k] + L_k z``."""
     seed = rng.check_seed(seed)
-    ids = np.asarray(device_ids, dtype=np.int64)
+    ids = check_device_ids(device_ids)
     u = rng.uniform(seed, ids, 0, rng.STREAM_D2D_COMPONENT, 0)
     cum = np.cumsum(model.d2d_weights) / model.d2d_weights.sum()
     comp = np.minimum(np.searchsorted(cum, u, side="right"), model.n_components - 1)
@@ -55,7 +66,7 @@ def draw_d2d(model: DeviceModel, seed: int, device_ids: np.ndarray) -> DevicePar
 def innovations(seed: int, device_ids: np.ndarray, cycles: np.ndarray) -> np.ndarray:
     """ε (N, C, 4) for the given devices and cycle numbers."""
     seed = rng.check_seed(seed)
-    prefix = rng.hash_prefix(np.uint32(seed), np.asarray(device_ids, dtype=np.uint32))
+    prefix = rng.hash_prefix(np.uint32(seed), check_device_ids(device_ids).astype(np.uint32))
     return np.stack([rng.c2c_normals(prefix, int(c)) for c in np.asarray(cycles)], axis=1)
 
 
@@ -110,7 +121,7 @@ def feature_sequences(model: DeviceModel, seed: int, device_ids: np.ndarray, n_c
                       method: str = "var", ma_order: int = DEFAULT_MA_ORDER,
                       params: Optional[DeviceParams] = None) -> np.ndarray:
     """Features y (N, C, 4) of cycles 0..C-1 (HRS in log10 Ω if the model says so)."""
-    ids = np.asarray(device_ids, dtype=np.int64)
+    ids = check_device_ids(device_ids)
     params = params if params is not None else draw_d2d(model, seed, ids)
     eps = innovations(seed, ids, np.arange(n_cycles))
     if method == "var":
@@ -131,7 +142,7 @@ class FeatureEngine:
 
     def __init__(self, model: DeviceModel, seed: int, device_ids: np.ndarray,
                  params: Optional[DeviceParams] = None) -> None:
-        ids = np.asarray(device_ids, dtype=np.int64)
+        ids = check_device_ids(device_ids)
         self.model = model
         self.params = params if params is not None else draw_d2d(model, seed, ids)
         prefix = rng.hash_prefix(np.uint32(rng.check_seed(seed)), ids.astype(np.uint32))
@@ -246,7 +257,7 @@ class DeviceArray:
             device_ids = np.arange(n_devices)
         self.model = model
         self.seed = rng.check_seed(seed)
-        self.ids = np.asarray(device_ids, dtype=np.int64)
+        self.ids = check_device_ids(device_ids)
         if method not in ("var", "ma"):
             raise ValueError(f"method must be 'var' or 'ma', got {method!r}")
         self.method = method

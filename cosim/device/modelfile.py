@@ -47,7 +47,7 @@ GAMMA_CHECK_RANGE = (-4.0, 4.0)
 DEFAULT_MA_ORDER = 50
 
 
-@dataclass
+@dataclass(eq=False)
 class DeviceModel:
     """All parameters of the generative device model. Arrays are float64 numpy arrays."""
 
@@ -78,6 +78,11 @@ class DeviceModel:
             setattr(self, name, _as_float(name, getattr(self, name)))
         self.features = tuple(self.features)
         validate(self)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, DeviceModel):
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
 
     # ----------------------------------------------------------------- derived
     @property
