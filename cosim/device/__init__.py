@@ -16,9 +16,15 @@ from cosim.device.modelfile import (
     save_model,
 )
 
+from cosim.device.model import DeviceArray, FeatureEngine, draw_d2d, feature_sequences
+
 __all__ = [
     "DEFAULT_MA_ORDER",
+    "DeviceArray",
     "DeviceModel",
+    "FeatureEngine",
+    "draw_d2d",
+    "feature_sequences",
     "import_synaptogen",
     "load_model",
     "ma_coefficients",
