@@ -81,3 +81,14 @@ def test_programming_with_read_noise(model) -> None:
     assert res.success.mean() > 0.95
     # verify reads are noisy, so a few achieved values may sit just outside the band
     assert np.mean(np.abs(res.relative_error) <= 0.06) > 0.95
+
+
+def test_target_just_above_lrs_retries_on_next_cycles(model) -> None:
+    """A target above this cycle's LRS conductance is tried again on later cycles."""
+    devices = DeviceArray(model, 40, seed=12)
+    g_lrs0 = 1.0 / devices.lrs
+    target = g_lrs0 * 1.08  # 8 % above cycle 0's LRS conductance, tolerance 5 %
+    res = pg.program(devices, target, pg.ProgramConfig(tolerance=0.05, max_attempts=6))
+    assert res.attempts.max() > 1
+    assert np.all(devices.cycle[res.attempts > 1] >= 1)  # later attempts used new cycles
+    assert res.success.mean() > 0.3  # some later cycle had a lower LRS

@@ -281,6 +281,7 @@ class DeviceArray:
         self.r_lrs_reset = np.zeros(n)
         self.read_count = np.zeros(n, dtype=np.int64)
         self._advance(np.ones(n, dtype=bool), first=True)
+        self.ur_thr[:] = self.ur
         self.r = self.r_of_resistance(self.hrs)
 
     # ------------------------------------------------------------ features

@@ -122,8 +122,14 @@ def program(devices: DeviceArray, target: np.ndarray | float,
         counters["set"][active] += 1
         ok, low, _ = verify(active)
         done |= ok
-        ramping = active & ~ok  # a device whose LRS is already below the band still ramps: it
-        u = start.copy()  # cannot get closer; it ends after the ramp as a failure
+        # a device whose LRS is already below the band cannot get closer by resetting: it
+        # skips the ramp and tries the next cycle's LRS in the next attempt
+        ramping = active & ~ok & ~low
+        skip = active & low
+        if skip.any():  # full RESET so that the next SET starts a new cycle
+            devices.apply(np.where(skip, umax, 0.0))
+            counters["reset"][skip] += 1
+        u = start.copy()
         last_good = start.copy()
         while True:
             ramping &= (u < umax + 1e-12) & (counters["set"] + counters["reset"] < cfg.max_pulses)
