@@ -112,12 +112,23 @@ class PreparedNetlist:
     title: str = ""
 
 
-def prepare_netlist(text: str) -> PreparedNetlist:
+def prepare_netlist(netlist: str | Path) -> PreparedNetlist:
     """Remove ``.control`` blocks and translate their commands for shared mode.
 
-    Raises :class:`NetlistError` naming the line for an unsupported control command, an
+    ``netlist`` is netlist *text* if a ``str``, a *file* if a ``Path``. Raises
+    :class:`NetlistError` naming the line for an unsupported control command, an
     unterminated block, or an OSDI path that is relative or missing.
     """
+    if isinstance(netlist, Path):
+        from cosim.spice.netlist_io import read_netlist_file
+
+        try:
+            return prepare_netlist(read_netlist_file(netlist))
+        except NetlistError as exc:
+            if str(netlist) in str(exc):
+                raise
+            raise NetlistError(f"{netlist}: {exc}") from exc
+    text = netlist
     if not isinstance(text, str) or not text.strip():
         raise NetlistError("empty netlist")
     prepared = PreparedNetlist(circuit="")
@@ -367,9 +378,12 @@ def close_shared_worker() -> None:
 atexit.register(close_shared_worker)
 
 
-def run_pyspice(netlist_text: str, *, timeout_s: float | None = None,
+def run_pyspice(netlist_text: str | Path, *, timeout_s: float | None = None,
                 recycle_after: int = RECYCLE_AFTER_RUNS) -> SimResult:
     """Run a netlist's analyses in libngspice (shared mode) and return all its plots.
+
+    ``netlist_text`` is netlist text, or a ``Path`` to a netlist file. Relative ``.include``
+    paths resolve against the working directory the worker was started in (the caller's).
 
     ``timeout_s`` (seconds, None = no limit) bounds the run; past it the worker process is
     killed and :class:`SimulationTimeout` raised. Errors in the ngspice output raise
@@ -416,7 +430,7 @@ class InProcessCircuit:
     bounds each request; a timeout or a crash of the worker ends the session.
     """
 
-    def __init__(self, netlist_text: str, *, timeout_s: float | None = None) -> None:
+    def __init__(self, netlist_text: str | Path, *, timeout_s: float | None = None) -> None:
         self.prepared = prepare_netlist(netlist_text)
         self.timeout_s = timeout_s
         self._pending: list[tuple[str, str, str]] = []

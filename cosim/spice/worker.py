@@ -18,6 +18,7 @@ Protocol: each request is ``(operation, kwargs)``; each answer is ``("ok", paylo
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
@@ -120,6 +121,9 @@ class NgSpiceEngine:
 
     def __init__(self, library_path: str) -> None:
         os.environ["NGSPICE_LIBRARY_PATH"] = library_path
+        # PySpice warns "Unsupported Ngspice version 46" (its vector-type table stops at 34);
+        # cosim reads ngspice's own type codes (VECTOR_TYPE_*), so the warning is noise.
+        logging.getLogger("PySpice").setLevel(logging.ERROR)
         from PySpice.Spice.NgSpice.Shared import NgSpiceShared, ffi
 
         self._ffi = ffi
