@@ -32,7 +32,9 @@ DEFAULT_MODULE = "cosim_reram"
 DEFAULT_TAU = 1e-9
 """Relaxation time [s] of the state nodes (counters, peak, latches)."""
 DEFAULT_DGATE = 1e-3
-"""Width [V] of the sigmoid threshold gates (the sharpness parameter, docs/veriloga.md)."""
+"""Width [V] of the threshold gates (the sharpness parameter, docs/veriloga.md)."""
+DEFAULT_DPEAK = 1e-5
+"""Width [V] of the smooth corner of the peak ratchet."""
 DEFAULT_TOL_LATCH = 1e-9
 """A latched index closer than this to its counter's round() holds its features."""
 MAX_ORDER = 500
@@ -50,13 +52,14 @@ class RenderOptions:
     latch: bool = True
     tau: float = DEFAULT_TAU
     dgate: float = DEFAULT_DGATE
+    dpeak: float = DEFAULT_DPEAK
     tol_latch: float = DEFAULT_TOL_LATCH
 
     def check(self) -> None:
         ident(self.module)
         if not 0 <= int(self.order) <= MAX_ORDER:
             raise CosimError(f"MA order J must lie in [0, {MAX_ORDER}], got {self.order}")
-        for name in ("tau", "dgate", "tol_latch"):
+        for name in ("tau", "dgate", "dpeak", "tol_latch"):
             value = getattr(self, name)
             if not (np.isfinite(value) and value > 0):
                 raise CosimError(f"{name} must be a positive number, got {value!r}")
@@ -104,6 +107,7 @@ def template_context(model: DeviceModel, options: RenderOptions = RenderOptions(
         "rng": _rng_constants(),
         "tau": float(options.tau),
         "dgate": float(options.dgate),
+        "dpeak": float(options.dpeak),
         "tol_latch": float(options.tol_latch),
     }
 
