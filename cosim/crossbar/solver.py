@@ -11,10 +11,11 @@ injected at the row drivers, and ``I_cell`` the cell currents. For linear cells 
 matrix A = A_w + stamp(G) is symmetric positive definite and depends on the conductances only,
 so it is factored once and every input vector costs two triangular solves (DESIGN §2).
 
-Nonlinear (polynomial) cells are solved by Newton's method in chord form: the Jacobian
-A_w + stamp(dI/dV) is factored at the first iterate and reused for all iterations and all input
-vectors of a batch while the iteration contracts fast; when it does not (contraction worse than
-``refactor_ratio``) the Jacobian is refactored at the current iterate. The residual is always
+Nonlinear (polynomial) cells are solved by Newton's method in chord form. The first estimate
+of each cell's voltage is its row input; the Jacobian A_w + stamp(dI/dV) there (averaged over
+the input vectors of a batch) is factored once and reused for all iterations, all input
+vectors and later batches while the iteration contracts fast; when it does not (contraction
+worse than ``refactor_ratio``) the Jacobian is refactored at the current iterate. The residual is always
 the exact KCL residual, so the converged result is the exact circuit solution (to ``rtol``).
 
 Factorizations: SuperLU (``scipy.sparse.linalg.splu``) with a fill-reducing ordering chosen
@@ -216,7 +217,7 @@ class NodalSolver:
         self,
         crossbar: Crossbar,
         factorization: Factorization = "auto",
-        rtol: float = 1e-13,
+        rtol: float = 1e-12,
         max_iter: int = 60,
         refactor_ratio: float = 0.25,
         chunk: int = 64,
@@ -230,6 +231,8 @@ class NodalSolver:
         self.system = build_system(crossbar)
         self.stats = SolveStats()
         self._linear_solve: Callable[[np.ndarray], np.ndarray] | None = None
+        self._chord: tuple[Callable[[np.ndarray], np.ndarray], np.ndarray] | None = None
+        """Factored chord Jacobian (solve, cell conductances [S]), kept across batches."""
 
     # -- public API -------------------------------------------------------------------
     def solve_many(self, inputs: np.ndarray) -> np.ndarray:
@@ -313,14 +316,20 @@ class NodalSolver:
         return self._newton(batch, b)
 
     def _newton(self, batch: np.ndarray, b: np.ndarray) -> np.ndarray:
-        cells, shape = self.crossbar.cells, self.crossbar.shape
-        typical = float(np.mean(np.abs(batch))) or abs(self.crossbar.v_read)
-        solve = self._factor(cells.static_conductance(typical))  # secant start
-        x = self._backsolve(solve, b)
-        previous = np.inf
+        cells, shape, system = self.crossbar.cells, self.crossbar.shape, self.system
+        count = len(batch)
+        # First estimate of each cell's voltage: its row input (wires drop little).
+        v_hat = np.broadcast_to(batch[:, :, None], (count,) + shape)
+        if self._chord is None:
+            self._chord = (self._factor(np.mean(cells.derivative(v_hat), axis=0)), np.mean(cells.derivative(v_hat), axis=0))
+        solve, chord_g = self._chord
+        # One Newton step about v_hat: cells as chord conductance plus a current offset.
+        offset = cells.current(v_hat) - chord_g * v_hat
+        x = self._backsolve(solve, b - system.incidence @ offset.reshape(count, -1).T)
+        previous, worst = np.inf, np.inf
         for _ in range(self.max_iter):
-            v_cells = self.system.cell_voltages(x, shape)  # (K, M, N)
-            residual = self.system.wires @ x - b + self.system.incidence @ cells.current(v_cells).reshape(len(batch), -1).T
+            currents = cells.current(system.cell_voltages(x, shape)).reshape(count, -1).T
+            residual = system.wires @ x - b + system.incidence @ currents
             step = self._backsolve(solve, residual)
             x -= step
             self.stats.iterations += 1
@@ -329,9 +338,10 @@ class NodalSolver:
             if np.all(size <= self.rtol * scale):
                 return x
             worst = float(np.max(size / scale))
-            if worst > self.refactor_ratio * previous:
-                v_now = self.system.cell_voltages(x, shape)
-                solve = self._factor(np.mean(cells.derivative(v_now), axis=0))
+            if worst > self.refactor_ratio * previous:  # slow contraction: refresh the Jacobian
+                chord_g = np.mean(cells.derivative(system.cell_voltages(x, shape)), axis=0)
+                solve = self._factor(chord_g)
+                self._chord = (solve, chord_g)
                 previous = np.inf
             else:
                 previous = worst
