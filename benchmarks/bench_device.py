@@ -58,16 +58,16 @@ class BaselineEngine:
         return y.T
 
 
-def run_chunks(engines: list, cycles: int, pool: ThreadPoolExecutor) -> float:
-    """Advance every engine by ``cycles``; return seconds."""
+def run_chunks(engines: list, cycles: int, pool: ThreadPoolExecutor) -> tuple[float, float]:
+    """Advance every engine by ``cycles``; return (wall seconds, process CPU seconds)."""
 
     def work(engine) -> None:
         for _ in range(cycles):
             engine.step()
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     list(pool.map(work, engines))
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def main() -> None:
@@ -93,17 +93,22 @@ def main() -> None:
                  for i, c in enumerate(chunks)]
 
     rates: dict[str, list[float]] = {"hash RNG (cosim)": [], "numpy Generator (baseline)": []}
+    cpu_rates: dict[str, list[float]] = {k: [] for k in rates}
     with ThreadPoolExecutor(max_workers=args.threads) as pool:
         run_chunks(engines, 1, pool)  # warm-up
         run_chunks(baselines, 1, pool)
         for _ in range(args.repeats):
             for name, group in (("hash RNG (cosim)", engines), ("numpy Generator (baseline)", baselines)):
-                secs = run_chunks(group, args.cycles, pool)
+                secs, cpu = run_chunks(group, args.cycles, pool)
                 rates[name].append(args.devices * args.cycles / secs)
+                cpu_rates[name].append(args.devices * args.cycles / cpu)
 
     print(f"\ncycle updates per second, {args.devices} devices, {args.cycles} cycles x "
           f"{args.repeats} repeats, {args.threads} thread(s), chunk {args.chunk}")
     for name, r in rates.items():
+        print(f"  {name:28s} min {min(r):.3e}/s  median {statistics.median(r):.3e}/s")
+    print("  per CPU-second (all threads; less sensitive to other load on a shared machine):")
+    for name, r in cpu_rates.items():
         print(f"  {name:28s} min {min(r):.3e}/s  median {statistics.median(r):.3e}/s")
     ratio = [a / b for a, b in zip(rates["hash RNG (cosim)"], rates["numpy Generator (baseline)"])]
     print(f"  ratio cosim / baseline       min {min(ratio):.2f}  median {statistics.median(ratio):.2f}")
