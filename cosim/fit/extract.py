@@ -12,9 +12,9 @@ Per loop, in time order (DESIGN §3.1/§3.6 conventions, U0 = read voltage, defa
   ``UR`` is where the current stops growing (its maximum on the branch), midpoint of the peak
   sample and the next one.
 * the **falling positive branch** (after the largest V) holds the HRS read after the reset.
-  That HRS is the state the *next* cycle starts from, so ``HRS`` of cycle n is the read before
-  the SET of loop n when the loop has one (a read at U0 before the negative sweep), otherwise
-  the falling-branch read of loop n−1 of the same device.
+  As in a tester's cycle table (and ``cosim synth``), row n of the extracted table holds that
+  HRS, i.e. the state the reset of cycle n reached; :mod:`cosim.fit.fit` aligns it with the
+  model's feature vectors.
 
 Loops without a clean switch give a QC entry (action ``excluded``) instead of an exception.
 Besides the features, :func:`extract_features` returns thinned samples of the constant-state
@@ -83,7 +83,6 @@ class Segments:
 class LoopFeatures:
     """Features of one loop; NaN where not extractable."""
 
-    hrs_pre: float = np.nan
     us: float = np.nan
     lrs: float = np.nan
     ur: float = np.nan
@@ -171,10 +170,6 @@ def extract_loop(t_order_v: np.ndarray, t_order_i: np.ndarray, cfg: ExtractConfi
     positive_after = after_min[v[after_min] > cfg.v_floor]
     if positive_after.size == 0:
         out.problems.append(("UR_V", "no positive (RESET) sweep after the SET sweep"))
-    # HRS read before the SET (e.g. a read pulse at U0 before the sweep)
-    pre = np.arange(0, start)
-    if pre.size:
-        out.hrs_pre = cfg.u0 / _read_at(v[pre], i[pre], cfg.u0)
     # SET on the way down to the most negative sample
     down = np.arange(start, k_min + 1)
     j, j_next, jump = _detect_set(v[down], i[down], cfg)
@@ -207,6 +202,9 @@ def extract_loop(t_order_v: np.ndarray, t_order_i: np.ndarray, cfg: ExtractConfi
                                         f"not pass U0 = {cfg.u0:g} V with I > 0"))
     i_hrs = _read_at(v[fall], i[fall], cfg.u0) if fall.size > 1 else np.nan
     out.hrs_post = cfg.u0 / i_hrs if i_hrs > 0 else np.nan
+    if not np.isfinite(out.hrs_post):
+        out.problems.append(("HRS_ohm", f"no HRS read: the falling branch after the reset does "
+                                        f"not pass U0 = {cfg.u0:g} V with I > 0"))
     if np.isfinite(out.hrs_post) and np.isfinite(out.lrs) and out.hrs_post < cfg.reset_ratio * out.lrs:
         out.problems.append(("HRS_ohm", f"no clean RESET: HRS after reset {out.hrs_post:.4g} Ω "
                                         f"< {cfg.reset_ratio:g} × LRS {out.lrs:.4g} Ω"))
@@ -278,20 +276,15 @@ def extract_features(frame: pd.DataFrame, cfg: ExtractConfig | None = None,
     boundaries = np.flatnonzero((dev[1:] != dev[:-1]) | (cyc[1:] != cyc[:-1])) + 1
     starts = np.concatenate([[0], boundaries]) if len(frame) else np.empty(0, dtype=int)
     ends = np.concatenate([boundaries, [len(frame)]]) if len(frame) else np.empty(0, dtype=int)
-    previous: tuple[str, int, float] | None = None
     for a, b in zip(starts, ends):
         feats = extract_loop(vol[a:b], cur[a:b], cfg, segments)
         device, cycle = dev[a], int(cyc[a])
         for column, text in feats.problems:
             report.add("extraction", device, cycle, text, "excluded", column=column,
                        line=line[a])
-        hrs = feats.hrs_pre
-        if not np.isfinite(hrs) and previous is not None and previous[0] == device \
-                and previous[1] == cycle - 1:
-            hrs = previous[2]
-        rows.append({"device": device, "cycle": cycle, "HRS_ohm": hrs, "US_V": feats.us,
-                     "LRS_ohm": feats.lrs, "UR_V": feats.ur, "line": int(line[a])})
-        previous = (device, cycle, feats.hrs_post)
+        rows.append({"device": device, "cycle": cycle, "HRS_ohm": feats.hrs_post,
+                     "US_V": feats.us, "LRS_ohm": feats.lrs, "UR_V": feats.ur,
+                     "line": int(line[a])})
     table = pd.DataFrame(rows, columns=["device", "cycle", *FEATURE_COLUMNS, "line"])
     table["cycle"] = table["cycle"].astype(np.int64)
     return table, segments, report

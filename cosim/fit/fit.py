@@ -44,6 +44,9 @@ GAMMA_RANGE = 5.0
 """Γ is constrained monotone, and inverted, on [−GAMMA_RANGE, GAMMA_RANGE]."""
 
 
+HrsRead = Literal["after_reset", "before_set"]
+
+
 @dataclass
 class FitConfig:
     """Settings of the fit (all recorded in the model's provenance)."""
@@ -61,6 +64,10 @@ class FitConfig:
     seed: int = 0
     """Seed of the mixture fit (k-means initialisation) and of any subsampling."""
     gamma_quantiles: int = 2000
+    hrs_read: HrsRead = "after_reset"
+    """Which HRS a cycle-table row holds: ``after_reset`` (the read after the row's RESET,
+    as testers and ``cosim synth`` write it; the model's vector n then takes the HRS of row
+    n−1) or ``before_set`` (already the HRS the row's SET starts from)."""
     qc: QCConfig = field(default_factory=QCConfig)
     extract: ExtractConfig = field(default_factory=ExtractConfig)
 
@@ -73,9 +80,11 @@ class FitResult:
     qc: QCReport
     kind: str
     table: pd.DataFrame
-    """Rows used for the fit: device, cycle, HRS_ohm, US_V, LRS_ohm, UR_V, line."""
+    """Rows that passed QC, as in the file: device, cycle, HRS_ohm, US_V, LRS_ohm, UR_V, line."""
+    vectors: pd.DataFrame
+    """The model's feature vectors built from ``table`` (HRS aligned, see align_vectors)."""
     features: np.ndarray
-    """(rows, 4) y = [log10 HRS, US, LRS, UR] of ``table``."""
+    """(rows, 4) y = [log10 HRS, US, LRS, UR] of ``vectors``."""
     latents: np.ndarray
     """(rows, 4) latents x = Γ⁻¹(z)."""
     device_stats: pd.DataFrame
@@ -107,6 +116,39 @@ def location_scale(y: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.nda
     """Per-device sample mean and sd (ddof = 1) of each feature: two (devices, 4) arrays."""
     frame = pd.DataFrame(y).groupby(codes, sort=True)
     return frame.mean().to_numpy(), frame.std(ddof=1).to_numpy()
+
+
+def align_vectors(kept: pd.DataFrame, hrs_read: HrsRead, report: QCReport) -> pd.DataFrame:
+    """Model feature vectors (DESIGN §3.6 order) from QC-passed cycle-table rows.
+
+    The model's vector n holds the HRS that cycle n starts from, then US_n, LRS_n, UR_n.
+    With ``after_reset`` rows, that HRS is in row n−1 of the same device: the first cycle of
+    each device and every cycle after a gap lack it and are left out (reported).
+    """
+    if hrs_read == "before_set":
+        return kept
+    dev = pd.factorize(kept["device"], sort=False)[0]
+    cyc = kept["cycle"].to_numpy()
+    has_prev = np.zeros(len(kept), dtype=bool)
+    has_prev[1:] = (dev[1:] == dev[:-1]) & (cyc[1:] - cyc[:-1] == 1)
+    vectors = kept.copy()
+    hrs = kept["HRS_ohm"].to_numpy()
+    shifted = np.full(len(kept), np.nan)
+    shifted[1:] = hrs[:-1]
+    vectors["HRS_ohm"] = shifted
+    first = np.zeros(len(kept), dtype=bool)
+    first[0] = len(kept) > 0
+    first[1:] = dev[1:] != dev[:-1]
+    n_first = int(first.sum())
+    if n_first:
+        report.add("info", None, None, f"the first usable cycle of each of {n_first} device(s) "
+                   "has no HRS before its SET (HRS is read after each RESET): its US, LRS, UR "
+                   "are not used", "excluded")
+    for i in np.flatnonzero(~has_prev & ~first):
+        report.add("info", kept["device"].iat[i], cyc[i], "the previous cycle is missing or "
+                   "excluded, so the HRS this cycle starts from is unknown", "excluded",
+                   line=kept["line"].iat[i] if "line" in kept else None)
+    return vectors.loc[has_prev].reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------- Γ
@@ -410,7 +452,8 @@ def _fit_table(table: pd.DataFrame, config: FitConfig | None, report: QCReport |
     from cosim.paths import DEFAULT_MODEL
 
     config = config or FitConfig()
-    kept, report = check_cycle_table(table, config.qc, report)
+    rows, report = check_cycle_table(table, config.qc, report)
+    kept = align_vectors(rows, config.hrs_read, report)
     codes, names = device_codes(kept)
     if names.size < config.min_devices:
         raise DataFileError(
@@ -456,7 +499,9 @@ def _fit_table(table: pd.DataFrame, config: FitConfig | None, report: QCReport |
         "seed": config.seed,
         "input_kind": kind,
         "devices": int(names.size),
-        "rows_used": int(len(kept)),
+        "rows_used": int(len(rows)),
+        "vectors_used": int(len(kept)),
+        "hrs_read": config.hrs_read,
         "var_order": order,
         "var_order_criterion": config.ic if config.var_order is None else "fixed",
         "var_rows": var_rows,
@@ -471,7 +516,8 @@ def _fit_table(table: pd.DataFrame, config: FitConfig | None, report: QCReport |
         gamma=gamma, iv_llrs=llrs, iv_hhrs=hhrs, u0=config.extract.u0, umax=umax, eta=eta,
         read_temperature_K=base.read_temperature_K, read_bandwidth_Hz=base.read_bandwidth_Hz,
         name=str(prov.get("name", "fitted")), provenance=_jsonable(prov))
-    return FitResult(model=model, qc=report, kind=kind, table=kept, features=y, latents=x,
+    return FitResult(model=model, qc=report, kind=kind, table=rows, vectors=kept,
+                     features=y, latents=x,
                      device_stats=stats, order_table=orders, mixture_table=mixtures,
                      iv_fitted=iv_fitted, segments=segments)
 

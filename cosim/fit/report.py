@@ -95,15 +95,13 @@ def read_currents(table: pd.DataFrame, u0: float = 0.2) -> dict[str, float]:
 
 # --------------------------------------------------------------------------- model data
 def simulate_cycles(model: Any, n_devices: int, n_cycles: int, seed: int = 0) -> pd.DataFrame:
-    """Cycle table drawn from ``model`` (devices 0..n−1, cycles 0..C−1), SI units."""
-    from cosim.device.model import feature_sequences
+    """Cycle table drawn from ``model`` by ``cosim synth`` (same layout as a measurement:
+    row n holds US_n, LRS_n, UR_n and the HRS read after the RESET of cycle n)."""
+    from cosim.device.synth import synth_cycles
 
-    y = feature_sequences(model, seed, np.arange(n_devices), n_cycles).reshape(-1, 4)
-    hrs = np.power(10.0, y[:, 0]) if model.hrs_log10 else y[:, 0]
-    return pd.DataFrame({
-        "device": np.repeat(np.arange(n_devices), n_cycles).astype(str),
-        "cycle": np.tile(np.arange(n_cycles, dtype=np.int64), n_devices),
-        "HRS_ohm": hrs, "US_V": y[:, 1], "LRS_ohm": y[:, 2], "UR_V": y[:, 3]})
+    table = synth_cycles(model, n_devices, n_cycles, seed)
+    table["device"] = table["device"].astype(str)
+    return table
 
 
 def sweep_waveform(v_set: float = -2.0, v_reset: float = 1.5, step: float = 0.01,
@@ -368,7 +366,7 @@ def write_report(result: FitResult, folder: str | Path, seed: int = 0,
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     comp = compare(result, seed=seed)
-    y_data = result.features
+    y_data = feature_matrix(result.table)
     y_model = feature_matrix(comp.model_table)
     figures = {
         "marginals.png": (lambda fig: _plot_marginals(fig, y_data, y_model), (14, 6)),
