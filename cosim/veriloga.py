@@ -181,3 +181,22 @@ def instance_line_params(params: dict[str, np.ndarray], index: int | tuple[int, 
         value = arr[index]
         result[name] = int(value) if np.issubdtype(arr.dtype, np.integer) else float(value)
     return result
+
+
+# ----------------------------------------------------------------- compile
+def compile_reram(model: DeviceModel, options: RenderOptions = RenderOptions()) -> Path:
+    """Render the model and compile it with openvaf-r (both cached); returns the OSDI path.
+
+    The rendered source is kept under the compile cache (``<cache>/va-src``) by a hash of its
+    text, so the same model and options reuse one compiled library.
+    """
+    import hashlib
+
+    from cosim.compile import cache_dir, compile_va
+
+    text = render_reram(model, options)
+    digest = hashlib.sha256(text.encode()).hexdigest()[:20]
+    source = cache_dir().parent / "va-src" / f"{options.module}-{digest}.va"
+    if not source.is_file() or source.read_text(encoding="utf-8") != text:
+        write_text_atomic(text, source)
+    return compile_va(source)
