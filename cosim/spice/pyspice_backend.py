@@ -37,6 +37,7 @@ import sys
 import tempfile
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -46,6 +47,7 @@ import numpy as np
 
 from cosim.errors import (
     ConvergenceError,
+    CosimError,
     NetlistError,
     SimulationError,
     SimulationTimeout,
@@ -232,6 +234,8 @@ class NgSpiceWorker:
         self._send_conn = Connection(request_w, readable=False)
         self._recv_conn = Connection(answer_r, writable=False)
         self.pid = self._process.pid
+        # a worker whose owner is garbage-collected unclosed is killed, not left running
+        weakref.finalize(self, _reap, self._process)
         self._receive(startup_timeout_s, "starting libngspice")
 
     @property
@@ -247,7 +251,15 @@ class NgSpiceWorker:
             self._send_conn.send((operation, kwargs))
         except (BrokenPipeError, OSError) as exc:
             self._died(f"while sending {operation!r}", exc)
-        return self._receive(timeout_s, operation)
+        try:
+            return self._receive(timeout_s, operation)
+        except CosimError:
+            raise
+        except BaseException:
+            # interrupted (KeyboardInterrupt, ...) while the worker still works on the request:
+            # its late answer would be taken for the next request's, so the worker must go
+            self.kill()
+            raise
 
     def _receive(self, timeout_s: float | None, what: str) -> tuple[Any, str]:
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
@@ -320,6 +332,12 @@ class NgSpiceWorker:
                 conn.close()
         if not self._log_file.closed:
             self._log_file.close()
+
+
+def _reap(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.kill()
+        process.wait()
 
 
 # --------------------------------------------------------------------------------------
