@@ -543,7 +543,8 @@ def fit_measurement(measurement: Measurement, config: FitConfig | None = None,
     """Fit a model to a file already read by :func:`read_measurements`."""
     config = config or FitConfig()
     provenance = {"input_file": measurement.path.name,
-                  "input_sha256": _file_digest(measurement.path),
+                  "input_sha256": (_file_digest(measurement.path)
+                                   if measurement.path.is_file() else None),
                   "columns": {c.header: f"{c.canonical} (×{c.factor:g})"
                               for c in measurement.columns},
                   "name": f"fitted:{measurement.path.stem}"}

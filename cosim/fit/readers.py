@@ -297,7 +297,17 @@ def read_measurements(path: str | Path, fmt: Format = "auto") -> Measurement:
     # line numbers: header is line 1 (after leading blank lines, if any)
     leading = len(text) - len(text.lstrip("\r\n"))
     header_line = 1 + text[:leading].count("\n")
-    lines = np.arange(len(frame), dtype=np.int64) + header_line + 1
+    return measurement_from_frame(frame, fmt, path, first_line=header_line + 1)
+
+
+def measurement_from_frame(frame: pd.DataFrame, fmt: Format = "auto",
+                           path: str | Path = "<table>", first_line: int = 2) -> Measurement:
+    """Map an in-memory table (file headers as columns) like :func:`read_measurements` does.
+
+    ``first_line`` is the line number reported for the first row (2: below a header line).
+    """
+    path = Path(path)
+    lines = np.arange(len(frame), dtype=np.int64) + first_line
     empty_rows = frame.isna().all(axis=1).to_numpy()
     frame = frame.loc[~empty_rows].reset_index(drop=True)
     lines = lines[~empty_rows]
