@@ -31,7 +31,6 @@ from __future__ import annotations
 import atexit
 import glob
 import os
-import re
 import subprocess
 import sys
 import tempfile
