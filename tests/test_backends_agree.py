@@ -123,3 +123,17 @@ def test_crossbar_agrees() -> None:
     batch, shared = both(netlist)
     assert_same(batch, shared)
     assert len(shared.names) == 2 * 256 + 16 + 16 + 16 + 16  # nodes + 32 branch currents
+
+
+def test_ac_analysis_agrees_and_frequency_is_real() -> None:
+    """An AC sweep: both backends give a real frequency scale and the same complex node voltages."""
+    netlist = Path(__file__).parent / "data" / "raw" / "rc_ac.cir"
+    batch = run_batch(netlist.read_text(), timeout_s=30)
+    inproc = run_pyspice(netlist.read_text(), timeout_s=30)
+    f_batch, f_inproc = batch["frequency"], inproc["frequency"]
+    assert not np.iscomplexobj(f_batch) and not np.iscomplexobj(f_inproc)
+    np.testing.assert_array_equal(f_batch, f_inproc)
+    complex_names = [n for n in batch.names if np.iscomplexobj(batch[n])]
+    assert complex_names, "an AC plot must hold complex node voltages"
+    for name in complex_names:
+        np.testing.assert_allclose(inproc[name], batch[name], rtol=REL, atol=0)

@@ -258,6 +258,8 @@ class NgSpiceEngine:
         # (scale vector first: time, frequency, v(v-sweep)).
         for raw in reversed(self._string_array(self._lib.ngSpice_AllVecs(plot_type.encode()))):
             values, vtype = self._vector(f"{plot_type}.{raw}".encode())
+            if vtype == 2:  # ngspice leaves the imaginary half of the AC frequency scale unset
+                values = values.real.copy()
             key = vector_key(raw, vtype)
             vectors[key] = values
             units[key] = VECTOR_TYPE_NAMES.get(vtype, "notype")
