@@ -20,6 +20,7 @@ _COMMAND_MODULES = [
     "cosim.commands.crossbar",
     "cosim.commands.s4d",
     "cosim.commands.batch",
+    "cosim.commands.demo",
 ]
 
 
