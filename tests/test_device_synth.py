@@ -115,3 +115,28 @@ def test_cli_import_synaptogen_and_show(tmp_path: Path) -> None:
     assert res.exit_code == 0 and "spectral radius 0.96" in res.output
     res = runner.invoke(app, ["model", "import-synaptogen", str(tmp_path / "none.json"), "-o", str(out)])
     assert res.exit_code == 2 and "none.json" in res.output
+
+
+def test_device_blocks_concatenate_to_the_full_table(model) -> None:
+    full = synth_cycles(model, 5, 12, seed=4)
+    parts = [synth_cycles(model, 2, 12, seed=4, first_device=0),
+             synth_cycles(model, 3, 12, seed=4, first_device=2)]
+    pd.testing.assert_frame_equal(pd.concat(parts, ignore_index=True), full)
+    iv_full = synth_iv(model, 2, 2, seed=4, dv=0.05)
+    iv_parts = pd.concat([synth_iv(model, 1, 2, seed=4, dv=0.05, first_device=d) for d in (0, 1)],
+                         ignore_index=True)
+    pd.testing.assert_frame_equal(iv_parts, iv_full)
+
+
+def test_cli_streams_devices_in_blocks(tmp_path: Path, model, monkeypatch) -> None:
+    import cosim.commands.device as device_commands
+
+    monkeypatch.setattr(device_commands, "SYNTH_BLOCK_ROWS", 70)  # blocks of 3 devices
+    out = tmp_path / "big.csv"
+    res = runner.invoke(app, ["synth", "--devices", "10", "--cycles", "20", "--seed", "6", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    frame = pd.read_csv(out)
+    whole = synth_cycles(model, 10, 20, seed=6)
+    assert len(frame) == 200 and list(frame["device"].unique()) == list(range(10))
+    np.testing.assert_allclose(frame.to_numpy(), whole.to_numpy(), rtol=1e-8)
+    assert json.loads((tmp_path / "big.csv.meta.json").read_text())["rows"] == 200

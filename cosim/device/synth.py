@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterable, Optional
 
 import numpy as np
 import pandas as pd
@@ -41,10 +41,14 @@ def _noisy(model: DeviceModel, i: np.ndarray, u: np.ndarray | float, z: np.ndarr
 
 
 def synth_cycles(model: DeviceModel, n_devices: int, n_cycles: int, seed: int,
-                 v_set: float = -2.0, v_reset: float = 1.5, noise: bool = True) -> pd.DataFrame:
-    """Cycle table of ``n_devices`` × ``n_cycles`` switching cycles (see module doc)."""
+                 v_set: float = -2.0, v_reset: float = 1.5, noise: bool = True,
+                 first_device: int = 0) -> pd.DataFrame:
+    """Cycle table of devices ``first_device ..`` + ``n_devices`` × ``n_cycles`` cycles.
+
+    Devices are independent, so blocks of device ids concatenate to the full table.
+    """
     _check_sizes(n_devices, n_cycles)
-    dev = DeviceArray(model, n_devices, seed=seed)
+    dev = DeviceArray(model, seed=seed, device_ids=np.arange(first_device, first_device + n_devices))
     ids = dev.ids
     out = {k: np.empty((n_devices, n_cycles)) for k in ("US_V", "UR_V", "I_lrs", "I_hrs")}
     switched = np.ones((n_devices, n_cycles), dtype=bool)
@@ -94,13 +98,18 @@ def sweep_waveform(model: DeviceModel, v_set: float = -2.0, v_reset: float = 1.5
 
 def synth_iv(model: DeviceModel, n_devices: int, n_cycles: int, seed: int, v_set: float = -2.0,
              v_reset: float = 1.5, dv: float = 0.01, sweep_rate: float = 1e3, read_samples: int = 1,
-             noise: bool = True, noise_floor_a: float = 1e-9) -> pd.DataFrame:
-    """Raw I–V samples of triangular sweeps (see module doc). ``sweep_rate`` in V/s."""
+             noise: bool = True, noise_floor_a: float = 1e-9, first_device: int = 0) -> pd.DataFrame:
+    """Raw I–V samples of triangular sweeps (see module doc). ``sweep_rate`` in V/s.
+
+    Devices ``first_device`` .. ``first_device + n_devices - 1``; blocks concatenate.
+    """
     _check_sizes(n_devices, n_cycles)
+    if sweep_rate <= 0:
+        raise ValueError("sweep_rate must be positive")
     volts, _ = sweep_waveform(model, v_set, v_reset, dv, read_samples)
     n_s = volts.size
     dt = dv / sweep_rate
-    dev = DeviceArray(model, n_devices, seed=seed)
+    dev = DeviceArray(model, seed=seed, device_ids=np.arange(first_device, first_device + n_devices))
     ids = dev.ids
     cur = np.empty((n_devices, n_cycles, n_s))
     for c in range(n_cycles):
@@ -134,18 +143,29 @@ def metadata_path(csv_path: str | os.PathLike[str]) -> Path:
     return p.with_name(p.name + ".meta.json")
 
 
-def write_csv_atomic(frame: pd.DataFrame, path: str | os.PathLike[str],
-                     meta: Optional[dict[str, Any]] = None) -> None:
-    """Write the CSV (temp file + os.replace) and, if given, its metadata sidecar."""
+def write_csv_atomic(frames: pd.DataFrame | Iterable[pd.DataFrame], path: str | os.PathLike[str],
+                     meta: Optional[dict[str, Any]] = None) -> int:
+    """Write one frame or a stream of frames (same columns) as one CSV, atomically
+    (temp file + os.replace), then the metadata sidecar; returns the number of rows.
+
+    ``meta`` gets ``rows`` filled in. On any error no output file is left behind.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
+    rows = 0
     try:
-        frame.to_csv(tmp, index=False, float_format="%.9g")
+        parts = [frames] if isinstance(frames, pd.DataFrame) else frames
+        with open(tmp, "w", encoding="utf-8", newline="") as fh:
+            for i, part in enumerate(parts):
+                part.to_csv(fh, index=False, header=(i == 0), float_format="%.9g")
+                rows += len(part)
         if meta is not None:
+            meta = dict(meta, rows=rows)
             write_json_atomic(meta, metadata_path(path))
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+    return rows
