@@ -31,9 +31,11 @@ TEMPLATE = "reram.va.j2"
 DEFAULT_MODULE = "cosim_reram"
 DEFAULT_TAU = 1e-9
 """Relaxation time [s] of the state nodes (counters, peak, latches)."""
+DEFAULT_TAUPK = 1e-14
+"""Relaxation time [s] of the peak node while it follows a rising RESET voltage."""
 DEFAULT_DGATE = 1e-3
 """Width [V] of the threshold gates (the sharpness parameter, docs/veriloga.md)."""
-DEFAULT_DPEAK = 1e-5
+DEFAULT_DPEAK = 1e-8
 """Width [V] of the smooth corner of the peak ratchet."""
 DEFAULT_TOL_LATCH = 1e-9
 """A latched index closer than this to its counter's round() holds its features."""
@@ -51,6 +53,7 @@ class RenderOptions:
     module: str = DEFAULT_MODULE
     latch: bool = True
     tau: float = DEFAULT_TAU
+    taupk: float = DEFAULT_TAUPK
     dgate: float = DEFAULT_DGATE
     dpeak: float = DEFAULT_DPEAK
     tol_latch: float = DEFAULT_TOL_LATCH
@@ -59,7 +62,7 @@ class RenderOptions:
         ident(self.module)
         if not 0 <= int(self.order) <= MAX_ORDER:
             raise CosimError(f"MA order J must lie in [0, {MAX_ORDER}], got {self.order}")
-        for name in ("tau", "dgate", "dpeak", "tol_latch"):
+        for name in ("tau", "taupk", "dgate", "dpeak", "tol_latch"):
             value = getattr(self, name)
             if not (np.isfinite(value) and value > 0):
                 raise CosimError(f"{name} must be a positive number, got {value!r}")
@@ -106,6 +109,7 @@ def template_context(model: DeviceModel, options: RenderOptions = RenderOptions(
         "sigma_default": mean[4:].tolist(),
         "rng": _rng_constants(),
         "tau": float(options.tau),
+        "taupk": float(options.taupk),
         "dgate": float(options.dgate),
         "dpeak": float(options.dpeak),
         "tol_latch": float(options.tol_latch),
