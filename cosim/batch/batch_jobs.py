@@ -3,15 +3,13 @@
 * ``crossbar_ideal_nf``: a small, real workload; nonideality factor of a linear-resistor
   crossbar with wire resistance (DESIGN §5), solved by sparse nodal analysis. A placeholder
   until the crossbar area registers its solver-based kinds.
-* ``ngspice_divider``: a resistor divider simulated by ``ngspice -b`` in a subprocess; it shows
-  that every job runs isolated in its own process tree.
+* ``ngspice_divider``: a resistor divider simulated by ``ngspice -b -r out.raw in.cir`` in a
+  subprocess (:func:`cosim.spice.batch.run_batch`); it shows that every job runs isolated in its
+  own process tree.
 """
 
 from __future__ import annotations
 
-import subprocess
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,8 +18,9 @@ import scipy.sparse.linalg as spla
 from pydantic import BaseModel, ConfigDict, Field
 
 from cosim.batch.jobs import register_job
-from cosim.errors import SimulationError, SimulationTimeout, ToolchainError
 from cosim.paths import TEMPLATES_DIR
+from cosim.spice.batch import run_batch
+from cosim.spice.render import render_netlist
 
 DIVIDER_TEMPLATE = TEMPLATES_DIR / "batch_divider.cir.j2"
 
@@ -122,63 +121,22 @@ class DividerParams(BaseModel):
     ngspice_timeout_s: float = Field(default=60.0, gt=0)
 
 
-def read_raw_op(path: Path) -> dict[str, float]:
-    """Vectors of a binary ngspice raw file holding one real operating point."""
-    data = path.read_bytes()
-    marker = b"Binary:\n"
-    head, sep, body = data.partition(marker)
-    if not sep:
-        raise SimulationError(f"{path}: no binary section in raw file")
-    lines = head.decode("ascii", errors="replace").splitlines()
-    fields = {ln.split(":", 1)[0].strip(): ln.split(":", 1)[1].strip() for ln in lines if ":" in ln}
-    if "complex" in fields.get("Flags", ""):
-        raise SimulationError(f"{path}: complex plot where an operating point was expected")
-    n_vars, n_points = int(fields["No. Variables"]), int(fields["No. Points"])
-    start = lines.index("Variables:") + 1
-    names = [ln.split()[1].lower() for ln in lines[start : start + n_vars]]
-    values = np.frombuffer(body[: 8 * n_vars * n_points], dtype="<f8").reshape(n_points, n_vars)
-    return {name: float(values[0, k]) for k, name in enumerate(names)}
-
-
-def _render_divider(vin: float, r1: float, r2: float) -> str:
-    import jinja2
-
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
-    template = env.from_string(DIVIDER_TEMPLATE.read_text(encoding="utf-8"))
-    return template.render(vin=f"{vin:.17g}", r1=f"{r1:.17g}", r2=f"{r2:.17g}")
-
-
 @register_job("ngspice_divider", params=DividerParams, files=lambda params: [DIVIDER_TEMPLATE])
 def ngspice_divider(params: dict[str, Any], seed: int) -> dict[str, Any]:
     """Divider with seeded lognormal resistors R = r_nominal·exp(spread·z), run by ngspice -b."""
     p = DividerParams.model_validate(params)
     rng = np.random.default_rng(seed)
     r1, r2 = p.r_nominal * np.exp(p.spread * rng.standard_normal(2))
-    with tempfile.TemporaryDirectory(prefix="cosim-divider-") as tmp:
-        netlist, raw = Path(tmp) / "in.cir", Path(tmp) / "out.raw"
-        netlist.write_text(_render_divider(p.vin, r1, r2), encoding="utf-8")
-        try:
-            proc = subprocess.run(
-                ["ngspice", "-b", "-r", str(raw), str(netlist)],
-                capture_output=True,
-                text=True,
-                timeout=p.ngspice_timeout_s,
-                cwd=tmp,
-            )
-        except FileNotFoundError:
-            raise ToolchainError("ngspice not found on PATH (run scripts/setup.sh)") from None
-        except subprocess.TimeoutExpired:
-            raise SimulationTimeout(f"ngspice ran over {p.ngspice_timeout_s} s") from None
-        if proc.returncode != 0 or not raw.is_file():
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-            raise SimulationError(f"ngspice exit {proc.returncode}: {' | '.join(tail)}")
-        vectors = read_raw_op(raw)
-    v_out = vectors["v(out)"]
-    v_expected = p.vin * r2 / (r1 + r2)
+    netlist = render_netlist(
+        DIVIDER_TEMPLATE.name, title="cosim batch divider", osdi_files=[], vin=p.vin, r1=r1, r2=r2
+    )
+    result = run_batch(netlist, timeout_s=p.ngspice_timeout_s)
+    v_out = float(result.plots[0].vectors["v(out)"][0])
+    v_expected = float(p.vin * r2 / (r1 + r2))
     return {
         "r1": float(r1),
         "r2": float(r2),
         "v_out": v_out,
         "v_expected": float(v_expected),
-        "rel_error": float(abs(v_out - v_expected) / abs(v_expected)) if v_expected else abs(v_out),
+        "rel_error": abs(v_out - v_expected) / max(abs(v_expected), 1e-300),
     }
