@@ -9,7 +9,7 @@ run on the same input, with the minimum and median of several repeats.
 2. Factorization choice on a 256² linear system: SuperLU with the nested-dissection
    numbering (the solver's choice), SuperLU's own MMD_AT_PLUS_A and COLAMD orderings, and
    CHOLMOD when scikit-sparse is importable.
-3. Scaling 256², 512², 1024² (nonlinear read, 16 input vectors): each size in its own
+3. Scaling 256², 512², 1024² (nonlinear read, 1 then 4 input vectors): each size in its own
    subprocess so that its peak resident memory can be read; wall and CPU seconds.
 
 Usage: python benchmarks/bench_crossbar.py [--sizes 256 512 1024] [--repeats 3] [--json out.json]
@@ -151,7 +151,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="*", default=[256, 512, 1024])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--vectors", type=int, default=16)
+    parser.add_argument("--vectors", type=int, default=4)
     parser.add_argument("--compare-size", type=int, default=128)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)

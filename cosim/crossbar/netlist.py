@@ -19,7 +19,7 @@ import numpy as np
 from cosim.crossbar.cells import LinearCells, PolynomialCells, VerilogACells
 from cosim.crossbar.spec import Crossbar
 from cosim.errors import CosimError, NetlistError
-from cosim.spice.render import ident, render_netlist
+from cosim.spice.render import Spice, format_number, ident, render_netlist
 
 Save = Literal["currents", "all"]
 Scheme = Literal["v2", "v3"]
@@ -84,6 +84,7 @@ def array_context(crossbar: Crossbar) -> dict[str, object]:
     context: dict[str, object] = {
         "m": crossbar.rows,
         "n": crossbar.cols,
+        "ij": [[Spice(f"{i}_{j}") for j in range(crossbar.cols)] for i in range(crossbar.rows)],
         "r_row": crossbar.r_row,
         "r_col": crossbar.r_col,
         "r_source": crossbar.r_source,
@@ -92,17 +93,26 @@ def array_context(crossbar: Crossbar) -> dict[str, object]:
         "transistor": crossbar.transistor,
         "v_gate": crossbar.transistor.v_gate,
         "resistance": None,
-        "poly": [],
+        "poly": None,
         "va": None,
+        "va_params": None,
     }
     if isinstance(cells, LinearCells):
-        with np.errstate(divide="ignore"):
-            context["resistance"] = np.where(cells.g > 0, 1.0 / np.where(cells.g > 0, cells.g, 1.0), 0.0)
+        context["resistance"] = [
+            [format_number(1.0 / g) if g > 0 else None for g in row] for row in cells.g.tolist()
+        ]
         context["cell_kind"] = "resistor"
     elif isinstance(cells, PolynomialCells):
-        context["poly"] = cells.horner_terms()
+        terms = np.moveaxis(cells.horner_terms(), 0, -1).tolist()  # (M, N, D)
+        context["poly"] = [[[format_number(c) for c in cell] for cell in row] for row in terms]
         context["cell_kind"] = "polynomial"
     elif isinstance(cells, VerilogACells):
+        names = [ident(name) for name in cells.params]
+        columns = [np.asarray(v).tolist() for v in cells.params.values()]
+        context["va_params"] = [
+            [[(name, format_number(col[i][j])) for name, col in zip(names, columns)] for j in range(cells.shape[1])]
+            for i in range(cells.shape[0])
+        ]
         context["va"] = cells
         context["cell_kind"] = "veriloga"
     else:
