@@ -453,6 +453,10 @@ def _fit_table(table: pd.DataFrame, config: FitConfig | None, report: QCReport |
 
     config = config or FitConfig()
     rows, report = check_cycle_table(table, config.qc, report)
+    if rows.empty:
+        raise DataFileError("no usable rows after quality control "
+                            f"({len(report)} QC entries; first: "
+                            f"{report.entries[0].detail if report.entries else 'none'})")
     kept = align_vectors(rows, config.hrs_read, report)
     codes, names = device_codes(kept)
     if names.size < config.min_devices:
