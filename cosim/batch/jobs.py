@@ -26,7 +26,6 @@ Discovery: the built-in kinds live in :mod:`cosim.batch.batch_jobs`; any module 
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import pkgutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -93,10 +92,11 @@ def discover_job_kinds(extra_modules: Iterable[str] = ()) -> None:
     import cosim
 
     names = ["cosim.batch.batch_jobs"]
-    for info in pkgutil.iter_modules(cosim.__path__):
-        candidate = f"cosim.{info.name}.{_DISCOVERY_MODULE}"
-        if info.ispkg and importlib.util.find_spec(candidate) is not None:
-            names.append(candidate)
+    for folder in cosim.__path__:
+        for info in pkgutil.iter_modules([folder]):
+            # look for the file first: importing every area package just to ask is slow
+            if info.ispkg and (Path(folder) / info.name / f"{_DISCOVERY_MODULE}.py").is_file():
+                names.append(f"cosim.{info.name}.{_DISCOVERY_MODULE}")
     names.extend(extra_modules)
     for module in names:
         try:

@@ -1,0 +1,137 @@
+"""The runner: identical numbers on one worker, a local pool and a Dask LocalCluster; every
+job isolated in its own process; hangs, exceptions, non-convergence and crashes fail alone."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dask
+import pandas as pd
+import psutil
+import pytest
+from distributed import LocalCluster
+
+from cosim.batch.batch_jobs import crossbar_ideal_nf
+from cosim.batch.config import load_sweep
+from cosim.batch.report import build_report
+from cosim.batch.runner import _run_attempt_subprocess, run_sweep
+
+RESULT_COLUMNS = ["nf", "nf_max", "diff_error", "unknowns"]
+
+CROSSBAR_SWEEP = """
+name = "equivalence"
+kind = "crossbar_ideal_nf"
+timeout_s = 120
+retries = 0
+seeds = { count = 4, base = 11 }
+[grid]
+rows = [4, 8]
+r_wire = [0.5, 1.0, 2.0]
+[fixed]
+cols = 4
+n_inputs = 4
+"""
+
+FAIL_SWEEP = """
+name = "isolation"
+kind = "fail"
+modules = ["test_batch_kinds"]
+timeout_s = 2
+retries = 1
+seeds = [1, 2]
+[grid]
+mode = ["ok", "raise", "nonconverge", "crash", "hang"]
+[fixed]
+pid_dir = "{pid_dir}"
+"""
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _results(folder: Path) -> pd.DataFrame:
+    return pd.read_parquet(folder / "results.parquet").set_index("job_id").sort_index()
+
+
+@pytest.mark.slow
+def test_local_pool_one_worker_and_dask_cluster_give_identical_numbers(tmp_path: Path) -> None:
+    sweep = load_sweep(_write(tmp_path / "sweep.toml", CROSSBAR_SWEEP))
+    assert len(sweep.jobs) == 24
+    run_sweep(sweep, tmp_path / "one", workers=1)
+    run_sweep(sweep, tmp_path / "pool", workers=2)
+    # Non-daemonic workers may fork the job processes (see docs/batch.md).
+    with dask.config.set({"distributed.worker.daemon": False}):
+        with LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster:
+            counts = run_sweep(sweep, tmp_path / "dask", scheduler=cluster.scheduler_address)
+    assert counts["ok"] == 24 and counts["missing"] == 0
+    one, pool, on_dask = (_results(tmp_path / name) for name in ("one", "pool", "dask"))
+    assert list(one.index) == sorted(job.id for job in sweep.jobs)
+    for other in (pool, on_dask):
+        assert list(other.index) == list(one.index)
+        pd.testing.assert_frame_equal(other[RESULT_COLUMNS], one[RESULT_COLUMNS], check_exact=True)
+        assert (other["status"] == "ok").all()
+    # the numbers are the job function's own, computed here in-process
+    job = sweep.jobs[5]
+    direct = crossbar_ideal_nf(job.params, job.seed)
+    assert one.loc[job.id, "nf"] == direct["nf"]
+    # every job ran in a process of its own
+    for frame in (one, pool, on_dask):
+        assert frame["pid"].nunique() == 24 and os.getpid() not in set(frame["pid"])
+
+    report = build_report(tmp_path / "dask", metric="nf", x="r_wire")
+    by_point = report.aggregate.set_index(["rows", "r_wire"])
+    for rows, r_wire in [(4, 0.5), (8, 2.0)]:
+        nfs = [
+            crossbar_ideal_nf({**sweep.jobs[0].params, "rows": rows, "r_wire": r_wire}, s)["nf"]
+            for s in range(11, 15)
+        ]
+        assert by_point.loc[(rows, r_wire), "nf_mean"] == pytest.approx(pd.Series(nfs).mean())
+        assert by_point.loc[(rows, r_wire), "nf_std"] == pytest.approx(pd.Series(nfs).std())
+        assert by_point.loc[(rows, r_wire), "nf_count"] == 4
+    assert report.figure_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    text = report.markdown_path.read_text(encoding="utf-8")
+    assert "| ok | 24 |" in text and "report/nf_vs_r_wire.png" in text
+
+
+def test_failing_and_hanging_jobs_fail_alone_with_their_reason(tmp_path: Path) -> None:
+    pid_dir = tmp_path / "pids"
+    pid_dir.mkdir()
+    path = _write(tmp_path / "fail.toml", FAIL_SWEEP.format(pid_dir=pid_dir))
+    counts = run_sweep(load_sweep(path), tmp_path / "out", workers=2)
+    assert counts == {
+        "ok": 2, "error": 2, "nonconverged": 2, "timeout": 2, "crashed": 2, "missing": 0
+    }
+    frame = pd.read_parquet(tmp_path / "out" / "results.parquet").set_index(["mode", "seed"])
+    ok = frame.loc["ok"]
+    assert ok["error"].isna().all() and (ok["attempt"] == 1).all() and ok["value"].notna().all()
+    assert frame.loc[("raise", 2), "error"] == "ValueError: boom at seed 2"
+    assert "ConvergenceError: timestep too small" in frame.loc[("nonconverge", 1), "error"]
+    assert "exit code 3" in frame.loc[("crash", 1), "error"]
+    assert frame.loc[("hang", 1), "error"] == "timeout: killed after 2 s"
+    failed = frame[frame["status"] != "ok"]
+    assert (failed["attempt"] == 2).all()  # one retry, then the reason is recorded
+    assert failed["value"].isna().all()
+    # the hanging job process and the `sleep` it started were killed, not abandoned
+    pid_files = list(pid_dir.glob("*.pids"))
+    assert len(pid_files) == 4  # 2 seeds × 2 attempts
+    for pid_file in pid_files:
+        for pid in map(int, pid_file.read_text().split()):
+            if psutil.pid_exists(pid):
+                assert psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+    report = build_report(tmp_path / "out")
+    assert set(report.failures["status"]) == {"error", "nonconverged", "timeout", "crashed"}
+    assert "boom at seed" in report.markdown_path.read_text(encoding="utf-8")
+
+
+def test_fresh_interpreter_path_gives_the_same_numbers(tmp_path: Path) -> None:
+    sweep = load_sweep(_write(tmp_path / "sweep.toml", CROSSBAR_SWEEP))
+    job = sweep.jobs[3]
+    status, rows, _, pid = _run_attempt_subprocess(job, 120.0, [])
+    assert status == "ok" and pid != os.getpid()
+    assert rows == [crossbar_ideal_nf(job.params, job.seed)]
