@@ -98,6 +98,8 @@ def plot_errors(result: StudyResult, variant: str) -> Any:
         part = rows[rows.case == case]
         axis.bar(part.channel + index * width, part.kernel_rel_l2, width, yerr=part.kernel_rel_l2_sd,
                  capsize=3, label=CASE_TITLES[case])
+    channels = sorted(set(rows.channel))
+    axis.set_xticks(np.asarray(channels) + width * (len(cases) - 1) / 2, [str(c) for c in channels])
     axis.set_yscale("log")
     axis.set_xlabel("channel")
     axis.set_ylabel("kernel relative L2 error")

@@ -56,6 +56,9 @@ from cosim.s4d.metrics import (
     stability_margin,
 )
 
+READ_VECTORS = 16
+"""Random input vectors per single-step MVM error, NF and output-error estimate."""
+
 CASES = ("ideal_nowire", "ideal_wires", "devices_model", "devices_wires", "devices_mdm")
 
 
@@ -81,7 +84,7 @@ class StudyResult:
         metrics = [c for c in self.summary.columns if c not in ("variant", "case", "seed", "backend", "channel")]
         grouped = self.summary.groupby(["variant", "case", "backend", "channel"], sort=False)[metrics]
         mean, std = grouped.mean(), grouped.std(ddof=1).fillna(0.0)
-        return mean.join(std, rsuffix="_sd").reset_index()
+        return mean.join(std.add_suffix("_sd")).reset_index()
 
     def mdm_table(self) -> pd.DataFrame:
         """NF, output error and kernel error before/after MDM per variant and device seed."""
@@ -160,7 +163,7 @@ def tile_read_metrics(backend: CircuitBackend, step_volts: np.ndarray, seed: int
     nfs, errors = [], []
     for index, tile in enumerate(backend.mapped.tiles):
         logical = backend.logical_crossbar(index)
-        inputs = random_inputs(logical.rows, 32, abs(logical.v_read), seed)
+        inputs = random_inputs(logical.rows, READ_VECTORS, abs(logical.v_read), seed)
         nfs.append(evaluate(logical, inputs, backend.tile_currents(index, inputs)).tile_nf)
         volts = step_volts[:, tile.inputs]
         errors.append(differential_error(ideal_currents(logical, volts), backend.tile_currents(index, volts)))
@@ -211,7 +214,7 @@ def _metrics(matvec: MatVec, ctx: _Context, length: int, full: bool) -> tuple[np
         # the analog product through the DAC (the ADC's calibrated range is that of the
         # trajectory, which uniform random test vectors would overdrive)
         values["mvm_error"] = single_step_mvm_error(
-            matvec, ctx.program, ctx.program, seed=ctx.config.seed, dac=ctx.dac, adc=ADC()
+            matvec, ctx.program, ctx.program, n_vectors=READ_VECTORS, seed=ctx.config.seed, dac=ctx.dac, adc=ADC()
         )
         values.update(eigen_metrics(probe_layer(matvec, ctx.program, ctx.dac), ctx.program, ctx.reference_eigenvalues))
     return kernel, values
@@ -247,7 +250,7 @@ def run_s4d_study(config: S4DStudyConfig) -> StudyResult:
         ctx = _Context(config, layer, program, reference_kernel, reference_output, reference_eigenvalues, u, dac, adc)
         mapped = map_program(program, window, layout=config.layout, scale_scheme=config.scale, weight_bits=config.weight_bits)
         row_means = mean_row_volts(program, u, dac)
-        step_volts = np.random.default_rng(config.seed).uniform(-1, 1, (32, mapped.size)) * float(device_model.u0)
+        step_volts = np.random.default_rng(config.seed).uniform(-1, 1, (READ_VECTORS, mapped.size)) * float(device_model.u0)
 
         def record(case: str, seed: int, backend_name: str, kernel: np.ndarray, values: dict[str, Any]) -> None:
             frame = pd.DataFrame({"channel": np.arange(layer.n_channels), **values})
