@@ -38,7 +38,9 @@ def test_example_sweep_expands_to_grid_times_seeds() -> None:
 
 def test_job_ids_are_stable_unique_and_independent_of_key_order() -> None:
     a = _parse(BASE)
-    reordered = BASE.replace('name = "t"\nkind = "crossbar_ideal_nf"', 'kind = "crossbar_ideal_nf"\nname = "other"')
+    reordered = BASE.replace(
+        'name = "t"\nkind = "crossbar_ideal_nf"', 'kind = "crossbar_ideal_nf"\nname = "other"'
+    )
     reordered = reordered.replace("[fixed]\ncols = 4", "[fixed]\ncols = 4\nn_inputs = 8")
     b = _parse(reordered)  # n_inputs = 8 is the default: same validated parameters
     assert [j.id for j in a.jobs] == [j.id for j in b.jobs]
@@ -92,7 +94,8 @@ def test_missing_sweep_file_is_a_clear_error(tmp_path: Path) -> None:
 def test_declared_files_are_resolved_and_listed(tmp_path: Path) -> None:
     (tmp_path / "model.json").write_text("{}", encoding="utf-8")
     path = tmp_path / "s.toml"
-    path.write_text(BASE.replace("seeds = [3, 4]", 'seeds = [3, 4]\nfiles = ["model.json"]'), encoding="utf-8")
+    text = BASE.replace("seeds = [3, 4]", 'seeds = [3, 4]\nfiles = ["model.json"]')
+    path.write_text(text, encoding="utf-8")
     assert load_sweep(path).declared_files() == [(tmp_path / "model.json").resolve()]
     divider = tmp_path / "d.toml"
     divider.write_text('name = "d"\nkind = "ngspice_divider"\n', encoding="utf-8")

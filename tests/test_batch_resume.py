@@ -63,7 +63,9 @@ def test_kill_minus_9_then_rerun_loses_nothing_and_reruns_nothing(tmp_path: Path
     argv = [sys.executable, "-m", "cosim.cli", "batch", str(sweep), "-o", str(out)]
     argv += ["--workers", "2", "--no-progress"]
     with open(tmp_path / "first.log", "wb") as log:
-        proc = subprocess.Popen(argv, env=_cli_env(), stdout=log, stderr=log, start_new_session=True)
+        proc = subprocess.Popen(
+            argv, env=_cli_env(), stdout=log, stderr=log, start_new_session=True
+        )
     deadline = time.monotonic() + 180
     while len(list(parts.glob("*.parquet"))) < 4:
         assert proc.poll() is None, (tmp_path / "first.log").read_text()

@@ -55,7 +55,8 @@ def crossbar_column_currents(
     """Sensed column currents (A) of an M×C crossbar with wire segments of ``r_wire`` Ω.
 
     Row i is driven at column 0 by ``v[i, k]`` through ``r_source``; column j is sensed at row
-    M−1 into a virtual ground through ``r_sense``. ``g`` is M×C (S), ``v`` is M×K (V); returns C×K.
+    M−1 into a virtual ground through ``r_sense``. ``g`` is M×C (S), ``v`` is M×K (V);
+    returns C×K.
     """
     m, c = g.shape
     row_node = np.arange(m * c).reshape(m, c)

@@ -258,7 +258,10 @@ def read_parts(parts_dir: Path, job_ids: list[str]) -> pd.DataFrame:
 
 def status_counts(frame: pd.DataFrame) -> dict[str, int]:
     """Number of jobs per status (every status listed, zeros included)."""
-    per_job = frame.drop_duplicates("job_id")["status"] if not frame.empty else pd.Series([], dtype=object)
+    if frame.empty:
+        per_job = pd.Series([], dtype=object)
+    else:
+        per_job = frame.drop_duplicates("job_id")["status"]
     counts = {status: int((per_job == status).sum()) for status in (STATUS_OK, *FAILED_STATUSES)}
     return counts
 

@@ -154,8 +154,8 @@ def _run_attempt_forked(
             status, payload = receiver.recv()
         except EOFError:
             process.join(_KILL_GRACE_S)
-            code = process.exitcode
-            return STATUS_CRASHED, f"job process died (exit code {code})", _since(start), process.pid
+            message = f"job process died (exit code {process.exitcode})"
+            return STATUS_CRASHED, message, _since(start), process.pid
         process.join(_KILL_GRACE_S)
         return status, payload, _since(start), process.pid
     finally:

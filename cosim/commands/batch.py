@@ -77,7 +77,8 @@ def report(
     except CosimError as exc:
         raise _fail(exc) from None
     console = Console()
-    for title, frame in (("status", rep.status), ("results per grid point (mean ± std over seeds)", rep.compact)):
+    tables = [("status", rep.status), ("results (mean ± std over seeds)", rep.compact)]
+    for title, frame in tables:
         table = Table(title=title)
         for column in frame.columns:
             table.add_column(str(column))
