@@ -18,9 +18,9 @@ vectors and later batches while the iteration contracts fast; when it does not (
 worse than ``refactor_ratio``) the Jacobian is refactored at the current iterate. The residual is always
 the exact KCL residual, so the converged result is the exact circuit solution (to ``rtol``).
 
-Factorizations: SuperLU (``scipy.sparse.linalg.splu``) with a fill-reducing ordering chosen
-by benchmark (``benchmarks/bench_crossbar.py``; see docs/crossbar.md), or CHOLMOD when the
-optional ``sksparse`` package is importable.
+Factorization (chosen by benchmark, ``benchmarks/bench_crossbar.py``; see docs/crossbar.md):
+SuperLU (``scipy.sparse.linalg.splu``) on unknowns numbered in geometric nested-dissection
+order; CHOLMOD (``factorization="cholmod"``) when the optional ``sksparse`` is importable.
 """
 
 from __future__ import annotations
@@ -172,8 +172,8 @@ def build_system(crossbar: Crossbar) -> NodalSystem:
 
 def factorize(matrix: sp.csc_matrix, method: Factorization = "auto") -> Callable[[np.ndarray], np.ndarray]:
     """Factor ``matrix`` once; return a function solving A x = b for b of shape (n,) or (n, K)."""
-    if method == "auto":
-        method = "cholmod" if cholmod_available() else "splu"
+    if method == "auto":  # SuperLU in nested-dissection order won the benchmark (docs/crossbar.md)
+        method = "splu"
     if method == "cholmod":
         if not cholmod_available():
             raise CosimError("factorization 'cholmod' needs the optional scikit-sparse package")
@@ -186,12 +186,13 @@ def factorize(matrix: sp.csc_matrix, method: Factorization = "auto") -> Callable
         return factor
     if method != "splu":
         raise CosimError(f"unknown factorization {method!r}; use auto, splu or cholmod")
-    lu = spla.splu(
-        matrix,
-        permc_spec=SPLU_ORDERING,
-        diag_pivot_thresh=0.0,
-        options={"SymmetricMode": True},
-    )
+    try:  # diagonal pivots keep the nested-dissection order (fine for a passive, SPD system)
+        lu = spla.splu(matrix, permc_spec=SPLU_ORDERING, diag_pivot_thresh=0.0, options={"SymmetricMode": True})
+    except RuntimeError:  # a zero pivot (non-passive cells): threshold partial pivoting
+        try:
+            lu = spla.splu(matrix, permc_spec="MMD_AT_PLUS_A")
+        except RuntimeError as exc:
+            raise ConvergenceError(f"nodal solver: singular circuit matrix ({exc})") from exc
     return lu.solve
 
 
