@@ -3,6 +3,8 @@ job isolated in its own process; hangs, exceptions, non-convergence and crashes 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from cosim.batch.batch_jobs import crossbar_ideal_nf
 from cosim.batch.config import load_sweep
 from cosim.batch.report import build_report
 from cosim.batch.runner import _run_attempt_subprocess, run_sweep
+from cosim.paths import PROJECT_ROOT
 
 RESULT_COLUMNS = ["nf", "nf_max", "diff_error", "unknowns"]
 
@@ -135,3 +138,19 @@ def test_fresh_interpreter_path_gives_the_same_numbers(tmp_path: Path) -> None:
     status, rows, _, pid = _run_attempt_subprocess(job, 120.0, [])
     assert status == "ok" and pid != os.getpid()
     assert rows == [crossbar_ideal_nf(job.params, job.seed)]
+
+
+def test_ngspice_jobs_run_isolated_and_the_manifest_hashes_their_template(tmp_path: Path) -> None:
+    text = 'name = "d"\nkind = "ngspice_divider"\nseeds = { count = 6 }\n[grid]\nvin = [1.0, 2.5]\n'
+    sweep = load_sweep(_write(tmp_path / "div.toml", text))
+    counts = run_sweep(sweep, tmp_path / "out", workers=2)
+    assert counts["ok"] == 12
+    frame = pd.read_parquet(tmp_path / "out" / "results.parquet")
+    expected = frame["vin"] * frame["r2"] / (frame["r1"] + frame["r2"])
+    assert (abs(frame["v_out"] - expected) <= 1e-9 * abs(expected)).all()
+    assert frame["pid"].nunique() == 12 and os.getpid() not in set(frame["pid"])
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    template = (PROJECT_ROOT / "templates" / "batch_divider.cir.j2").resolve()
+    digest = hashlib.sha256(template.read_bytes()).hexdigest()
+    assert manifest["files"] == {str(template): digest}
+    assert manifest["tools"]["ngspice"].startswith("ngspice-")
