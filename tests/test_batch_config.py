@@ -72,6 +72,7 @@ def test_changed_grid_changes_fingerprint() -> None:
         (("cols = 4", "cols = 4\nrows = 2"), r"both in \[grid\] and \[fixed\]"),
         (("cols = 4", "cols = 4\nseed = 2"), r"'seed' is reserved"),
         (("seeds = [3, 4]", "seeds = [3, 3]"), r"field 'seeds'.*repeats"),
+        (("r_wire = [0.5, 1.0, 2.0]", 'r_wire = [0.5, "x"]'), r"'r_wire' mixes number and text"),
         (('kind = "crossbar_ideal_nf"', 'kind = "nope"'), r"field 'kind'.*unknown job kind 'nope'"),
         (("rows = [4, 8]", "rows = [4, 0]"), r"grid point \(rows=0.*field 'rows'.*greater than"),
         (("cols = 4", "cols = 4\nwires = 3"), r"field 'wires'.*Extra inputs"),

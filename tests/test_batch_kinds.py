@@ -42,7 +42,8 @@ def sleep_job(params: dict[str, Any], seed: int) -> dict[str, Any]:
 
 @register_job("fail")
 def fail_job(params: dict[str, Any], seed: int) -> dict[str, Any]:
-    """Fail in the way ``mode`` says: ok, raise, nonconverge, crash, hang (with a grandchild)."""
+    """Fail in the way ``mode`` says: ok, raise, nonconverge, crash, hang (with a grandchild),
+    text (a result of another type than the ok mode's)."""
     mode = params["mode"]
     if mode == "raise":
         raise ValueError(f"boom at seed {seed}")
@@ -56,6 +57,8 @@ def fail_job(params: dict[str, Any], seed: int) -> dict[str, Any]:
             f"{os.getpid()} {grandchild.pid}\n", encoding="utf-8"
         )
         time.sleep(600)
+    if mode == "text":
+        return {"value": "not a number"}
     return {"value": float(np.random.default_rng(seed).uniform())}
 
 

@@ -18,7 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cosim.batch.config import load_sweep
-from cosim.batch.results import ResultDirError
+from cosim.batch.results import ResultDirError, ResultStore
 from cosim.batch.runner import run_sweep
 from cosim.cli import app
 
@@ -161,3 +161,27 @@ def test_cli_report_and_errors(tmp_path: Path) -> None:
     result = runner.invoke(app, ["batch", str(broken), "-o", str(tmp_path / "o2")])
     assert result.exit_code == 2 and "broken.toml: field 'timeout_s'" in result.output
     assert not (tmp_path / "o2").exists()
+
+
+def test_second_runner_on_the_same_folder_is_refused(tmp_path: Path) -> None:
+    sweep = load_sweep(_sweep_file(tmp_path, [0, 1], seconds=0.0))
+    holder = ResultStore(tmp_path / "out")
+    holder.lock()
+    try:
+        with pytest.raises(ResultDirError, match="another `cosim batch`"):
+            run_sweep(sweep, tmp_path / "out", workers=1)
+    finally:
+        holder.release()
+    assert run_sweep(sweep, tmp_path / "out", workers=1)["ok"] == 2
+
+
+def test_conflicting_result_types_are_reported_and_parts_kept(tmp_path: Path) -> None:
+    path = tmp_path / "t.toml"
+    path.write_text(
+        'name = "t"\nkind = "fail"\nmodules = ["test_batch_kinds"]\nseeds = [1]\n'
+        '[grid]\nmode = ["ok", "text"]\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(ResultDirError, match="conflicting types.*part files are kept"):
+        run_sweep(load_sweep(path), tmp_path / "out", workers=1)
+    assert len(list((tmp_path / "out" / "parts").glob("*.parquet"))) == 2

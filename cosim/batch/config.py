@@ -51,6 +51,13 @@ RESERVED_COLUMNS = frozenset(
 MAX_SEED = 2**63 - 1
 
 
+def _value_kind(value: Any) -> str:
+    """'boolean', 'number' (int or float) or 'text': one parquet column type each."""
+    if isinstance(value, bool):
+        return "boolean"
+    return "number" if isinstance(value, int | float) else "text"
+
+
 class SweepConfigError(CosimError):
     """The sweep file is malformed; the message names the file and field."""
 
@@ -90,6 +97,9 @@ class SweepConfig(BaseModel):
                 raise ValueError(f"grid parameter {key!r} has an empty list of values")
             if len({json.dumps(v) for v in values}) != len(values):
                 raise ValueError(f"grid parameter {key!r} repeats a value")
+            kinds = {_value_kind(v) for v in values}
+            if len(kinds) > 1:
+                raise ValueError(f"grid parameter {key!r} mixes {' and '.join(sorted(kinds))}")
         return grid
 
     @field_validator("seeds")

@@ -19,6 +19,7 @@ into place with ``os.replace``, so a killed run never leaves a partial file.
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import hashlib
 import json
 import os
@@ -40,6 +41,7 @@ from cosim.batch.runner import FAILED_STATUSES, STATUS_OK, JobOutcome
 from cosim.errors import CosimError
 
 MANIFEST = "manifest.json"
+LOCK = ".lock"
 RESULTS = "results.parquet"
 PARTS = "parts"
 FORMAT = "cosim-batch/1"
@@ -159,8 +161,34 @@ class ResultStore:
         except (OSError, json.JSONDecodeError) as exc:
             raise ResultDirError(f"{self.manifest_path}: unreadable manifest: {exc}") from None
 
+    def lock(self) -> None:
+        """Take the folder's lock (released when this process ends, even by kill -9)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._lock_handle = open(self.root / LOCK, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(self._lock_handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_handle.close()
+            raise ResultDirError(
+                f"{self.root}: another `cosim batch` is writing to this folder"
+            ) from None
+
+    def release(self) -> None:
+        """Drop the folder's lock (no-op when not held)."""
+        handle = getattr(self, "_lock_handle", None)
+        if handle is not None and not handle.closed:
+            handle.close()
+
     def begin(self, sweep: Sweep, *, force: bool, runner: dict[str, Any]) -> None:
-        """Check that the folder belongs to this sweep, tidy it and write the manifest."""
+        """Lock the folder, check that it belongs to this sweep, tidy it, write the manifest."""
+        self.lock()
+        try:
+            self._begin_locked(sweep, force=force, runner=runner)
+        except BaseException:
+            self.release()
+            raise
+
+    def _begin_locked(self, sweep: Sweep, *, force: bool, runner: dict[str, Any]) -> None:
         old = self.read_manifest()
         if old is not None and old.get("fingerprint") != sweep.fingerprint() and not force:
             raise ResultDirError(_changed_message(self.root, old, sweep))
@@ -245,7 +273,13 @@ def read_parts_table(parts_dir: Path, job_ids: list[str]) -> pa.Table | None:
     if not paths:
         return None
     tables = [pq.read_table(p) for p in paths]
-    return pa.concat_tables(tables, promote_options="permissive")
+    try:
+        return pa.concat_tables(tables, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise ResultDirError(
+            f"{parts_dir}: the jobs' result columns have conflicting types ({exc}); "
+            "the part files are kept, make the job kind return one type per field"
+        ) from None
 
 
 def read_parts(parts_dir: Path, job_ids: list[str]) -> pd.DataFrame:

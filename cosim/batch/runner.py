@@ -387,8 +387,9 @@ def run_sweep(
         counts = Counts(total=len(sweep.jobs), skipped=len(sweep.jobs) - len(pending), slots=slots)
         outcomes = iter_outcomes(pending, sweep, workers, client)
         drive(outcomes, counts, store.write_part, show_progress, sweep.config.name)
+        return store.finish(sweep, executed=counts.ok + counts.failed)
     finally:
+        store.release()
         if client is not None:
             client.close()
-    return store.finish(sweep, executed=counts.ok + counts.failed)
 
