@@ -17,7 +17,7 @@ from cosim.s4d import (
     test_model,
 )
 from cosim.s4d.circuit import CircuitBackend, Wires, dense_layer_matvec
-from cosim.s4d.ideal import S4DError
+from cosim.s4d.ideal import S4DError, S4DLayer, init_s4d_lin
 from cosim.s4d.mapping import ConductanceWindow, map_program, program_layer, with_mdm
 
 WINDOW = ConductanceWindow(4.0e-5, 1.9e-4)
@@ -124,19 +124,23 @@ def test_wired_circuit_equals_its_probed_linear_model(programmed_channel):
     assert relative(kernel, program_kernel(probed, 128)).max() <= 1e-8
 
 
-def test_ngspice_equals_nodal_with_wires_and_devices(programmed_channel, device_model):
+def test_ngspice_equals_nodal_with_wires_and_devices(device_model):
     """Programmed devices, 1 Ω wires, linear and polynomial (device I–V) cells: ngspice
-    in-process and the nodal solver give the same products."""
-    volts = np.random.default_rng(4).uniform(-0.2, 0.2, (6, programmed_channel.size))
+    in-process and the nodal solver give the same products (a small S4D-Lin layer: H = 2,
+    N = 4, one 5×10 array per channel)."""
+    program = init_s4d_lin(2, 4, seed=1)
+    mapped = map_program(S4DLayer(program).crossbar_program("delta"), WINDOW, layout="channel")
+    programmed = program_layer(mapped, device_model, seed=3)
+    volts = np.random.default_rng(4).uniform(-0.2, 0.2, (6, programmed.size))
     for cell_model in ("linear", "polynomial"):
         results = {}
         for solver in ("nodal", "ngspice"):
-            with CircuitBackend(programmed_channel, Wires(), solver=solver, cell_model=cell_model,
+            with CircuitBackend(programmed, Wires(), solver=solver, cell_model=cell_model,
                                 device_model=device_model) as backend:
                 results[solver] = backend.layer_products(volts)
         scale = np.abs(results["nodal"]).max()
         assert np.abs(results["ngspice"] - results["nodal"]).max() <= 1e-6 * scale, cell_model
-    assert not np.allclose(results["nodal"], volts @ programmed_channel.stored_layer_weights(), rtol=1e-3)
+    assert not np.allclose(results["nodal"], volts @ programmed.stored_layer_weights(), rtol=1e-3)
 
 
 def test_mdm_is_undone_digitally(programmed_channel):

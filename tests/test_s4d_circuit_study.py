@@ -119,7 +119,7 @@ def test_cli_small_study_with_ngspice(tmp_path):
     config = tmp_path / "s.toml"
     config.write_text(
         'length = 16\nvariants = ["full"]\nlayout = "channel"\nweight_bits = 8\ndac_bits = 10\nadc_bits = 10\n'
-        '[model]\nkind = "lin"\nchannels = 2\nstate_size = 4\n[devices]\ncount = 1\n'
+        '[model]\nkind = "lin"\nchannels = 1\nstate_size = 4\n[devices]\ncount = 1\n'
         "[backends]\nngspice = true\nngspice_length = 3\n"
     )
     result = CliRunner().invoke(app, ["s4d", "--config", str(config), "--seed", "2", "-o", str(tmp_path / "r")])

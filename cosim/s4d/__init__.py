@@ -1,4 +1,7 @@
-"""S4D layers on crossbars: ideal model, quantization and comparison metrics (numpy).
+"""S4D layers on crossbars: ideal model, quantization and comparison metrics (numpy), and
+the circuit half: mapping to conductances and programmed devices (:mod:`cosim.s4d.mapping`),
+the circuit recurrence (:mod:`cosim.s4d.circuit`), the study and its report
+(:mod:`cosim.s4d.study`, :mod:`cosim.s4d.report`, :mod:`cosim.s4d.config`).
 
 See docs/s4d.md for the conventions and equations.
 """
@@ -30,6 +33,9 @@ from cosim.s4d.ideal import (
     test_model_params,
     vandermonde_kernel,
 )
+from cosim.s4d.circuit import CircuitBackend, Wires, dense_layer_matvec
+from cosim.s4d.config import S4DStudyConfig, load_study_config, parse_study_config
+from cosim.s4d.mapping import ConductanceWindow, MappedLayer, map_program, program_layer, with_mdm
 from cosim.s4d.metrics import (
     KernelComparison,
     compare_kernels,
@@ -49,7 +55,24 @@ from cosim.s4d.quant import (
     ternarize_program,
 )
 
+from cosim.s4d.report import write_report
+from cosim.s4d.study import StudyResult, run_s4d_study
+
 __all__ = [
+    "CircuitBackend",
+    "ConductanceWindow",
+    "MappedLayer",
+    "S4DStudyConfig",
+    "StudyResult",
+    "Wires",
+    "dense_layer_matvec",
+    "load_study_config",
+    "map_program",
+    "parse_study_config",
+    "program_layer",
+    "run_s4d_study",
+    "with_mdm",
+    "write_report",
     "ADC",
     "DAC",
     "TEST_MODEL_LENGTH",
