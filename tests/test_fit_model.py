@@ -11,7 +11,7 @@ from statsmodels.tsa.api import VAR
 from cosim.device.model import feature_sequences
 from cosim.device.modelfile import gamma_is_monotone, load_model, stationary_covariance
 from cosim.fit.fit import (FitConfig, fit_gamma, fit_table, fit_var, invert_gamma, lag_rows,
-                           select_var_order)
+                           select_var_order, var_from_moments)
 from cosim.fit.report import autocorrelation, feature_statistics
 from cosim.paths import DEFAULT_MODEL
 
@@ -54,7 +54,7 @@ def test_var_and_criteria_equal_statsmodels_on_one_device() -> None:
     x = _var_series(lags, np.array([[1.0, 0.0], [0.3, 0.8]]), 3000, rng)
     dev = np.zeros(len(x), dtype=np.int64)
     cyc = np.arange(len(x))
-    ours = select_var_order(x, dev, cyc, 5)
+    ours, moments = select_var_order(x, dev, cyc, 5)
     theirs = VAR(x).select_order(5, trend="n").ics
     for ic in ("aic", "bic", "hqic"):
         # statsmodels starts at order 1 when there is no trend term
@@ -63,6 +63,11 @@ def test_var_and_criteria_equal_statsmodels_on_one_device() -> None:
     ref = VAR(x).fit(2, trend="n")
     np.testing.assert_allclose(coefs, ref.coefs, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(sigma, ref.sigma_u, rtol=1e-10)
+    # the fit from the selection's moments is the same estimator on the selection's rows
+    lags5, sigma5, _ = fit_var(x, dev, cyc, 5)
+    lags_m, sigma_m, _ = var_from_moments(moments, 5)
+    np.testing.assert_allclose(lags_m, lags5, rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(sigma_m, sigma5, rtol=1e-10)
 
 
 def test_lags_never_cross_devices_or_gaps() -> None:

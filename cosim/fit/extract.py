@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from cosim.fit.qc import QCReport, sort_rows
+from cosim.fit.qc import QCReport, sort_key, sort_rows
 
 FEATURE_COLUMNS = ["HRS_ohm", "US_V", "LRS_ohm", "UR_V"]
 
@@ -269,11 +269,12 @@ def extract_features(frame: pd.DataFrame, cfg: ExtractConfig | None = None,
     segments = Segments()
     rows: list[dict[str, object]] = []
     dev = frame["device"].to_numpy()
+    dev_code = sort_key(frame["device"])
     cyc = frame["cycle"].to_numpy()
     vol = frame["V"].to_numpy(dtype=float)
     cur = frame["I"].to_numpy(dtype=float)
     line = frame["line"].to_numpy()
-    boundaries = np.flatnonzero((dev[1:] != dev[:-1]) | (cyc[1:] != cyc[:-1])) + 1
+    boundaries = np.flatnonzero((dev_code[1:] != dev_code[:-1]) | (cyc[1:] != cyc[:-1])) + 1
     starts = np.concatenate([[0], boundaries]) if len(frame) else np.empty(0, dtype=int)
     ends = np.concatenate([boundaries, [len(frame)]]) if len(frame) else np.empty(0, dtype=int)
     for a, b in zip(starts, ends):

@@ -118,12 +118,18 @@ class QCReport:
 
 
 # ---------------------------------------------------------------------------------------
+def sort_key(series: pd.Series) -> np.ndarray:
+    """Integer codes usable by np.lexsort: categorical/text keys by order of first appearance."""
+    if isinstance(series.dtype, pd.CategoricalDtype) or series.dtype == object \
+            or pd.api.types.is_string_dtype(series.dtype):
+        return pd.factorize(series, sort=False)[0]
+    return series.to_numpy()
+
+
 def sort_rows(frame: pd.DataFrame, keys: list[str], report: QCReport) -> pd.DataFrame:
     """Sort by ``keys`` (stable; text keys such as device names keep the order of their first
     appearance, so devices stay in file order); report once when rows had to move."""
-    values = [pd.factorize(frame[k], sort=False)[0] if frame[k].dtype == object
-              or pd.api.types.is_string_dtype(frame[k].dtype) else frame[k].to_numpy()
-              for k in keys]
+    values = [sort_key(frame[k]) for k in keys]
     order = np.lexsort(values[::-1])
     if np.any(order != np.arange(len(order))):
         report.add("unsorted", None, None, f"rows re-ordered by ({', '.join(keys)})", "sorted")
@@ -180,24 +186,29 @@ def _failed_switching(frame: pd.DataFrame, usable: np.ndarray, report: QCReport)
 
 
 def _gaps(frame: pd.DataFrame, report: QCReport) -> None:
-    dev = frame["device"].to_numpy()
+    names = frame["device"].to_numpy()
+    dev = sort_key(frame["device"])
     cyc = frame["cycle"].to_numpy()
     same = dev[1:] == dev[:-1]
     step = cyc[1:] - cyc[:-1]
     for i in np.flatnonzero(same & (step > 1)):
-        report.add("gap", dev[i + 1], cyc[i + 1],
+        report.add("gap", names[i + 1], cyc[i + 1],
                    f"cycles {cyc[i] + 1}..{cyc[i + 1] - 1} absent or excluded ({step[i] - 1} cycle(s)); "
                    "no VAR lag spans the gap", "kept")
 
 
 def robust_z(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
-    """Robust z-score per group: 0.6745·(x − median)/MAD (MAD = 0 → z = 0)."""
-    frame = pd.DataFrame({"g": groups, "x": values})
-    med = frame.groupby("g", sort=False)["x"].transform("median").to_numpy()
-    mad = pd.Series(np.abs(values - med)).groupby(groups, sort=False).transform("median").to_numpy()
+    """Robust z-score per group: 0.6745·(x − median)/MAD (MAD = 0 → z = 0).
+
+    ``values`` may be 1-D or (rows, features); the statistics are per group and column.
+    """
+    frame = pd.DataFrame(values)
+    med = frame.groupby(groups, sort=False).transform("median").to_numpy()
+    dev = np.abs(frame.to_numpy() - med)
+    mad = pd.DataFrame(dev).groupby(groups, sort=False).transform("median").to_numpy()
     with np.errstate(divide="ignore", invalid="ignore"):
-        z = np.where(mad > 0, 0.6745 * (values - med) / mad, 0.0)
-    return z
+        z = np.where(mad > 0, 0.6745 * (frame.to_numpy() - med) / mad, 0.0)
+    return z.reshape(np.shape(values))
 
 
 def _outliers(frame: pd.DataFrame, usable: np.ndarray, config: QCConfig,
@@ -205,19 +216,18 @@ def _outliers(frame: pd.DataFrame, usable: np.ndarray, config: QCConfig,
     sub = frame.loc[usable]
     excluded = np.zeros(len(frame), dtype=bool)
     index = np.flatnonzero(usable)
-    for column in CYCLE_FEATURES:
-        x = sub[column].to_numpy(dtype=float)
-        if column == "HRS_ohm":
-            x = np.log10(x)
-        z = robust_z(x, pd.factorize(sub["device"], sort=False)[0])
-        for k in np.flatnonzero(np.abs(z) > config.outlier_flag_z):
-            i = index[k]
-            gross = abs(z[k]) > config.outlier_exclude_z
-            report.add("outlier", frame["device"].iat[i], frame["cycle"].iat[i],
-                       f"{column} = {frame[column].iat[i]:.6g}, robust z = {z[k]:+.1f}"
-                       f"{' (gross)' if gross else ''}", "excluded" if gross else "kept",
-                       column=column, line=frame["line"].iat[i])
-            excluded[i] |= gross
+    x = sub[list(CYCLE_FEATURES)].to_numpy(dtype=float).copy()
+    x[:, 0] = np.log10(x[:, 0])
+    z = robust_z(x, sort_key(sub["device"]))
+    for k, j in zip(*np.nonzero(np.abs(z) > config.outlier_flag_z)):
+        i = index[k]
+        column = CYCLE_FEATURES[j]
+        gross = abs(z[k, j]) > config.outlier_exclude_z
+        report.add("outlier", frame["device"].iat[i], frame["cycle"].iat[i],
+                   f"{column} = {frame[column].iat[i]:.6g}, robust z = {z[k, j]:+.1f}"
+                   f"{' (gross)' if gross else ''}", "excluded" if gross else "kept",
+                   column=column, line=frame["line"].iat[i])
+        excluded[i] |= gross
     return excluded
 
 

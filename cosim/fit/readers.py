@@ -166,7 +166,7 @@ def parse_header(header: str, file: Path) -> ColumnSpec | None:
     return None
 
 
-def _read_text(path: Path) -> str:
+def _read_bytes(path: Path) -> bytes:
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -175,14 +175,7 @@ def _read_text(path: Path) -> str:
         raise DataFileError(f"{path}: file is empty")
     if b"\x00" in raw[:65536]:
         raise DataFileError(f"{path}: not a text CSV file (contains NUL bytes)")
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        try:
-            text = raw.decode("cp1252")
-        except UnicodeDecodeError:
-            raise DataFileError(f"{path}: not a text CSV file (undecodable bytes)") from None
-        return text
+    return raw
 
 
 def _delimiter(first_line: str) -> str:
@@ -263,16 +256,25 @@ def _cycle_column(series: pd.Series, lines: np.ndarray, path: Path, header: str)
     return values.astype(np.int64)
 
 
-def _device_column(series: pd.Series, lines: np.ndarray, path: Path, header: str) -> np.ndarray:
-    text = series.astype("string").str.strip()
-    missing = (text.isna() | (text == "")).to_numpy()
+def _device_column(series: pd.Series, lines: np.ndarray, path: Path,
+                   header: str) -> pd.Categorical:
+    """Device names as a categorical of strings (categories in order of first appearance).
+
+    Integers written as ``3.0`` by some exports become ``"3"``.
+    """
+    codes, uniques = pd.factorize(series, sort=False, use_na_sentinel=True)
+    names = pd.Series(pd.Index(uniques).astype(str), dtype=object).str.strip()
+    names = names.str.replace(r"^(-?\d+)\.0+$", r"\1", regex=True)
+    blank = (names == "").to_numpy()
+    missing = (codes < 0) | (blank[codes] if blank.any() else np.zeros(codes.size, bool))
     if missing.any():
         i = int(np.flatnonzero(missing)[0])
         raise DataFileError(f"{path}: line {lines[i]}, column {header!r}: device is missing"
                             f" ({int(missing.sum())} row(s))")
-    # integers written as 3.0 by some exports: normalise to "3"
-    text = text.str.replace(r"^(-?\d+)\.0+$", r"\1", regex=True)
-    return text.to_numpy(dtype=object).astype(str)
+    # different spellings of one device (" 3" and "3", "3.0" and "3") merge here
+    merged_codes, merged_names = pd.factorize(names, sort=False)
+    return pd.Categorical.from_codes(merged_codes[codes], categories=pd.Index(merged_names,
+                                                                              dtype=object))
 
 
 def read_measurements(path: str | Path, fmt: Format = "auto") -> Measurement:
@@ -283,20 +285,27 @@ def read_measurements(path: str | Path, fmt: Format = "auto") -> Measurement:
     unknown units and text in numeric columns (naming file, line and column).
     """
     path = Path(path)
-    text = _read_text(path)
-    first_line = text.lstrip("\r\n").split("\n", 1)[0]
+    raw = _read_bytes(path)
+    body = raw.lstrip(b"\r\n")
+    header_line = 1 + raw[: len(raw) - len(body)].count(b"\n")
+    end = body.find(b"\n", 0, 1 << 20)
+    first_line = body[: end if end >= 0 else 1 << 20].decode("utf-8", errors="replace")
     sep = _delimiter(first_line)
-    try:
-        frame = pd.read_csv(io.StringIO(text), sep=sep, dtype=None, skip_blank_lines=False,
-                            na_values=_NA_STRINGS, keep_default_na=True, low_memory=False,
-                            skipinitialspace=True)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, csv.Error, ValueError,
-            UnicodeError, OverflowError) as exc:
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataFileError(f"{path}: not a readable CSV table ({message})") from None
-    # line numbers: header is line 1 (after leading blank lines, if any)
-    leading = len(text) - len(text.lstrip("\r\n"))
-    header_line = 1 + text[:leading].count("\n")
+    frame = None
+    for encoding in ("utf-8-sig", "cp1252"):
+        try:
+            frame = pd.read_csv(io.BytesIO(body), sep=sep, dtype=None, skip_blank_lines=False,
+                                na_values=_NA_STRINGS, keep_default_na=True, low_memory=False,
+                                skipinitialspace=True, encoding=encoding)
+            break
+        except UnicodeDecodeError:
+            continue
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, csv.Error, ValueError,
+                UnicodeError, OverflowError) as exc:
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DataFileError(f"{path}: not a readable CSV table ({message})") from None
+    if frame is None:
+        raise DataFileError(f"{path}: not a text CSV file (undecodable bytes)")
     return measurement_from_frame(frame, fmt, path, first_line=header_line + 1)
 
 

@@ -158,7 +158,7 @@ class Comparison:
 def compare(result: FitResult, seed: int = 0, max_devices: int = 512,
             max_cycles: int = 3000) -> Comparison:
     """Draw data from the fitted model and compute the statistics of both."""
-    counts = result.table.groupby("device").size()
+    counts = result.table.groupby("device", observed=True).size()
     n_dev = int(min(max_devices, counts.size))
     n_cyc = int(min(max_cycles, counts.median()))
     model_table = simulate_cycles(result.model, n_dev, max(n_cyc, 2), seed)
