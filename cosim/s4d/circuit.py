@@ -33,7 +33,7 @@ from typing import Literal, Protocol
 import numpy as np
 
 from cosim.crossbar.spec import Crossbar
-from cosim.s4d.ideal import S4DError
+from cosim.s4d.ideal import MatVec, S4DError
 from cosim.s4d.mapping import CellKind, MappedLayer, Tile
 
 SolverName = Literal["nodal", "ngspice"]
@@ -193,7 +193,7 @@ class CircuitBackend:
         return self.layer_products(flat).reshape(np.shape(volts))
 
 
-def dense_layer_matvec(layer_weights: np.ndarray) -> "callable":
+def dense_layer_matvec(layer_weights: np.ndarray) -> MatVec:
     """Software model of a whole-layer crossbar including cross-talk: a MatVec computing
     ``volts_flat @ W`` with ``W`` (H(N+1), H(N+1)) inputs × outputs (e.g.
     :meth:`MappedLayer.stored_layer_weights`)."""

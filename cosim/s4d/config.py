@@ -1,7 +1,8 @@
 """Configuration of an S4D circuit study (``cosim s4d --config F.toml``), validated by pydantic.
 
 Every key is optional; the defaults give the DESIGN §6 test model on one layer crossbar with
-1 Ω wires, the default device model and three device seeds::
+1 Ω wires, the default device model, three device seeds, analog weights and ideal converters.
+An example with every key (values are examples, not all defaults)::
 
     seed = 0                      # input seed; device seeds default to seed, seed+1, ...
     variants = ["full", "delta"]  # crossbar matrices to study
@@ -27,14 +28,14 @@ Every key is optional; the defaults give the DESIGN §6 test model on one layer 
     r_sense = 1.0
 
     [devices]
-    model_file = "data/models/default.json"   # omit: the packaged default model
+    model_file = "models/my.json" # relative to this file; omit: the packaged default model
     seeds = [0, 1, 2]
     tolerance = 0.05              # write-verify relative tolerance
     cell_model = "linear"         # or "polynomial" (device I–V at the programmed states)
 
     [backends]
     nodal = true
-    ngspice = true                # in-process ngspice on the first `ngspice_length` steps
+    ngspice = true                # default false; in-process ngspice, first `ngspice_length` steps
     ngspice_length = 32
 
 Unknown keys are errors (a typo must not be silently ignored); messages name the file and the
