@@ -62,6 +62,13 @@ def fail_job(params: dict[str, Any], seed: int) -> dict[str, Any]:
     return {"value": float(np.random.default_rng(seed).uniform())}
 
 
+@register_job("variants")
+def variants_job(params: dict[str, Any], seed: int) -> list[dict[str, Any]]:
+    """Two result rows per job, labelled by text: ``plain`` = x·seed, ``mdm`` = x·seed / 2."""
+    value = params["x"] * seed
+    return [{"variant": "plain", "err": value}, {"variant": "mdm", "err": value / 2}]
+
+
 def test_one_cell_crossbar_matches_series_resistance() -> None:
     g, v = np.array([[2e-4]]), np.array([[0.2, 0.1]])
     current = crossbar_column_currents(g, v, r_wire=7.0, r_source=3.0, r_sense=5.0)

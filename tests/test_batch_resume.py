@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from cosim.batch.config import load_sweep
 from cosim.batch.results import ResultDirError, ResultStore
+from cosim.batch.report import build_report
 from cosim.batch.runner import run_sweep
 from cosim.cli import app
 
@@ -185,3 +186,21 @@ def test_conflicting_result_types_are_reported_and_parts_kept(tmp_path: Path) ->
     with pytest.raises(ResultDirError, match="conflicting types.*part files are kept"):
         run_sweep(load_sweep(path), tmp_path / "out", workers=1)
     assert len(list((tmp_path / "out" / "parts").glob("*.parquet"))) == 2
+
+
+def test_report_groups_multi_row_results_by_their_text_labels(tmp_path: Path) -> None:
+    path = tmp_path / "v.toml"
+    path.write_text(
+        'name = "v"\nkind = "variants"\nmodules = ["test_batch_kinds"]\nseeds = [1, 2, 6]\n'
+        "[grid]\nx = [1.0, 10.0]\n",
+        encoding="utf-8",
+    )
+    run_sweep(load_sweep(path), tmp_path / "out", workers=2)
+    frame = pd.read_parquet(tmp_path / "out" / "results.parquet")
+    assert len(frame) == 12 and sorted(frame["row"].unique()) == [0, 1]
+    report = build_report(tmp_path / "out", metric="err", x="x")
+    table = report.aggregate.set_index(["x", "variant"])
+    assert table.loc[(10.0, "plain"), "err_mean"] == pytest.approx(10.0 * 3)
+    assert table.loc[(10.0, "mdm"), "err_mean"] == pytest.approx(10.0 * 3 / 2)
+    assert table.loc[(1.0, "mdm"), "err_std"] == pytest.approx(np.std([0.5, 1.0, 3.0], ddof=1))
+    assert table.loc[(1.0, "mdm"), "err_count"] == 3

@@ -246,24 +246,28 @@ def _outcome_from_future(job: Job, future: Any) -> JobOutcome:
         return JobOutcome(job, STATUS_CRASHED, error=f"runner: {type(exc).__name__}: {exc}")
 
 
-def _local_outcomes(
-    jobs: list[Job], sweep: Sweep, workers: int
-) -> Iterator[JobOutcome]:
+def _local_outcomes(jobs: list[Job], sweep: Sweep, workers: int) -> Iterator[JobOutcome]:
+    """Submit every job to a new process pool now; the iterator yields their outcomes."""
     cfg = sweep.config
-    ctx = _job_context()  # before any thread of the pool exists
-    with ProcessPoolExecutor(
+    # Chosen and used (the first submit starts the workers) before the progress bar's thread
+    # exists, so that a single-threaded caller forks its workers directly.
+    ctx = _job_context()
+    pool = ProcessPoolExecutor(
         max_workers=workers, mp_context=ctx, initializer=discover_job_kinds, initargs=(cfg.modules,)
-    ) as pool:
-        futures: dict[Future, Job] = {
-            pool.submit(run_job_isolated, job, cfg.timeout_s, cfg.retries, cfg.modules): job
-            for job in jobs
-        }
+    )
+    futures: dict[Future, Job] = {
+        pool.submit(run_job_isolated, job, cfg.timeout_s, cfg.retries, cfg.modules): job
+        for job in jobs
+    }
+
+    def outcomes() -> Iterator[JobOutcome]:
         try:
             for future in as_completed(futures):
                 yield _outcome_from_future(futures[future], future)
         finally:
-            for future in futures:
-                future.cancel()
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    return outcomes()
 
 
 def _dask_outcomes(jobs: list[Job], sweep: Sweep, client: Any) -> Iterator[JobOutcome]:
