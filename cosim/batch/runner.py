@@ -1,8 +1,10 @@
 """Run a sweep's jobs: a local process pool, or a Dask distributed cluster.
 
-Every attempt of every job runs in its own child process (forked from a clean fork server), so
-a job that hangs is killed with all its descendants (ngspice included) when ``timeout_s`` runs
-out, and a job that crashes cannot take the worker with it. A failed attempt is retried up to
+Every attempt of every job runs in a child process of its own: forked from the worker when the
+worker is single-threaded (the local pool), from a fork server otherwise (a Dask worker), or a
+fresh interpreter where the worker may not have children (a daemonic Dask worker). A job that
+hangs is killed with all its descendants (ngspice included) when ``timeout_s`` runs out, and a
+job that crashes cannot take the worker with it. A failed attempt is retried up to
 ``retries`` times; the last attempt's outcome is recorded. Results are stored by the main
 process as each job finishes (:mod:`cosim.batch.results`), so a killed sweep resumes where it
 stopped.
@@ -132,6 +134,12 @@ def _kill_tree(pid: int) -> None:
     psutil.wait_procs(procs, timeout=_KILL_GRACE_S)
 
 
+def _died(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        return f"job process died (killed by signal {-exitcode})"
+    return f"job process died (exit code {exitcode})"
+
+
 def _timeout_message(timeout_s: float) -> str:
     return f"timeout: killed after {timeout_s:g} s"
 
@@ -154,9 +162,11 @@ def _run_attempt_forked(
             status, payload = receiver.recv()
         except EOFError:
             process.join(_KILL_GRACE_S)
-            message = f"job process died (exit code {process.exitcode})"
-            return STATUS_CRASHED, message, _since(start), process.pid
+            return STATUS_CRASHED, _died(process.exitcode), _since(start), process.pid
         process.join(_KILL_GRACE_S)
+        if process.is_alive():  # sent its rows but does not exit (a stray non-daemon thread)
+            _kill_tree(process.pid)
+            process.join(_KILL_GRACE_S)
         return status, payload, _since(start), process.pid
     finally:
         receiver.close()
@@ -182,7 +192,7 @@ def _run_attempt_subprocess(
             return STATUS_TIMEOUT, _timeout_message(timeout_s), timeout_s, process.pid
         if not reply.is_file():
             tail = " | ".join(log.read_text(errors="replace").strip().splitlines()[-3:])
-            message = f"job process died (exit code {process.returncode}): {tail}"
+            message = f"{_died(process.returncode)}: {tail}"
             return STATUS_CRASHED, message, _since(start), process.pid
         status, payload = pickle.loads(reply.read_bytes())
         return status, payload, _since(start), process.pid
@@ -201,7 +211,6 @@ def _since(start: float) -> float:
 
 def run_job_isolated(job: Job, timeout_s: float, retries: int, modules: list[str]) -> JobOutcome:
     """Run ``job`` in a fresh child process, retrying up to ``retries`` times after a failure."""
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
     outcome = JobOutcome(job, STATUS_CRASHED)
     for attempt in range(1, retries + 2):
         status, payload, elapsed, pid = _run_attempt(job, timeout_s, modules)
