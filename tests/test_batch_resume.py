@@ -3,6 +3,7 @@ lost, the parquet files read back; a changed config is refused unless --force; t
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -204,3 +205,20 @@ def test_report_groups_multi_row_results_by_their_text_labels(tmp_path: Path) ->
     assert table.loc[(10.0, "mdm"), "err_mean"] == pytest.approx(10.0 * 3 / 2)
     assert table.loc[(1.0, "mdm"), "err_std"] == pytest.approx(np.std([0.5, 1.0, 3.0], ddof=1))
     assert table.loc[(1.0, "mdm"), "err_count"] == 3
+
+
+def test_changed_dependency_file_is_refused_unless_forced(tmp_path: Path) -> None:
+    model = tmp_path / "model.json"
+    model.write_text('{"r": 1}', encoding="utf-8")
+    path = _sweep_file(tmp_path, [0, 1], seconds=0.0)
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace("seeds = [7]", 'seeds = [7]\nfiles = ["model.json"]'), "utf-8")
+    out = tmp_path / "out"
+    assert run_sweep(load_sweep(path), out, workers=1)["ok"] == 2
+    model.write_text('{"r": 2}', encoding="utf-8")
+    with pytest.raises(ResultDirError, match=r"files the jobs depend on changed.*model.json"):
+        run_sweep(load_sweep(path), out, workers=1)
+    assert run_sweep(load_sweep(path), out, workers=1, force=True)["ok"] == 2
+    manifest = json.loads((out / "manifest.json").read_text())
+    digest = hashlib.sha256(model.read_bytes()).hexdigest()
+    assert manifest["files"] == {str(model.resolve()): digest}

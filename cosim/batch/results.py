@@ -190,8 +190,19 @@ class ResultStore:
 
     def _begin_locked(self, sweep: Sweep, *, force: bool, runner: dict[str, Any]) -> None:
         old = self.read_manifest()
+        files = {str(p): sha256_file(p) for p in sweep.declared_files()}
         if old is not None and old.get("fingerprint") != sweep.fingerprint() and not force:
             raise ResultDirError(_changed_message(self.root, old, sweep))
+        changed_files = sorted(
+            name for name in set(files) | set(old.get("files", {}) if old else {})
+            if old is not None and old.get("files", {}).get(name) != files.get(name)
+        )
+        if changed_files and not force:
+            raise ResultDirError(
+                f"{self.root}: files the jobs depend on changed since the last run "
+                f"({', '.join(changed_files)}); rerun with --force to keep the finished jobs "
+                "anyway, or choose another output folder"
+            )
         if old is None and self.parts.is_dir() and any(self.parts.glob("*.parquet")) and not force:
             raise ResultDirError(f"{self.root}: has part files but no manifest; use --force")
         self.parts.mkdir(parents=True, exist_ok=True)
@@ -200,7 +211,7 @@ class ResultStore:
         self._move_stale_parts({job.id for job in sweep.jobs})
         runs = list(old.get("runs", [])) if old else []
         runs.append({"started": _now(), **runner})
-        self.manifest = self._manifest(sweep, runs, status="running")
+        self.manifest = self._manifest(sweep, runs, files)
         atomic_write_json(self.manifest_path, self.manifest)
 
     def _move_stale_parts(self, wanted: set[str]) -> None:
@@ -212,11 +223,13 @@ class ResultStore:
         for part in stale:
             shutil.move(str(part), target / part.name)
 
-    def _manifest(self, sweep: Sweep, runs: list[dict[str, Any]], status: str) -> dict[str, Any]:
+    def _manifest(
+        self, sweep: Sweep, runs: list[dict[str, Any]], files: dict[str, str]
+    ) -> dict[str, Any]:
         return {
             "format": FORMAT,
             "name": sweep.config.name,
-            "status": status,
+            "status": "running",
             "sweep_file": str(sweep.path.resolve()),
             "sweep_file_sha256": sha256_file(sweep.path) if sweep.path.is_file() else None,
             "fingerprint": sweep.fingerprint(),
@@ -227,7 +240,7 @@ class ResultStore:
             "n_jobs": len(sweep.jobs),
             "jobs": [{"id": j.id, "seed": j.seed, "params": j.params} for j in sweep.jobs],
             "tools": tool_versions(),
-            "files": {str(p): sha256_file(p) for p in sweep.declared_files()},
+            "files": files,
             "runs": runs,
             "counts": {},
         }

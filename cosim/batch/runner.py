@@ -388,7 +388,7 @@ def run_sweep(
     if workers is not None and workers < 1:
         raise CosimError(f"--workers must be at least 1, got {workers}")
     if workers is not None and scheduler:
-        raise CosimError("--workers sets the local pool; with --scheduler the cluster's workers run")
+        raise CosimError("--workers is for the local pool; drop it when giving --scheduler")
     store = ResultStore(Path(out_dir))
     client = connect_dask(scheduler) if scheduler else None
     try:
