@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from cosim.s4d.circuit import CircuitBackend, Wires, dense_layer_matvec
-from cosim.s4d.config import S4DStudyConfig
+from cosim.s4d.config import S4DStudyConfig, parse_study_config
 from cosim.s4d.ideal import (
     ADC,
     DAC,
@@ -220,8 +220,13 @@ def _metrics(matvec: MatVec, ctx: _Context, length: int, full: bool) -> tuple[np
     return kernel, values
 
 
-def run_s4d_study(config: S4DStudyConfig) -> StudyResult:
-    """Run every case of the study (see the module doc) and collect the results."""
+def run_s4d_study(config: S4DStudyConfig | dict[str, Any]) -> StudyResult:
+    """Run every case of the study (see the module doc) and collect the results.
+
+    ``config``: validated settings, or a plain dict in the TOML layout (validated here).
+    """
+    if not isinstance(config, S4DStudyConfig):
+        config = parse_study_config(dict(config), source="run_s4d_study config")
     started = time.perf_counter()
     timings: dict[str, float] = {}
     layer = build_layer(config)
@@ -305,4 +310,6 @@ def run_s4d_study(config: S4DStudyConfig) -> StudyResult:
     resolved["conductance_window_S"] = [window.g_min, window.g_max]
     resolved["input_seed"] = config.seed
     resolved["step_vector_seed"] = config.seed
+    resolved["nf_input_seed"] = config.seed
+    resolved["window_seed"] = config.seed
     return StudyResult(resolved, pd.concat(rows, ignore_index=True), kernels, reference_kernel, mappings, timings)
