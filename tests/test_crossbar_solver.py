@@ -10,7 +10,14 @@ import pytest
 
 from cosim.crossbar import Crossbar, LinearCells, PolynomialCells, VerilogACells
 from cosim.crossbar.netlist import ACCURATE_OPTIONS, read_netlist
-from cosim.crossbar.solver import NodalSolver, build_system, nested_dissection_order, simulate, solve_many
+from cosim.crossbar.solver import (
+    NodalSolver,
+    build_system,
+    cholmod_available,
+    nested_dissection_order,
+    simulate,
+    solve_many,
+)
 from cosim.errors import CosimError
 from cosim.spice.batch import run_batch
 
@@ -171,3 +178,18 @@ def test_verilog_a_cells_with_equivalent_solve():
     np.testing.assert_allclose(
         solve_many(Crossbar(va), np.full((1, 2), 0.2)), solve_many(Crossbar(LinearCells(g)), np.full((1, 2), 0.2))
     )
+
+
+def test_factorization_choices_agree():
+    rng = np.random.default_rng(21)
+    crossbar = Crossbar(LinearCells(rng.uniform(1e-5, 1e-4, (6, 7))))
+    inputs = rng.uniform(0, 0.2, (2, 6))
+    reference = solve_many(crossbar, inputs, factorization="splu")
+    np.testing.assert_array_equal(solve_many(crossbar, inputs), reference)  # auto = SuperLU
+    if cholmod_available():
+        np.testing.assert_allclose(solve_many(crossbar, inputs, factorization="cholmod"), reference, rtol=1e-12)
+    else:
+        with pytest.raises(CosimError, match="scikit-sparse"):
+            solve_many(crossbar, inputs, factorization="cholmod")
+    with pytest.raises(CosimError, match="unknown factorization"):
+        solve_many(crossbar, inputs, factorization="qr")
