@@ -70,8 +70,9 @@ def test_cycle_table_round_trip(default_model) -> None:
 
 @pytest.mark.slow
 def test_iv_loop_round_trip(default_model) -> None:
-    n_dev, n_cyc = 64, 50
-    loops = synth_iv(default_model, n_dev, n_cyc, seed=31)
+    # 32 devices × 200 loops of 0.02 V steps (353 samples each): 2.3 M samples
+    n_dev, n_cyc = 32, 200
+    loops = synth_iv(default_model, n_dev, n_cyc, seed=31, dv=0.02)
     result = fit_measurement(measurement_from_frame(loops), FitConfig(seed=6))
     fitted = result.model
     assert result.iv_fitted
@@ -83,6 +84,17 @@ def test_iv_loop_round_trip(default_model) -> None:
         np.testing.assert_allclose(fit, ref, rtol=0.01, err_msg=f"R = {resistance}")
     assert fitted.eta == pytest.approx(default_model.eta, abs=0.15)
     assert fitted.umax == pytest.approx(default_model.umax, abs=0.01)
-    # statistics: 64 devices × 49 usable vectors; acf standard error ~0.02 → 0.1 tolerance
+    # statistics, same devices × cycles. With 200 cycles per device the per-device sample
+    # mean absorbs part of LRS's slow component (Var(mean)/σ² ≈ (1 + 2Σρ_k)/n ≈ 0.15), which
+    # lowers its acf in the data and again in the fitted model's data (measured: LRS acf1
+    # 0.48 → 0.32): autocorrelations get a 0.2 / 0.25 tolerance here; the long-series round
+    # trip above holds them to 0.03.
     model_data = synth_cycles(fitted, n_dev, n_cyc, seed=32)
-    _compare(result.table, model_data, n_dev, acf_tol=0.1, sd_rtol=0.15, spread_rtol=0.4)
+    ds, ms = feature_statistics(result.table), feature_statistics(model_data)
+    tol_mean = 4 * np.sqrt(2 / n_dev) * ds["sd_device_means"] + 0.05 * ds["within_sd"]
+    assert np.all(np.abs(ds["mean"] - ms["mean"]) < tol_mean), (ds["mean"], ms["mean"])
+    np.testing.assert_allclose(ms["within_sd"], ds["within_sd"], rtol=0.15)
+    np.testing.assert_allclose(ms["sd_device_means"], ds["sd_device_means"], rtol=0.5)
+    np.testing.assert_allclose(ms["acf1"], ds["acf1"], atol=0.2)
+    np.testing.assert_allclose(ms["acf10"], ds["acf10"], atol=0.25)
+    assert np.all(ms["acf1"] > 0.05)  # the fitted model keeps cycle-to-cycle memory

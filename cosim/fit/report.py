@@ -176,10 +176,9 @@ def _figure(path: Path, draw: Any, size: tuple[float, float]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig = plt.figure(figsize=size)
+    fig = plt.figure(figsize=size, layout="constrained")
     try:
         draw(fig)
-        fig.tight_layout()
         fig.savefig(path, dpi=90)
     finally:
         plt.close(fig)
