@@ -62,12 +62,16 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--orders", default="10,20,50,100")
+    parser.add_argument("--cycle0", type=int, default=200, help="initial cycle of every generative device")
     args = parser.parse_args()
     size = args.size
     ids = np.arange(size * size).reshape(size, size)
-    gen_params = instance_params(MODEL, SEED, ids)
+    # start beyond every J: at cycle n the MA sum has min(n, J) + 1 terms, so devices at
+    # cycle 0 would hide the cost of J (and of not latching)
+    gen_params = instance_params(MODEL, SEED, ids, cycle0=args.cycle0)
 
-    print(f"# {size}x{size} V/2 SET write transient (1 us pulse), ngspice batch, {args.repeats} repeats")
+    print(f"# {size}x{size} V/2 SET write transient (1 us pulse), ngspice batch, {args.repeats} repeats, "
+          f"generative devices start in HRS of cycle {args.cycle0}")
     base_net = crossbar_netlist(size, compile_va(BASELINE_VA), "cosim_drift", {"w0": 0.0})
     base = report("baseline drift model", time_runs(base_net, args.repeats), None)
     gen_net = crossbar_netlist(size, compile_va(DEFAULT_VA), DEFAULT_MODULE, gen_params)
