@@ -136,3 +136,21 @@ def test_failed_stage_is_reported_and_dependants_skipped(tmp_path):
     report = (tmp_path / "bad" / "report.md").read_text()
     assert fit.error in report and "skipped" in report
     assert not (tmp_path / "bad" / "fitted_model.json").exists()
+
+
+def test_cli_exits_1_and_names_the_failed_stages(tmp_path, monkeypatch):
+    bad = DemoSettings(seed=2, quick=True, devices=1, cycles=20, s4d={"length": 1})
+    monkeypatch.setattr(DemoSettings, "create", classmethod(lambda cls, seed, quick: bad))
+    result = CliRunner().invoke(app, ["demo", "-o", str(tmp_path / "out")])
+    assert result.exit_code == 1
+    assert "fit (failed)" in result.output and "cycling (skipped)" in result.output
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["ok"] is False and manifest["seeds"]["synth"] == 2
+
+
+def test_unusable_output_folder_is_a_one_line_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    result = CliRunner().invoke(app, ["demo", "--quick", "-o", str(blocker / "out")])
+    assert result.exit_code == 2
+    assert "cannot create the output folder" in result.output and "Traceback" not in result.output
