@@ -10,6 +10,7 @@ from matplotlib.image import imread
 from typer.testing import CliRunner
 
 from cosim.cli import app
+from cosim.fileio import save_figure_atomic
 from cosim.device import plots
 from cosim.device.modelfile import load_model
 from cosim.device.synth import synth_cycles, synth_iv
@@ -27,7 +28,7 @@ def test_iv_loop_figure_has_log_current_axis(model, tmp_path: Path) -> None:
     ax = fig.axes[0]
     assert ax.get_yscale() == "log" and len(ax.lines) == 2
     np.testing.assert_allclose(ax.lines[0].get_ydata(), np.abs(iv[iv.cycle == 0]["I"]))
-    path = plots.save_figure(fig, tmp_path / "iv.png")
+    path = save_figure_atomic(tmp_path / "iv.png", fig)
     img = imread(path)
     assert img.shape[0] > 100 and img.std() > 0
 

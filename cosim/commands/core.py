@@ -100,7 +100,8 @@ def run_command(
 ) -> None:
     """Simulate NETLIST and write every vector (long format) to a Parquet file."""
     from cosim.spice.batch import run_batch
-    from cosim.spice.netlist_io import read_netlist_file, write_frame_atomic
+    from cosim.fileio import write_frame_atomic
+    from cosim.spice.netlist_io import read_netlist_file
 
     try:
         text = read_netlist_file(netlist)
@@ -111,7 +112,7 @@ def run_command(
 
             result = run_pyspice(text, timeout_s=timeout)
         frame = result.to_long_frame()
-        write_frame_atomic(frame, output)
+        write_frame_atomic(output, frame)
     except CosimError as exc:
         raise _fail(exc) from None
     typer.echo(

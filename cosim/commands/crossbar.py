@@ -55,7 +55,7 @@ def netlist_crossbar(
 ) -> None:
     """Write a crossbar read or write testbench netlist (see docs/crossbar.md)."""
     from cosim.crossbar import config as cfg
-    from cosim.crossbar.netlist import write_text_atomic
+    from cosim.fileio import write_text_atomic
 
     try:
         data = cfg.load_toml(config) if config is not None else {}
@@ -74,7 +74,7 @@ def netlist_crossbar(
         parsed = cfg.parse_config(cfg.merge(data, flags), source)
         base_dir = config.parent if config is not None else Path.cwd()
         text = cfg.render(parsed, base_dir)
-        write_text_atomic(text, output)
+        write_text_atomic(output, text)
     except CosimError as exc:
         raise _fail(exc) from exc
     typer.echo(f"wrote {output} ({parsed.rows}x{parsed.cols} {parsed.access} {parsed.cells.kind}, {parsed.bench})")
@@ -96,7 +96,7 @@ def mdm(
     """Report NF before and after Manhattan-distance remapping (differential pairs)."""
     from cosim.crossbar.config import load_matrix
     from cosim.crossbar.mdm import random_inputs, study
-    from cosim.crossbar.netlist import write_text_atomic
+    from cosim.fileio import write_text_atomic
     from cosim.crossbar.spec import Crossbar
 
     try:
@@ -121,7 +121,7 @@ def mdm(
     typer.echo(f"output error  {result.before.output_error:.5f} -> {result.after.output_error:.5f}")
     typer.echo(f"ideal output unchanged by the remap: {result.ideal_unchanged}")
     if json_out is not None:
-        write_text_atomic(json.dumps(report, indent=2, default=float) + "\n", json_out)
+        write_text_atomic(json_out, json.dumps(report, indent=2, default=float) + "\n")
 
 
 def random_weights(rows: int, cols: int, block: int, seed: int):  # -> np.ndarray

@@ -166,8 +166,8 @@ def plots_command(
         plot_feature_histograms,
         plot_iv_loops,
         plot_resistance_vs_cycle,
-        save_figure,
     )
+    from cosim.fileio import save_figure_atomic
     from cosim.device.synth import synth_cycles, synth_iv
     from cosim.paths import DEFAULT_MODEL
 
@@ -178,10 +178,10 @@ def plots_command(
     table = synth_cycles(m, devices, cycles, seed)
     iv = synth_iv(m, min(devices, 2), min(cycles, 5), seed)
     written = [
-        save_figure(plot_iv_loops(iv), output_dir / "iv_loops.png"),
-        save_figure(plot_resistance_vs_cycle(table, devices=range(min(devices, 8))),
-                    output_dir / "resistance_vs_cycle.png"),
-        save_figure(plot_feature_histograms(table, m, seed=seed + 1), output_dir / "feature_histograms.png"),
+        save_figure_atomic(output_dir / "iv_loops.png", plot_iv_loops(iv)),
+        save_figure_atomic(output_dir / "resistance_vs_cycle.png",
+                           plot_resistance_vs_cycle(table, devices=range(min(devices, 8)))),
+        save_figure_atomic(output_dir / "feature_histograms.png", plot_feature_histograms(table, m, seed=seed + 1)),
     ]
     for path in written:
         typer.echo(str(path))

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cosim.crossbar import config as cfg
-from cosim.crossbar.netlist import write_text_atomic
+from cosim.fileio import write_text_atomic
 from cosim.paths import NETLISTS_DIR
 
 EXAMPLES_DIR = NETLISTS_DIR
@@ -24,7 +24,7 @@ def render_example(toml: Path) -> str:
 
 def regenerate() -> list[Path]:
     """Rewrite every example netlist from its description; returns the files written."""
-    return [write_text_atomic(render_example(toml), toml.with_suffix(".cir")) for toml in example_configs()]
+    return [write_text_atomic(toml.with_suffix(".cir"), render_example(toml)) for toml in example_configs()]
 
 
 if __name__ == "__main__":

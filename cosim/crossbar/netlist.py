@@ -8,8 +8,6 @@ environment of :mod:`cosim.spice.render` (identifiers checked, numbers formatted
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Mapping
@@ -178,16 +176,3 @@ def write_netlist(
     return render_netlist("crossbar_write.cir.j2", **context)
 
 
-def write_text_atomic(text: str, destination: Path) -> Path:
-    """Write ``text`` to ``destination`` via a temporary file in the same folder."""
-    destination = Path(destination)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
-        os.replace(temp_name, destination)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-    return destination

@@ -29,13 +29,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from cosim.fileio import write_json_atomic
 from cosim.errors import ModelFileError
 
 SCHEMA_VERSION = 1
@@ -322,26 +322,10 @@ def load_model(path: str | os.PathLike[str]) -> DeviceModel:
     return DeviceModel.from_dict(data, source=str(path))
 
 
-def write_json_atomic(data: Any, path: str | os.PathLike[str]) -> None:
-    """Write JSON to a temp file in the target folder, then os.replace (no partial files)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=1)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def save_model(model: DeviceModel, path: str | os.PathLike[str]) -> None:
     """Validate and write a model file atomically."""
     validate(model)
-    write_json_atomic(model.to_dict(), path)
+    write_json_atomic(path, model.to_dict())
 
 
 # ----------------------------------------------------------------- Synaptogen import

@@ -6,8 +6,6 @@ Inputs are the tidy frames of :mod:`cosim.device.synth` (or measured data in tha
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
@@ -97,17 +95,3 @@ def plot_feature_histograms(cycles: pd.DataFrame, model: Optional[DeviceModel] =
         ax.legend(fontsize=7)
     fig.suptitle("Feature distributions")
     return fig
-
-
-def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 120) -> Path:
-    """Save a figure (format from the suffix) atomically; returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
-    try:
-        fig.savefig(tmp, dpi=dpi)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path

@@ -18,7 +18,6 @@ records the seed, model and settings.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
@@ -27,7 +26,8 @@ import pandas as pd
 
 from cosim.device import rng
 from cosim.device.model import DeviceArray, read_noise_sigma
-from cosim.device.modelfile import DeviceModel, write_json_atomic
+from cosim.device.modelfile import DeviceModel
+from cosim.fileio import atomic_path, write_json_atomic
 
 CYCLE_COLUMNS = ["device", "cycle", "HRS_ohm", "US_V", "LRS_ohm", "UR_V"]
 IV_COLUMNS = ["device", "cycle", "t_s", "V", "I"]
@@ -146,26 +146,17 @@ def metadata_path(csv_path: str | os.PathLike[str]) -> Path:
 def write_csv_atomic(frames: pd.DataFrame | Iterable[pd.DataFrame], path: str | os.PathLike[str],
                      meta: Optional[dict[str, Any]] = None) -> int:
     """Write one frame or a stream of frames (same columns) as one CSV, atomically
-    (temp file + os.replace), then the metadata sidecar; returns the number of rows.
+    (temp file + rename), the metadata sidecar first; returns the number of rows.
 
     ``meta`` gets ``rows`` filled in. On any error no output file is left behind.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
     rows = 0
-    try:
+    with atomic_path(path) as tmp:
         parts = [frames] if isinstance(frames, pd.DataFrame) else frames
         with open(tmp, "w", encoding="utf-8", newline="") as fh:
             for i, part in enumerate(parts):
                 part.to_csv(fh, index=False, header=(i == 0), float_format="%.9g")
                 rows += len(part)
         if meta is not None:
-            meta = dict(meta, rows=rows)
-            write_json_atomic(meta, metadata_path(path))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+            write_json_atomic(metadata_path(path), dict(meta, rows=rows))
     return rows

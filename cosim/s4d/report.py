@@ -1,7 +1,7 @@
 """Report of an S4D circuit study: CSV tables, JSON record, kernels, PNG figures, markdown.
 
 :func:`write_report` writes into one folder (created if needed); every file goes through a
-temporary file in the same folder and ``os.replace``, so a failure leaves no partial file.
+temporary file in the same folder (:mod:`cosim.fileio`), so a failure leaves no partial file.
 
 Files: ``summary.csv`` (one row per variant, case, seed, backend, channel), ``table.csv``
 (mean and sd over device seeds), ``mdm.csv`` (before/after MDM per seed), ``study.json``
@@ -12,16 +12,19 @@ channel with error bars across device seeds), ``mdm.png`` and ``report.md``.
 
 from __future__ import annotations
 
-import io
-import json
-import os
-import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from cosim.fileio import (
+    atomic_path,
+    save_figure_atomic,
+    write_frame_atomic,
+    write_json_atomic,
+    write_text_atomic,
+)
 from cosim.s4d.study import CASES, StudyResult
 
 CASE_TITLES = {
@@ -33,25 +36,13 @@ CASE_TITLES = {
 }
 
 
-def _atomic_write(path: Path, write: Callable[[Any], None], binary: bool = False) -> Path:
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb" if binary else "w") as stream:
-            write(stream)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def _figure_to(path: Path, figure: Any) -> Path:
     import matplotlib.pyplot as plt
 
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    plt.close(figure)
-    return _atomic_write(path, lambda s: s.write(buffer.getvalue()), binary=True)
+    try:
+        return save_figure_atomic(path, figure, dpi=110)
+    finally:
+        plt.close(figure)
 
 
 def plot_kernels(result: StudyResult, variant: str) -> Any:
@@ -179,16 +170,22 @@ def markdown(result: StudyResult, figures: list[str]) -> str:
     return "\n".join(parts)
 
 
+def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> Path:
+    with atomic_path(path) as temp, open(temp, "wb") as stream:
+        np.savez_compressed(stream, **arrays)
+    return path
+
+
 def write_report(result: StudyResult, directory: Path | str) -> list[Path]:
     """Write every report file into ``directory``; returns the paths written."""
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)
     written = [
-        _atomic_write(folder / "summary.csv", lambda s: result.summary.to_csv(s, index=False)),
-        _atomic_write(folder / "table.csv", lambda s: result.table().to_csv(s, index=False)),
+        write_frame_atomic(folder / "summary.csv", result.summary),
+        write_frame_atomic(folder / "table.csv", result.table()),
     ]
     if "devices_mdm" in set(result.summary.case):
-        written.append(_atomic_write(folder / "mdm.csv", lambda s: result.mdm_table().to_csv(s, index=False)))
+        written.append(write_frame_atomic(folder / "mdm.csv", result.mdm_table()))
     record = {
         "config": result.config,
         "timings_s": result.timings,
@@ -196,10 +193,10 @@ def write_report(result: StudyResult, directory: Path | str) -> list[Path]:
             {"variant": v, "case": c, "seed": s, **d} for (v, c, s), d in result.mappings.items()
         ],
     }
-    written.append(_atomic_write(folder / "study.json", lambda s: json.dump(record, s, indent=1)))
+    written.append(write_json_atomic(folder / "study.json", record))
     arrays = {"ideal": result.ideal_kernel}
     arrays.update({":".join(map(str, key)): value for key, value in result.kernels.items()})
-    written.append(_atomic_write(folder / "kernels.npz", lambda s: np.savez_compressed(s, **arrays), binary=True))
+    written.append(_write_npz(folder / "kernels.npz", arrays))
     figures = []
     for variant in result.config["variants"]:
         for name, plot in ((f"kernels_{variant}.png", plot_kernels), (f"errors_{variant}.png", plot_errors)):
@@ -208,5 +205,5 @@ def write_report(result: StudyResult, directory: Path | str) -> list[Path]:
     if "devices_mdm" in set(result.summary.case):
         written.append(_figure_to(folder / "mdm.png", plot_mdm(result)))
         figures.append("mdm.png")
-    written.append(_atomic_write(folder / "report.md", lambda s: s.write(markdown(result, figures))))
+    written.append(write_text_atomic(folder / "report.md", markdown(result, figures)))
     return written

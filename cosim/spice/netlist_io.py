@@ -1,15 +1,12 @@
-"""Reading user netlists and writing result tables safely (atomic replace, clear errors)."""
+"""Reading user netlists safely (size limit, clear errors, solver-settings check)."""
 
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from pathlib import Path
 
-import pandas as pd
 
-from cosim.errors import DataFileError, NetlistError
+from cosim.errors import NetlistError
 from cosim.spice.render import check_netlist_settings
 
 log = logging.getLogger(__name__)
@@ -44,23 +41,3 @@ def read_netlist_file(path: Path | str) -> str:
     except NetlistError as exc:
         log.warning("%s (running it anyway; expect a slower solve)", exc)
     return text
-
-
-def write_frame_atomic(frame: pd.DataFrame, destination: Path | str) -> Path:
-    """Write ``frame`` as Parquet (or CSV if the name ends in ``.csv``) atomically."""
-    destination = Path(destination)
-    folder = destination.parent if str(destination.parent) else Path(".")
-    if not folder.is_dir():
-        raise DataFileError(f"output folder {folder} does not exist (for {destination})")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".tmp", dir=folder)
-    os.close(fd)
-    try:
-        if destination.suffix.lower() == ".csv":
-            frame.to_csv(tmp_name, index=False)
-        else:
-            frame.to_parquet(tmp_name, index=False)
-        os.replace(tmp_name, destination)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return destination
