@@ -86,7 +86,7 @@ class DemoSettings:
             raise CosimError(f"--seed must lie in 0 .. 2^31-1, got {seed}")
         seeds = [seed, seed + 1] if seed < 2**31 - 1 else [seed, seed - 1]
         if quick:
-            s4d = {"seed": seed, "length": 32, "variants": ["delta"], "mdm": True,
+            s4d = {"seed": seed, "length": 32, "variants": ["delta"], "layout": "channel", "mdm": True,
                    "model": {"kind": "lin", "channels": 2, "state_size": 4, "init_seed": seed},
                    "devices": {"seeds": seeds[:1]}, "backends": {"nodal": True, "ngspice": False}}
             return cls(seed=seed, quick=True, devices=16, cycles=120, ma_order=10, va_cycles=6, s4d=s4d)
@@ -523,11 +523,14 @@ class _Demo:
 
 # --------------------------------------------------------------------------- S4D summary
 def s4d_case_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """Mean over channels and device seeds per (variant, case, backend) of the key metrics."""
-    metrics = [c for c in ("kernel_rel_l2", "kernel_snr_db", "output_rel_l2", "mvm_error", "nf", "output_error",
-                           "stability_margin") if c in summary.columns]
+    """Per (variant, case, backend): the mean over channels and device seeds of the key
+    metrics, the smallest stability margin, and the number of device seeds."""
+    metrics = [c for c in ("kernel_rel_l2", "kernel_snr_db", "output_rel_l2", "mvm_error", "nf", "output_error")
+               if c in summary.columns]
     grouped = summary.groupby(["variant", "case", "backend"], sort=False)
     table = grouped[metrics].mean()
+    if "stability_margin" in summary.columns:
+        table["stability_margin_min"] = grouped["stability_margin"].min()
     table["seeds"] = grouped["seed"].nunique()
     table = table.reset_index()
     table.insert(2, "mdm", table.case == "devices_mdm")
@@ -578,6 +581,7 @@ def _md_table(frame: pd.DataFrame, digits: int = 4) -> str:
     return "\n".join(lines)
 
 
+LAYOUTS = {"channel": "one crossbar per channel", "layer": "one block-diagonal crossbar for the layer"}
 LINK_RE = re.compile(r"\]\(([^)\s]+)\)")
 
 
@@ -705,10 +709,11 @@ def _s4d_section(demo: _Demo) -> list[str]:
         cfg = demo.data["s4d_config"]
         parts += [
             f"S4D layer `{cfg['model']['kind']}`, L = {cfg['length']}, variants {cfg['variants']}, "
-            f"layout `{cfg['layout']}` (`channel`: one crossbar per channel), wires "
-            f"{cfg['wires']} Ω, devices of the {demo.data['s4d_device_model']} model programmed by "
+            f"layout `{cfg['layout']}` ({LAYOUTS.get(cfg['layout'], '')}), wires "
+            f"{', '.join(f'{k} {v:g} Ω' for k, v in cfg['wires'].items())}, devices of the "
+            f"{demo.data['s4d_device_model']} model programmed by "
             f"write-verify (device seeds {cfg['devices']['seeds']}, input seed {cfg['input_seed']}), "
-            "nodal solver. Mean over channels and device seeds (`mdm`: rows and columns placed by "
+            "nodal solver. Means over channels and device seeds (`mdm`: rows and columns placed by "
             "Manhattan-distance mapping); full report: [s4d/report.md](s4d/report.md), table: "
             "[s4d_cases.csv](s4d_cases.csv).",
             "",
@@ -716,8 +721,9 @@ def _s4d_section(demo: _Demo) -> list[str]:
             "kernel, `kernel_snr_db` the same as an SNR; `output_rel_l2` the same for a random input "
             "sequence; `mvm_error` the relative error of one matrix-vector product; `nf` the "
             "non-ideality factor of the crossbar tiles (DESIGN §5, random inputs), `output_error` "
-            "the differential output error for the S4D step voltages; `stability_margin` "
-            "1 − max |eigenvalue| of the effective state transition (negative: unstable). The "
+            "the differential output error for the S4D step voltages; `stability_margin_min` the "
+            "smallest 1 − max |eigenvalue| of a channel's effective state transition (negative: "
+            "unstable). The "
             "recurrence feeds each step's error into the next, so a few per cent of NF can become "
             "a kernel error of order one.",
             "",
