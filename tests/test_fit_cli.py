@@ -79,3 +79,6 @@ def test_bad_input_one_line_error_and_no_output(tmp_path: Path) -> None:
     assert not out.exists()
     res = _run(src, "-o", out, "--format", "xml")
     assert res.exit_code == 2 and "--format" in res.output
+    res = _run(src, "-o", out, "--hrs-read", "sideways")
+    assert res.exit_code == 2 and "--hrs-read" in res.output
+    assert not out.exists()

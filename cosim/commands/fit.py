@@ -27,6 +27,10 @@ def fit_command(
     max_components: int = typer.Option(4, "--max-components", min=1, max=10,
                                        help="Largest number of D2D mixture components."),
     u0: float = typer.Option(0.2, "--u0", help="Read voltage U0 in V."),
+    hrs_read: str = typer.Option(
+        "after-reset", "--hrs-read", help="Which HRS a cycle-table row holds: after-reset "
+                                          "(read after the row's RESET, as testers and `cosim "
+                                          "synth` write it) or before-set."),
     base_model: Optional[Path] = typer.Option(
         None, "--base-model", help="Model that supplies the I–V basis, η and Umax when the "
                                    "input is a cycle table (default: the shipped default)."),
@@ -36,7 +40,7 @@ def fit_command(
 
     try:
         _run(input_csv, output, report, fmt, seed, gamma_degree, max_order, ic, var_order,
-             max_components, u0, base_model)
+             max_components, u0, hrs_read, base_model)
     except CosimError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=2) from None
@@ -44,7 +48,7 @@ def fit_command(
 
 def _run(input_csv: Path, output: Path, report: Optional[Path], fmt: str, seed: int,
          gamma_degree: int, max_order: int, ic: str, var_order: Optional[int],
-         max_components: int, u0: float, base_model: Optional[Path]) -> None:
+         max_components: int, u0: float, hrs_read: str, base_model: Optional[Path]) -> None:
     from cosim.device.modelfile import load_model, save_model
     from cosim.errors import CosimError
     from cosim.fit.extract import ExtractConfig
@@ -57,8 +61,11 @@ def _run(input_csv: Path, output: Path, report: Optional[Path], fmt: str, seed: 
         raise CosimError(f"--ic must be aic, bic or hqic (got {ic!r})")
     if not u0 > 0:
         raise CosimError("--u0 must be positive")
+    if hrs_read not in ("after-reset", "before-set"):
+        raise CosimError(f"--hrs-read must be after-reset or before-set (got {hrs_read!r})")
     config = FitConfig(gamma_degree=gamma_degree, max_var_order=max_order, ic=ic,  # type: ignore[arg-type]
                        var_order=var_order, max_components=max_components, seed=seed,
+                       hrs_read=hrs_read.replace("-", "_"),  # type: ignore[arg-type]
                        extract=ExtractConfig(u0=u0))
     base = load_model(base_model) if base_model is not None else None
     result = fit_file(input_csv, fmt, config, base)  # type: ignore[arg-type]

@@ -383,11 +383,10 @@ def fit_iv_basis(segments: Segments, u0: float, g_llrs: float | None = None,
         g_high = float(g.min())
     llrs = c + g_low * d
     hhrs = c + g_high * d
+    powers = np.vstack([v ** k for k in range(1, 7)])  # (6, samples), ascending powers
+    residual = (c @ powers + g * (d @ powers) - i) * weight
     info = {"g_llrs_S": g_low, "g_hhrs_S": float(g_high), "samples": int(v.size),
-            "degree6_identified": degree6,
-            "rel_rms": float(np.sqrt(np.mean(((c + 0) @ np.vstack([v ** k for k in range(1, 7)])
-                                              + g * (d @ np.vstack([v ** k for k in range(1, 7)]))
-                                              - i) ** 2 * weight ** 2)))}
+            "degree6_identified": degree6, "rel_rms": float(np.sqrt(np.mean(residual ** 2)))}
     return llrs[::-1].copy(), hhrs[:5][::-1].copy(), info
 
 
@@ -572,6 +571,7 @@ def fit_measurement(measurement: Measurement, config: FitConfig | None = None,
     """Fit a model to a file already read by :func:`read_measurements`."""
     config = config or FitConfig()
     provenance = {"input_file": measurement.path.name,
+                  "ignored_columns": list(measurement.ignored_columns),
                   "input_sha256": (_file_digest(measurement.path)
                                    if measurement.path.is_file() else None),
                   "columns": {c.header: f"{c.canonical} (×{c.factor:g})"

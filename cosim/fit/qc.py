@@ -197,17 +197,31 @@ def _gaps(frame: pd.DataFrame, report: QCReport) -> None:
                    "no VAR lag spans the gap", "kept")
 
 
+def _group_median(x: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """Per-group column medians broadcast back to the rows (contiguous groups: one
+    np.median per group; otherwise pandas groupby)."""
+    if codes.size and np.all(np.diff(codes) >= 0):
+        starts = np.flatnonzero(np.diff(codes, prepend=-1))
+        ends = np.append(starts[1:], codes.size)
+        out = np.empty_like(x)
+        for a, b in zip(starts, ends):
+            out[a:b] = np.median(x[a:b], axis=0)
+        return out
+    return pd.DataFrame(x).groupby(codes).median().to_numpy()[codes]
+
+
 def robust_z(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
     """Robust z-score per group: 0.6745·(x − median)/MAD (MAD = 0 → z = 0).
 
     ``values`` may be 1-D or (rows, features); the statistics are per group and column.
     """
-    frame = pd.DataFrame(values)
-    med = frame.groupby(groups, sort=False).transform("median").to_numpy()
-    dev = np.abs(frame.to_numpy() - med)
-    mad = pd.DataFrame(dev).groupby(groups, sort=False).transform("median").to_numpy()
+    x = np.asarray(values, dtype=float).reshape(len(values), -1)
+    codes, _ = pd.factorize(groups, sort=False)
+    med = _group_median(x, codes)
+    dev = np.abs(x - med)
+    mad = _group_median(dev, codes)
     with np.errstate(divide="ignore", invalid="ignore"):
-        z = np.where(mad > 0, 0.6745 * (frame.to_numpy() - med) / mad, 0.0)
+        z = np.where(mad > 0, 0.6745 * (x - med) / mad, 0.0)
     return z.reshape(np.shape(values))
 
 
