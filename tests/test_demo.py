@@ -22,6 +22,8 @@ from cosim.demo import DemoSettings, run_demo
 from cosim.device.model import feature_sequences, hrs_ohm
 from cosim.device.modelfile import load_model
 
+pytestmark = pytest.mark.slow  # one quick demo run: about a minute on two cores
+
 SEED = 5
 RESISTANCE_RTOL = 1e-6  # tests/test_va_sim.py: simulated reads against the reference
 LINK = re.compile(r"\]\(([^)\s]+)\)")
