@@ -253,26 +253,32 @@ def _plot_d2d(fig: Any, result: FitResult, comp: Comparison) -> None:
 
 
 def _plot_iv(fig: Any, result: FitResult, loops: int = 4) -> None:
+    """Measured loops with the fitted I(U; r) at the loop's states: the HRS it starts from
+    and the LRS on the negative sweep, the LRS and the HRS after the RESET on the positive."""
     from cosim.device.model import current, r_from_resistance
 
     frame = result.iv_frame
     model = result.model
-    table = result.table.set_index(["device", "cycle"])
-    keys = list(table.index[:: max(1, len(table) // loops)][:loops])
+    rows = result.table.set_index(["device", "cycle"])
+    vectors = result.vectors.set_index(["device", "cycle"])
+    keys = list(vectors.index[:: max(1, len(vectors) // loops)][:loops])
     ax = fig.add_subplot(1, 1, 1)
-    u_neg = np.linspace(-2.0, 0.0, 200)
-    u_pos = np.linspace(0.0, model.umax, 200)
+    u_neg = np.linspace(-2.0, -0.01, 200)
+    u_pos = np.linspace(0.01, model.umax, 200)
     for n, (dev, cyc) in enumerate(keys):
         loop = frame[(frame["device"] == dev) & (frame["cycle"] == cyc)]
         ax.semilogy(loop["V"], np.abs(loop["I"]), ".", ms=2, color=f"C{n}",
                     label=f"data {dev}/{cyc}")
-        row = table.loc[(dev, cyc)]
-        for u, res in ((u_neg, row["HRS_ohm"]), (u_neg, row["LRS_ohm"]), (u_pos, row["LRS_ohm"])):
+        states = ((u_neg, vectors.loc[(dev, cyc), "HRS_ohm"]),
+                  (u_neg, vectors.loc[(dev, cyc), "LRS_ohm"]),
+                  (u_pos, vectors.loc[(dev, cyc), "LRS_ohm"]),
+                  (u_pos, rows.loc[(dev, cyc), "HRS_ohm"]))
+        for u, res in states:
             ax.semilogy(u, np.abs(current(model, u, r_from_resistance(model, res))), "-",
                         lw=0.8, color=f"C{n}")
     ax.set_xlabel("V [V]")
     ax.set_ylabel("|I| [A]")
-    ax.set_title("measured loops (dots) and fitted I(U; r) at their HRS / LRS (lines)")
+    ax.set_title("measured loops (dots) and the fitted I(U; r) at their states (lines)")
     ax.legend(fontsize=7)
 
 
