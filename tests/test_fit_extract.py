@@ -42,7 +42,7 @@ def test_noise_free_loops_give_the_model_features(model) -> None:
     assert np.max(np.abs(table["UR_V"] - truth["UR_V"])) < 2e-3
     np.testing.assert_allclose(table["LRS_ohm"], truth["LRS_ohm"], rtol=1e-9)
     np.testing.assert_allclose(table["HRS_ohm"], truth["HRS_ohm"], rtol=1e-9)
-    v, i, r = segments.constant_state()
+    v, _, r = segments.constant_state()
     assert v.size > 0 and np.all(np.isfinite(r))
 
 

@@ -496,6 +496,9 @@ def _fit_table(table: pd.DataFrame, config: FitConfig | None, report: QCReport |
     orders, moments = select_var_order(x, codes, cycles, max_order)
     order = (int(orders.loc[orders[config.ic].idxmin(), "order"]) if config.var_order is None
              else config.var_order)
+    if order == 0:
+        report.add("info", None, None, f"{config.ic.upper()} found no cycle-to-cycle memory "
+                   "(order 0); a VAR(1) is fitted because the model needs p >= 1", "kept")
     order = max(order, 1)
     # all orders were compared on the rows with max_order lags; the chosen one is fitted on
     # the same rows (statsmodels refits on p more rows per series: a negligible difference)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cosim.fit.fit import FEATURE_NAMES, FitResult, device_codes, feature_matrix, lag_rows
+from cosim.fit.fit import FEATURE_NAMES, FitResult, device_codes, feature_matrix
 from cosim.fit.readers import write_table
 
 FEATURE_LABELS = ("log10 HRS [log10 Ω]", "US [V]", "LRS [Ω]", "UR [V]")
@@ -316,7 +316,7 @@ def render_markdown(result: FitResult, comp: Comparison, figures: list[str],
         f"* VAR order p = {m.var_order} (criterion: {prov.get('var_order_criterion')}); "
         f"spectral radius of the companion matrix "
         f"{np.max(np.abs(np.linalg.eigvals(m.companion()))):.4f}.",
-        f"* Stationary latent variance: "
+        "* Stationary latent variance: "
         + ", ".join(f"{n} {v:.3f}" for n, v in zip(FEATURE_NAMES,
                                                      np.diag(m.stationary_covariance()))),
         "* Latent lag-0 correlation of the fitted VAR: (HRS, US) "
@@ -326,11 +326,9 @@ def render_markdown(result: FitResult, comp: Comparison, figures: list[str],
         + ", ".join(f"{w:.3f}" for w in m.d2d_weights) + ".",
         f"* I–V basis, η = {m.eta:.4g}, Umax = {m.umax:.4g} V: {prov.get('iv', {}).get('source')}.",
         "", "Information criteria per VAR order (same rows for every order):", "",
-        result.order_table.to_markdown(index=False, floatfmt=".6g")
-        if _has_tabulate() else result.order_table.to_string(index=False), "",
+        _frame_md(result.order_table), "",
         "BIC per number of mixture components:", "",
-        result.mixture_table.to_markdown(index=False, floatfmt=".6g")
-        if _has_tabulate() else result.mixture_table.to_string(index=False), "",
+        _frame_md(result.mixture_table), "",
         "## Statistics of data and model (DESIGN §3.7)", "",
         "The model columns come from data drawn from the fitted model with the same number of "
         "devices and cycles (seeded). HRS in log10 Ω, LRS in Ω, US/UR in V; `acfK` is the "
@@ -355,12 +353,17 @@ def _latent_corr(model: Any) -> np.ndarray:
     return cov / np.outer(scale, scale)
 
 
-def _has_tabulate() -> bool:
-    try:
-        import tabulate  # noqa: F401
-    except ImportError:
-        return False
-    return True
+def _frame_md(frame: pd.DataFrame) -> str:
+    """A DataFrame as a markdown table (floats with 6 significant digits)."""
+    def cell(value: object) -> str:
+        if isinstance(value, (float, np.floating)):
+            return f"{value:.6g}"
+        return str(value)
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |",
+             "|" + "---|" * len(frame.columns)]
+    for row in frame.itertuples(index=False):
+        lines.append("| " + " | ".join(cell(v) for v in row) + " |")
+    return "\n".join(lines)
 
 
 def _write_text(path: Path, text: str) -> None:
