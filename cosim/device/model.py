@@ -16,7 +16,7 @@ from typing import Optional, Union
 
 import numpy as np
 
-from cosim.device import rng
+from cosim.device import _fast, rng
 from cosim.device.modelfile import DEFAULT_MA_ORDER, DeviceModel
 
 BOLTZMANN = 1.380649e-23  # J/K
@@ -119,10 +119,17 @@ def psi_transform(model: DeviceModel, params: DeviceParams, x: np.ndarray) -> np
 
 def feature_sequences(model: DeviceModel, seed: int, device_ids: np.ndarray, n_cycles: int,
                       method: str = "var", ma_order: int = DEFAULT_MA_ORDER,
-                      params: Optional[DeviceParams] = None) -> np.ndarray:
-    """Features y (N, C, 4) of cycles 0..C-1 (HRS in log10 Ω if the model says so)."""
+                      params: Optional[DeviceParams] = None,
+                      backend: Optional[str] = None) -> np.ndarray:
+    """Features y (N, C, 4) of cycles 0..C-1 (HRS in log10 Ω if the model says so).
+
+    ``backend``: ``"numba"`` (compiled, the default when numba imports; used for
+    ``method="var"``) or ``"numpy"`` (the reference implementation).
+    """
     ids = check_device_ids(device_ids)
     params = params if params is not None else draw_d2d(model, seed, ids)
+    if method == "var" and _fast.resolve_backend(backend) == "numba":
+        return _feature_sequences_numba(model, seed, ids, int(n_cycles), params)
     eps = innovations(seed, ids, np.arange(n_cycles))
     if method == "var":
         x = latent_var(model, eps)
@@ -133,23 +140,51 @@ def feature_sequences(model: DeviceModel, seed: int, device_ids: np.ndarray, n_c
     return psi_transform(model, params, x)
 
 
+def _feature_sequences_numba(model: DeviceModel, seed: int, ids: np.ndarray, n_cycles: int,
+                              params: DeviceParams) -> np.ndarray:
+    prefix = rng.hash_prefix(np.uint32(rng.check_seed(seed)), ids.astype(np.uint32))
+    y = np.empty((ids.size, max(n_cycles, 0), 4))
+    args = (np.ascontiguousarray(prefix, dtype=np.uint32), _c(model.var_chol), _c(model.var_lags),
+            _c(model.gamma), _c(params.mu.T), _c(params.sigma.T), y)
+    _fast.split_run(_fast.feature_sequences_kernel, ids.size, args)
+    return y
+
+
+def _c(a: np.ndarray) -> np.ndarray:
+    """C-contiguous float64 copy-if-needed (kernel arguments)."""
+    return np.ascontiguousarray(a, dtype=np.float64)
+
+
 class FeatureEngine:
     """Fast path: all devices advance together, one cycle per :meth:`step` (VAR recursion).
 
-    Produces exactly the features of :func:`feature_sequences` (method ``"var"``) with
-    preallocated feature-major buffers and a ring-buffer lag history (no copies of it).
+    Produces the features of :func:`feature_sequences` (method ``"var"``) with
+    preallocated buffers and a ring-buffer lag history (no copies of it).
+    ``backend="numba"`` (the default when numba imports) runs one fused compiled kernel per
+    cycle, split over ``threads`` threads (default: the usable CPUs); ``"numpy"`` is the
+    reference with feature-major buffers.
     """
 
     def __init__(self, model: DeviceModel, seed: int, device_ids: np.ndarray,
-                 params: Optional[DeviceParams] = None) -> None:
+                 params: Optional[DeviceParams] = None, backend: Optional[str] = None,
+                 threads: Optional[int] = None) -> None:
         ids = check_device_ids(device_ids)
         self.model = model
         self.params = params if params is not None else draw_d2d(model, seed, ids)
         prefix = rng.hash_prefix(np.uint32(rng.check_seed(seed)), ids.astype(np.uint32))
-        self._normals = rng.C2CNormals(prefix)
+        self.backend = _fast.resolve_backend(backend)
+        self.threads = threads
         n, p = ids.size, model.var_order
         self.cycle = 0
         self._p = p
+        if self.backend == "numba":
+            self._kernel_args = (np.ascontiguousarray(prefix, dtype=np.uint32), _c(model.var_chol),
+                                 _c(model.var_lags), _c(model.gamma), _c(self.params.mu.T),
+                                 _c(self.params.sigma.T),
+                                 np.zeros((-(-n // _fast.BLOCK), max(p, 1), 4, _fast.BLOCK)))
+            self._y_fm = np.empty((4, n))
+            return
+        self._normals = rng.C2CNormals(prefix, backend="numpy")
         self._hist = np.zeros((4 * max(p, 1), n))
         self._eps = np.empty((4, n))
         self._x = np.empty((4, n))
@@ -161,10 +196,39 @@ class FeatureEngine:
         self._big = [np.concatenate([model.var_lags[(k - s - 1) % p] for s in range(p)], axis=1)
                      for k in range(p)] if p else []
 
+    def run(self, n_cycles: int, out: Optional[np.ndarray] = None) -> np.ndarray:
+        """Features y (N, n_cycles, 4) of the next ``n_cycles`` cycles (HRS in log10 Ω if the
+        model says so); the engine moves on by ``n_cycles``. The same numbers as as many
+        :meth:`step` calls; the compiled path runs all cycles of a block of devices while its
+        lag history is in cache. ``out``: optional C-contiguous float64 array to fill."""
+        n_cycles = int(n_cycles)
+        shape = (self.params.mu.shape[0], n_cycles, 4)
+        if out is None:
+            out = np.empty(shape)
+        elif out.shape != shape or out.dtype != np.float64 or not out.flags.c_contiguous:
+            raise ValueError(f"out must be a C-contiguous float64 array of shape {shape}")
+        if self.backend != "numba":
+            for c in range(n_cycles):
+                out[:, c] = self.step()
+            return out
+        prefix, chol, lags, gamma, mu, sigma, hist = self._kernel_args
+        _fast.split_run(_fast.engine_run_kernel, prefix.size,
+                        (prefix, self.cycle, chol, lags, gamma, mu, sigma, hist, out), self.threads,
+                        align=_fast.BLOCK)
+        self.cycle += n_cycles
+        return out
+
     def step(self) -> np.ndarray:
-        """Features y (N, 4) of the current cycle (a transposed view of a reused (4, N)
-        buffer: copy it to keep it); then move to the next cycle."""
+        """Features y (N, 4) of the current cycle (a reused buffer, or a transposed view of
+        one: copy it to keep it); then move to the next cycle."""
         n, p = self.cycle, self._p
+        if self.backend == "numba":
+            prefix, chol, lags, gamma, mu, sigma, hist = self._kernel_args
+            _fast.split_run(_fast.engine_step_kernel, prefix.size,
+                            (prefix, n, chol, lags, gamma, mu, sigma, hist, self._y_fm), self.threads,
+                            align=_fast.BLOCK)
+            self.cycle += 1
+            return self._y_fm.T
         eps = self._normals.fill(n, self._eps)
         x = np.matmul(self.model.var_chol, eps, out=self._x)
         if p:
@@ -245,12 +309,15 @@ class DeviceArray:
     voltage level (V, scalar or per device); :meth:`read` returns the current at U0.
     ``method`` selects how latent vectors are produced: ``"var"`` (exact recursion with a
     per-device history) or ``"ma"`` (truncated MA of order ``ma_order``, recomputed from the
-    counter RNG — the form the Verilog-A model uses).
+    counter RNG — the form the Verilog-A model uses). ``backend="numba"`` (the default when
+    numba imports) runs :meth:`apply` of method ``"var"`` as one compiled pass over the
+    devices, split over ``threads`` threads; ``"numpy"`` is the reference.
     """
 
     def __init__(self, model: DeviceModel, n_devices: int | None = None, seed: int = 0,
                  device_ids: Optional[np.ndarray] = None, method: str = "var",
-                 ma_order: int = DEFAULT_MA_ORDER) -> None:
+                 ma_order: int = DEFAULT_MA_ORDER, backend: Optional[str] = None,
+                 threads: Optional[int] = None) -> None:
         if device_ids is None:
             if n_devices is None:
                 raise ValueError("give n_devices or device_ids")
@@ -262,6 +329,8 @@ class DeviceArray:
             raise ValueError(f"method must be 'var' or 'ma', got {method!r}")
         self.method = method
         self.ma_order = int(ma_order)
+        self.backend = _fast.resolve_backend(backend)
+        self.threads = threads
         n = self.ids.size
         self.params = draw_d2d(model, self.seed, self.ids)
         self._prefix = rng.hash_prefix(np.uint32(self.seed), self.ids.astype(np.uint32))
@@ -280,6 +349,7 @@ class DeviceArray:
         self.tr_c = np.zeros(n)
         self.r_lrs_reset = np.zeros(n)
         self.read_count = np.zeros(n, dtype=np.int64)
+        self._kernel_consts: Optional[tuple] = None
         self._advance(np.ones(n, dtype=bool), first=True)
         self.ur_thr[:] = self.ur
         self.r = self.r_of_resistance(self.hrs)
@@ -357,6 +427,9 @@ class DeviceArray:
     def apply(self, voltage: ArrayLike) -> None:
         """Apply a quasi-static voltage level (V) to every device (scalar or (N,) array)."""
         u = np.broadcast_to(np.asarray(voltage, dtype=np.float64), self.ids.shape)
+        if self.backend == "numba" and self.method == "var":
+            self._apply_numba(u)
+            return
         m = self.model
         # SET: not in LRS and U <= US_n
         do_set = (~self.in_lrs) & (u <= self.us)
@@ -394,6 +467,21 @@ class DeviceArray:
             hi = np.maximum(self.r_lrs_reset[part], r_hrs)
             self.r[part] = np.clip(r_new, lo, np.minimum(hi, self._r_max))
             self.ur_thr[part] = up
+
+    def _apply_numba(self, u: np.ndarray) -> None:
+        m = self.model
+        if self._kernel_consts is None:
+            self._kernel_consts = (
+                np.ascontiguousarray(self._prefix, dtype=np.uint32), _c(m.var_chol), _c(self._big),
+                _c(m.gamma), _c(self.params.mu), _c(self.params.sigma), _c(m.llrs_poly()),
+                _c(m.hhrs_poly()),
+                np.array([self._g_l, self._g_h, self._r_max, m.umax, m.eta], dtype=np.float64))
+        prefix, chol, big, gamma, mu, sigma, llrs, hhrs, consts = self._kernel_consts
+        args = (np.ascontiguousarray(u), prefix, self.cycle, self.hist, self.y, self.in_hrs,
+                self.in_lrs, self.r, self.ur_thr, self.tr_a, self.tr_c, self.r_lrs_reset,
+                self.read_count, chol, big, gamma, mu, sigma, llrs, hhrs, consts,
+                bool(m.hrs_log10))
+        _fast.split_run(_fast.apply_kernel, self.ids.size, args, self.threads)
 
     # ------------------------------------------------------------ reads
     def current(self, voltage: ArrayLike) -> np.ndarray:

@@ -26,9 +26,11 @@ cosine branch of Box–Muller on two uniforms derived from one key.
 from __future__ import annotations
 
 import math
-from typing import Union
+from typing import Optional, Union
 
 import numpy as np
+
+from cosim.device import _fast
 
 IntLike = Union[int, np.ndarray]
 
@@ -186,11 +188,18 @@ def normal(seed: IntLike, device: IntLike, cycle: IntLike, stream: IntLike, draw
     return normal_from_hash(hash_key(seed, device, cycle, stream, draw))
 
 
-def c2c_normals(device_prefix: np.ndarray, cycle: int) -> np.ndarray:
+def c2c_normals(device_prefix: np.ndarray, cycle: int, backend: str = "numpy") -> np.ndarray:
     """Innovations ε_n (N, 4) of cycle ``cycle`` from cached ``hash_prefix(seed, device)``.
 
-    Equals ``normal(seed, device, cycle, f, 0)`` for streams f = 0..3.
+    ``backend="numpy"`` (default) equals ``normal(seed, device, cycle, f, 0)`` for streams
+    f = 0..3 bit for bit; ``"numba"`` is the compiled kernel of the fast model paths (its own
+    vectorized log and cos: within 1e-15 relative, see docs/device-model.md).
     """
+    if _fast.resolve_backend(backend) == "numba":
+        prefix = np.ascontiguousarray(device_prefix, dtype=np.uint32)
+        out = np.empty((4, prefix.size))
+        _fast.split_run(_fast.c2c_normals_kernel, prefix.size, (prefix, int(cycle), out))
+        return out.T.copy()
     h_c = hash_extend(device_prefix, np.uint32(cycle))
     hs = np.bitwise_xor(h_c[:, None], np.arange(4, dtype=np.uint32)[None, :])
     _mix31_inplace(hs)
@@ -201,13 +210,16 @@ def c2c_normals(device_prefix: np.ndarray, cycle: int) -> np.ndarray:
 class C2CNormals:
     """Allocation-free generator of the innovations ε_n (N, 4) of many devices.
 
-    Same numbers as :func:`c2c_normals` but feature-major: :meth:`fill` writes a (4, N)
-    array. Buffers are reused between cycles (the fast path of
+    Same numbers as :func:`c2c_normals` (same ``backend``) but feature-major: :meth:`fill`
+    writes a (4, N) array. Buffers are reused between cycles (the numpy path of
     :class:`cosim.device.model.FeatureEngine`).
     """
 
-    def __init__(self, device_prefix: np.ndarray) -> None:
-        self.prefix = np.asarray(device_prefix, dtype=np.uint32)
+    def __init__(self, device_prefix: np.ndarray, backend: str = "numpy",
+                 threads: Optional[int] = None) -> None:
+        self.prefix = np.ascontiguousarray(device_prefix, dtype=np.uint32)
+        self.backend = _fast.resolve_backend(backend)
+        self.threads = threads
         n = self.prefix.size
         self._hc = np.empty(n, dtype=np.uint32)
         self._h = np.empty((4, n), dtype=np.uint32)
@@ -230,6 +242,10 @@ class C2CNormals:
 
     def fill(self, cycle: int, out: np.ndarray) -> np.ndarray:
         """Write ε of cycle ``cycle`` into ``out`` (4, N) float64 and return it."""
+        if self.backend == "numba" and out.flags.c_contiguous and out.dtype == np.float64:
+            _fast.split_run(_fast.c2c_normals_kernel, self.prefix.size,
+                            (self.prefix, int(cycle), out), self.threads)
+            return out
         hc, h, tmp, u = self._hc, self._h, self._tmp, self._u
         np.bitwise_xor(self.prefix, np.uint32(cycle), out=hc)
         self._mix(hc, tmp[0])
