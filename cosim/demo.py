@@ -25,23 +25,26 @@ Units: V, A, Ω, s.
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
-import os
 import platform
 import re
-import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from cosim.errors import CosimError
+from cosim.fileio import (
+    save_figure_atomic,
+    sha256_file,
+    write_frame_atomic,
+    write_text_atomic,
+)
 
 FEATURES = ("HRS", "US", "LRS", "UR")
 STAGE_KEYS = ("synth", "fit", "veriloga", "cycling", "s4d", "report")
@@ -80,7 +83,7 @@ class DemoSettings:
     """S4D study settings (``cosim s4d`` TOML keys); the device model file is added at run time."""
 
     @classmethod
-    def create(cls, seed: int = 0, quick: bool = False) -> "DemoSettings":
+    def create(cls, seed: int = 0, quick: bool = False) -> DemoSettings:
         """The embedded defaults (``quick``: small sizes for tests)."""
         if not 0 <= seed <= 2**31 - 1:
             raise CosimError(f"--seed must lie in 0 .. 2^31-1, got {seed}")
@@ -112,44 +115,17 @@ class DemoSettings:
 
 
 # --------------------------------------------------------------------------- files
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def write_text_atomic(path: Path, text: str) -> Path:
-    return write_bytes_atomic(path, text.encode("utf-8"))
-
-
 def write_csv_atomic(path: Path, frame: pd.DataFrame) -> Path:
-    return write_text_atomic(path, frame.to_csv(index=False, float_format="%.10g"))
+    return write_frame_atomic(path, frame, float_format="%.10g")
 
 
 def write_figure_atomic(path: Path, figure: Any) -> Path:
     import matplotlib.pyplot as plt
 
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    plt.close(figure)
-    return write_bytes_atomic(path, buffer.getvalue())
+    try:
+        return save_figure_atomic(path, figure, dpi=110)
+    finally:
+        plt.close(figure)
 
 
 # --------------------------------------------------------------------------- stages
@@ -162,8 +138,8 @@ class StageRecord:
     status: str = "pending"
     seconds: float = 0.0
     figures: dict[str, str] = field(default_factory=dict)
-    error: Optional[str] = None
-    log: Optional[str] = None
+    error: str | None = None
+    log: str | None = None
 
 
 @dataclass
@@ -194,7 +170,7 @@ class CyclingWave:
     def end(self) -> float:
         return self.points[-1][0]
 
-    def sweep(self, peak: float) -> "CyclingWave":
+    def sweep(self, peak: float) -> CyclingWave:
         """Triangle 0 → peak → 0 at ``rate`` V/s."""
         ramp = abs(peak) / self.rate
         t = self.end
@@ -205,7 +181,7 @@ class CyclingWave:
         """(start, end) [s] of every cycle: from one HRS read to the next (see cycling_wave)."""
         return [(self.reads[k], self.reads[k + 2]) for k in range(0, len(self.reads) - 2, 2)]
 
-    def read(self) -> "CyclingWave":
+    def read(self) -> CyclingWave:
         """A read plateau at U0."""
         t = self.end
         self.reads.append(t + READ_EDGE_S + READ_HOLD_S / 2)
@@ -608,10 +584,10 @@ def render_report(demo: _Demo, figures: list[Path]) -> str:
     parts = [
         "# cosim demo",
         "",
-        f"Mode {'quick' if s.quick else 'full'}, seed {s.seed}. Measurements synthesized from the "
+        (f"Mode {'quick' if s.quick else 'full'}, seed {s.seed}. Measurements synthesized from the "
         "shipped default model → fitted → Verilog-A compiled with openvaf-r → one device cycled in "
         "ngspice against the Python model → S4D on crossbars with wires, with and without MDM. "
-        "Every seed, tool version and file hash is in [manifest.json](manifest.json).",
+        "Every seed, tool version and file hash is in [manifest.json](manifest.json)."),
         "",
         "## Summary",
         "",
@@ -642,9 +618,9 @@ def _synth_section(demo: _Demo) -> list[str]:
     s = demo.settings
     parts = ["## 1. Synthetic measurements", ""] + _stage_section(demo, "synth")
     if "measurements" in demo.paths:
-        parts += [f"{s.devices} devices × {s.cycles} cycles of −2 V / +1.5 V switching, read at U0 with read "
+        parts += [(f"{s.devices} devices × {s.cycles} cycles of −2 V / +1.5 V switching, read at U0 with read "
                   f"noise, from `data/models/default.json` (seed {s.seed}): "
-                  f"[measurements.csv](measurements.csv) ([metadata](measurements.csv.meta.json)).", ""]
+                  f"[measurements.csv](measurements.csv) ([metadata](measurements.csv.meta.json))."), ""]
     return parts
 
 
@@ -655,11 +631,11 @@ def _fit_section(demo: _Demo) -> list[str]:
         shown = comparison[["feature", "unit", "mean_true", "mean_fitted", "sd_true", "sd_fitted",
                             "q01_true", "q01_fitted", "q99_true", "q99_fitted"]]
         parts += [
-            "Fitted model: [fitted_model.json](fitted_model.json); fit report with the data-vs-model "
-            "statistics, QC findings and figures: [fit/report.md](fit/report.md).",
+            ("Fitted model: [fitted_model.json](fitted_model.json); fit report with the data-vs-model "
+            "statistics, QC findings and figures: [fit/report.md](fit/report.md)."),
             "",
-            "The generating model against the fitted one (feature draws of both, same seed, device ids "
-            f"and cycles; [fit_vs_true.csv](fit_vs_true.csv)):",
+            ("The generating model against the fitted one (feature draws of both, same seed, device ids "
+            "and cycles; [fit_vs_true.csv](fit_vs_true.csv)):"),
             "",
             _md_table(shown),
             "",
@@ -670,10 +646,10 @@ def _fit_section(demo: _Demo) -> list[str]:
 def _va_section(demo: _Demo) -> list[str]:
     parts = ["## 3. Verilog-A", ""] + _stage_section(demo, "veriloga")
     if "osdi" in demo.paths:
-        parts += [f"The fitted model as Verilog-A ([veriloga/fitted_reram.va](veriloga/fitted_reram.va), "
+        parts += [(f"The fitted model as Verilog-A ([veriloga/fitted_reram.va](veriloga/fitted_reram.va), "
                   f"truncated MA order J = {demo.settings.ma_order}) and its OSDI library "
                   "([veriloga/fitted_reram.osdi](veriloga/fitted_reram.osdi)), compiled by "
-                  "`openvaf-r -O 3 --target_cpu generic`.", ""]
+                  "`openvaf-r -O 3 --target_cpu generic`."), ""]
     return parts
 
 
@@ -685,17 +661,17 @@ def _cycling_section(demo: _Demo) -> list[str]:
         table = demo.data["cycling_table"]
         shown = table[["cycle"] + [f"{f}_{k}" for f in FEATURES for k in ("spice", "python", "rel_dev")]]
         parts += [
-            f"Device {s.cycling_device} (seed {s.seed}) of the fitted model, {s.va_cycles} triangular cycles "
+            (f"Device {s.cycling_device} (seed {s.seed}) of the fitted model, {s.va_cycles} triangular cycles "
             f"0 → {s.v_set} V → 0 → {tol['v_reset_V']:.2f} V → 0 at {s.ramp_rate_V_per_s:.0e} V/s with a "
             f"read at U0 after each sweep ([netlist](cycling/cycling.cir), [table](cycling/cycles.csv)). "
             "HRS/LRS: U0/I at the reads; US/UR: the applied voltage where the model's SET/RESET counter "
             "node passes its midpoint. Row n: US, LRS, UR of cycle n and the HRS its RESET reaches. "
-            "Python: `feature_sequences(..., method=\"ma\")`, the same truncated MA form (exact here).",
+            "Python: `feature_sequences(..., method=\"ma\")`, the same truncated MA form (exact here)."),
             "",
-            f"Tolerance (as in the Verilog-A tests): HRS/LRS relative {tol['resistance_rtol']:g}; "
+            (f"Tolerance (as in the Verilog-A tests): HRS/LRS relative {tol['resistance_rtol']:g}; "
             f"US/UR absolute: voltage step of the time grid + {tol['threshold_lag_V'] * 1e3:.0f} mV "
             f"(gate width + counter lag). All within: **{'yes' if tol['all_within'] else 'no'}** "
-            f"({', '.join(f'{k} {v}' for k, v in tol['within'].items())}).",
+            f"({', '.join(f'{k} {v}' for k, v in tol['within'].items())})."),
             "",
             _md_table(shown),
             "",
@@ -708,16 +684,16 @@ def _s4d_section(demo: _Demo) -> list[str]:
     if "s4d_cases" in demo.data:
         cfg = demo.data["s4d_config"]
         parts += [
-            f"S4D layer `{cfg['model']['kind']}`, L = {cfg['length']}, variants {cfg['variants']}, "
+            (f"S4D layer `{cfg['model']['kind']}`, L = {cfg['length']}, variants {cfg['variants']}, "
             f"layout `{cfg['layout']}` ({LAYOUTS.get(cfg['layout'], '')}), wires "
             f"{', '.join(f'{k} {v:g} Ω' for k, v in cfg['wires'].items())}, devices of the "
             f"{demo.data['s4d_device_model']} model programmed by "
             f"write-verify (device seeds {cfg['devices']['seeds']}, input seed {cfg['input_seed']}), "
             "nodal solver. Means over channels and device seeds (`mdm`: rows and columns placed by "
             "Manhattan-distance mapping); full report: [s4d/report.md](s4d/report.md), table: "
-            "[s4d_cases.csv](s4d_cases.csv).",
+            "[s4d_cases.csv](s4d_cases.csv)."),
             "",
-            "Columns: `kernel_rel_l2` = ‖K̂ − K‖₂/‖K‖₂ of the impulse response against the ideal "
+            ("Columns: `kernel_rel_l2` = ‖K̂ − K‖₂/‖K‖₂ of the impulse response against the ideal "
             "kernel, `kernel_snr_db` the same as an SNR; `output_rel_l2` the same for a random input "
             "sequence; `mvm_error` the relative error of one matrix-vector product; `nf` the "
             "non-ideality factor of the crossbar tiles (DESIGN §5, random inputs), `output_error` "
@@ -725,7 +701,7 @@ def _s4d_section(demo: _Demo) -> list[str]:
             "smallest 1 − max |eigenvalue| of a channel's effective state transition (negative: "
             "unstable). The "
             "recurrence feeds each step's error into the next, so a few per cent of NF can become "
-            "a kernel error of order one.",
+            "a kernel error of order one."),
             "",
             _md_table(demo.data["s4d_cases"]),
             "",
@@ -736,7 +712,7 @@ def _s4d_section(demo: _Demo) -> list[str]:
 # --------------------------------------------------------------------------- manifest
 def tool_versions() -> dict[str, Any]:
     """Versions of cosim, Python, the main libraries and the external tools (or the error)."""
-    import importlib.metadata as metadata
+    from importlib import metadata
 
     import cosim
     from cosim import toolchain

@@ -6,9 +6,11 @@ from pathlib import Path
 
 import typer
 
+DEFAULT_OUTPUT = Path("out/demo")
+
 
 def demo_command(
-    output: Path = typer.Option(Path("out/demo"), "-o", "--output", help="Folder for every output (created if needed)."),
+    output: Path = typer.Option(DEFAULT_OUTPUT, "-o", "--output", help="Folder for every output (created if needed)."),
     seed: int = typer.Option(0, "--seed", min=0, max=2**31 - 1, help="Seed of every random draw (all recorded)."),
     quick: bool = typer.Option(False, "--quick", help="Small sizes (about a minute; used by the tests)."),
 ) -> None:
