@@ -159,3 +159,18 @@ def test_fit_recovers_a_different_process() -> None:
     acf3 = autocorrelation(np.log10(table[["HRS_ohm"]].to_numpy()), codes,
                            table["cycle"].to_numpy(), [3])
     assert acf3[0, 0] > 0.3  # the lag-3 memory the order selection had to find is real
+
+
+def test_degenerate_data_gives_a_clear_error() -> None:
+    """Four features that are one and the same series: the VAR design is singular."""
+    from cosim.errors import DataFileError
+
+    rng = np.random.default_rng(0)
+    n, d = 40, 4
+    x = rng.normal(size=n * d)
+    table = pd.DataFrame({"device": np.repeat(np.arange(d), n).astype(str),
+                          "cycle": np.tile(np.arange(n), d), "HRS_ohm": 10 ** (4.9 + 0.2 * x),
+                          "US_V": -0.7 + 0.06 * x, "LRS_ohm": 4500 + 180 * x,
+                          "UR_V": 0.74 + 0.04 * x, "line": np.arange(n * d) + 2})
+    with pytest.raises(DataFileError, match="numerical failure"):
+        fit_table(table, FitConfig(max_var_order=2))

@@ -464,7 +464,11 @@ def fit_table(table: pd.DataFrame, config: FitConfig | None = None,
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=1):
-        return _fit_table(table, config, report, segments, base_model, kind, provenance)
+        try:
+            return _fit_table(table, config, report, segments, base_model, kind, provenance)
+        except (np.linalg.LinAlgError, scipy.linalg.LinAlgError) as exc:
+            raise DataFileError(f"numerical failure while fitting ({exc}); the data may be "
+                                "degenerate (see the QC entries)") from None
 
 
 def _fit_table(table: pd.DataFrame, config: FitConfig | None, report: QCReport | None,
