@@ -42,12 +42,12 @@ def pick_case(candidates, feature: int) -> tuple[int, float]:
     raise AssertionError("no seed/amplitude keeps the half-selected cells away from their thresholds")
 
 
-def simulate(seed: int, v_write: float, lrs0: int):
+def simulate(seed: int, v_write: float, lrs0: int, reltol: float):
     ids = np.arange(SIZE * SIZE).reshape(SIZE, SIZE)
     cells = VerilogACells(shape_=(SIZE, SIZE), model="rr", module=DEFAULT_MODULE,
                           params=instance_params(MODEL, seed, ids, lrs0=lrs0), osdi_file=compile_va(DEFAULT_VA))
     pulse = WritePulse(row=ROW, col=COL, v_write=v_write, scheme="v2", width=1e-6, tstep=1e-8)
-    text = write_netlist(Crossbar(cells=cells), pulse, spice_options={"reltol": 1e-6}, save="all")
+    text = write_netlist(Crossbar(cells=cells), pulse, spice_options={"reltol": reltol}, save="all")
     # also record the state output r of every instance (an operating-point variable)
     probes = ".save all\n" + "".join(f".save @nx{i}_{j}[r]\n" for i in range(SIZE) for j in range(SIZE))
     text = text.replace("\n.tran ", "\n" + probes + ".tran ", 1)
@@ -76,7 +76,7 @@ def check_states(final, ref) -> None:
 
 def test_set_pulse_from_hrs():
     seed, v = pick_case(np.linspace(-1.3, -1.5, 21), US)
-    u, final, ref = simulate(seed, v, lrs0=0)
+    u, final, ref = simulate(seed, v, lrs0=0, reltol=1e-3)  # full states: default tolerance
     check_states(final, ref)
     switched = ref.in_lrs.reshape(SIZE, SIZE)
     assert switched[ROW, COL]
@@ -87,7 +87,7 @@ def test_set_pulse_from_hrs():
 @pytest.mark.slow
 def test_reset_pulse_from_lrs_gives_partial_reset():
     seed, v = pick_case(np.linspace(1.3, 1.4, 11), UR)
-    u, final, ref = simulate(seed, v, lrs0=1)
+    u, final, ref = simulate(seed, v, lrs0=1, reltol=1e-6)  # partial state reads the peak node
     check_states(final, ref)
     sel = ROW * SIZE + COL
     assert ref.cycle[sel] == 1 and not ref.in_hrs[sel]  # the selected cell is partially RESET
