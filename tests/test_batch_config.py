@@ -29,11 +29,12 @@ def _parse(text: str, name: str = "sweep.toml") -> object:
 def test_example_sweep_expands_to_grid_times_seeds() -> None:
     sweep = load_sweep(DATA_DIR / "sweeps" / "example.toml")
     grid = sweep.config.grid
-    assert len(sweep.jobs) == len(grid["rows"]) * len(grid["r_wire"]) * 4
-    seen = {(j.params["rows"], j.params["r_wire"], j.seed) for j in sweep.jobs}
-    expected = set(itertools.product(grid["rows"], grid["r_wire"], range(1000, 1004)))
+    assert sweep.config.kind == "crossbar_nf"
+    assert len(sweep.jobs) == len(grid["r_wire"]) * len(grid["size"]) * len(grid["mdm"]) * 4 >= 20
+    seen = {(j.params["r_wire"], j.params["size"], j.params["mdm"], j.seed) for j in sweep.jobs}
+    expected = set(itertools.product(grid["r_wire"], grid["size"], grid["mdm"], range(1000, 1004)))
     assert seen == expected
-    assert all(j.params["cols"] == 16 for j in sweep.jobs)
+    assert all(j.params["devices"] == "programmed" and j.params["matrix"] == "block" for j in sweep.jobs)
 
 
 def test_job_ids_are_stable_unique_and_independent_of_key_order() -> None:

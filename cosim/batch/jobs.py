@@ -15,6 +15,9 @@ under a name::
   (defaults filled in) as a dict.
 * ``files`` (optional): ``params -> list[Path]`` naming the files the job reads (netlists,
   OSDI, model files); their SHA-256 go into the sweep manifest.
+* ``warmup`` (optional): a no-argument function the local pool's workers call once before
+  they fork job processes (load compiled kernels, cache data every job reads), so that each
+  job process inherits the work instead of redoing it. It must not start threads.
 * The return value is one result row (dict of scalars: int, float, bool, str, None) or a list
   of such rows. Draw every random number from ``seed``.
 
@@ -50,6 +53,7 @@ class JobKind:
     function: JobFunction
     params_model: type[BaseModel] | None = None
     files: Callable[[dict[str, Any]], Iterable[Path]] | None = None
+    warmup: Callable[[], None] | None = None
 
     @property
     def module(self) -> str:
@@ -65,6 +69,7 @@ def register_job(
     *,
     params: type[BaseModel] | None = None,
     files: Callable[[dict[str, Any]], Iterable[Path]] | None = None,
+    warmup: Callable[[], None] | None = None,
 ) -> Callable[[JobFunction], JobFunction]:
     """Decorator registering ``function`` as job kind ``name`` (see the module docstring)."""
     if not name.isidentifier():
@@ -81,7 +86,7 @@ def register_job(
                 f"job kind {name!r} is already registered by "
                 f"{existing.module}.{existing.function.__qualname__}"
             )
-        _REGISTRY[name] = JobKind(name, function, params, files)
+        _REGISTRY[name] = JobKind(name, function, params, files, warmup)
         return function
 
     return decorate

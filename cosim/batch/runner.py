@@ -255,6 +255,19 @@ def _outcome_from_future(job: Job, future: Any) -> JobOutcome:
         return JobOutcome(job, STATUS_CRASHED, error=f"runner: {type(exc).__name__}: {exc}")
 
 
+def _init_worker(modules: list[str], kind_name: str) -> None:
+    """Pool worker start: import the job kinds and run the sweep kind's warm-up, if any, so
+    that the job processes forked from this worker inherit its result. A failing warm-up is
+    ignored: the jobs then do the work themselves and report any error as theirs."""
+    discover_job_kinds(modules)
+    warmup = get_job_kind(kind_name).warmup
+    if warmup is not None:
+        try:
+            warmup()
+        except Exception:  # noqa: BLE001 - the jobs record the failure with their reason
+            pass
+
+
 def _local_outcomes(jobs: list[Job], sweep: Sweep, workers: int) -> Iterator[JobOutcome]:
     """Submit every job to a new process pool now; the iterator yields their outcomes."""
     cfg = sweep.config
@@ -262,7 +275,7 @@ def _local_outcomes(jobs: list[Job], sweep: Sweep, workers: int) -> Iterator[Job
     # exists, so that a single-threaded caller forks its workers directly.
     ctx = _job_context()
     pool = ProcessPoolExecutor(
-        max_workers=workers, mp_context=ctx, initializer=discover_job_kinds, initargs=(cfg.modules,)
+        max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(cfg.modules, cfg.kind)
     )
     futures: dict[Future, Job] = {
         pool.submit(run_job_isolated, job, cfg.timeout_s, cfg.retries, cfg.modules): job
