@@ -608,6 +608,7 @@ def render_report(demo: _Demo, figures: list[Path]) -> str:
         f"cosim fit measurements.csv -o fitted_model.json --report fit --seed {s.seed}",
         f"cosim va --model fitted_model.json -J {s.ma_order} --module cosim_reram_fitted -o fitted_reram.va",
         "cosim compile fitted_reram.va",
+        "# S4D: `cosim s4d --config F.toml -o s4d` with the keys of manifest.json → settings.s4d",
         "```",
         "",
     ]
