@@ -368,7 +368,7 @@ class _Demo:
         params = instance_line_params(instance_params(model, s.seed, np.array([s.cycling_device])), 0)
         netlist = render_netlist(
             CYCLING_TEMPLATE, title=f"cosim demo: one fitted device, {s.va_cycles} cycles",
-            osdi_files=[self.paths["osdi_cached"]], pwl=wave.points, model=CYCLING_MODEL_NAME,
+            osdi_files=[self.netlist_safe_osdi()], pwl=wave.points, model=CYCLING_MODEL_NAME,
             module=options.module, params=params, reltol=1e-6, tstep=1e-9, tstop=wave.end, tmax=5e-9)
         folder = self.out / "cycling"
         write_text_atomic(folder / "cycling.cir", netlist)
@@ -392,6 +392,16 @@ class _Demo:
             raise CosimError(
                 f"cycling: ngspice and the Python model disagree beyond the tolerance "
                 f"(max relative deviations {worst}); see {self.rel(folder / 'cycles.csv')}")
+
+    def netlist_safe_osdi(self) -> Path:
+        """The compiled library under a path a netlist may carry (cache first, then the copy)."""
+        from cosim.spice.render import PATH_PATTERN
+
+        for path in (self.paths["osdi_cached"], self.paths["osdi"]):
+            if PATH_PATTERN.fullmatch(str(path)):
+                return path
+        raise CosimError(f"cycling: neither {self.paths['osdi_cached']} nor {self.paths['osdi']} can be written "
+                         "into a netlist (use a path of letters, digits and _./+-); set COSIM_CACHE or -o")
 
     def cycling_table(self, model: Any, wave: CyclingWave, vec: dict[str, np.ndarray], order: int,
                       v_reset: float) -> tuple[pd.DataFrame, dict[str, Any]]:
