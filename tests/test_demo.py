@@ -156,3 +156,23 @@ def test_unusable_output_folder_is_a_one_line_error(tmp_path):
     result = CliRunner().invoke(app, ["demo", "--quick", "-o", str(blocker / "out")])
     assert result.exit_code == 2
     assert "cannot create the output folder" in result.output and "Traceback" not in result.output
+
+
+def test_reproduce_commands_give_the_same_data_and_model(demo_dir, tmp_path):
+    """The report's 'Reproduce' commands rebuild the measurements byte for byte and the model."""
+    out, _ = demo_dir
+    report = (out / "report.md").read_text()
+    settings = json.loads((out / "manifest.json").read_text())["settings"]
+    synth_args = ["synth", "--devices", str(settings["devices"]), "--cycles", str(settings["cycles"]),
+                  "--seed", str(SEED), "-o", str(tmp_path / "measurements.csv")]
+    assert "cosim " + " ".join(synth_args[:-1]) in report
+    runner = CliRunner()
+    assert runner.invoke(app, synth_args).exit_code == 0
+    assert (tmp_path / "measurements.csv").read_bytes() == (out / "measurements.csv").read_bytes()
+    fit_args = ["fit", str(tmp_path / "measurements.csv"), "-o", str(tmp_path / "fitted_model.json"),
+                "--seed", str(SEED)]
+    assert f"cosim fit measurements.csv -o fitted_model.json --report fit --seed {SEED}" in report
+    assert runner.invoke(app, fit_args).exit_code == 0
+    again, demo = load_model(tmp_path / "fitted_model.json"), load_model(out / "fitted_model.json")
+    for name in ("d2d_weights", "d2d_means", "d2d_chol", "var_lags", "var_chol", "gamma"):
+        np.testing.assert_array_equal(getattr(again, name), getattr(demo, name), err_msg=name)
