@@ -532,28 +532,27 @@ def plot_cycling(table: pd.DataFrame, vec: dict[str, np.ndarray], bounds: list[t
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    fig, axes = plt.subplots(2, 2, figsize=(12, 7.5))
     n = table.cycle.to_numpy()
-    ax = axes[0]
+    ax = axes[0, 0]
     for f, colour in (("HRS", "tab:blue"), ("LRS", "tab:red")):
         ax.plot(n, table[f"{f}_python"], "-", color=colour, label=f"{f} Python")
         ax.plot(n, table[f"{f}_spice"], "o", mfc="none", color=colour, label=f"{f} ngspice")
     ax.set(yscale="log", xlabel="cycle", ylabel="R at U0 [Ω]", title="resistance per cycle")
     ax.legend(fontsize=8)
-    ax = axes[1]
-    for f, colour in (("US", "tab:green"), ("UR", "tab:purple")):
+    for ax, f, colour in ((axes[0, 1], "US", "tab:green"), (axes[1, 0], "UR", "tab:purple")):
         ax.plot(n, table[f"{f}_python"], "-", color=colour, label=f"{f} Python")
         ax.plot(n, table[f"{f}_spice"], "o", mfc="none", color=colour, label=f"{f} ngspice")
-    ax.set(xlabel="cycle", ylabel="threshold [V]", title="switching thresholds per cycle")
-    ax.legend(fontsize=8)
-    ax = axes[2]
+        ax.set(xlabel="cycle", ylabel=f"{f} [V]", title=f"{'SET' if f == 'US' else 'RESET'} threshold per cycle")
+        ax.legend(fontsize=8)
+    ax = axes[1, 1]
     t, v, i = vec["time"], vec["v(te)"], -vec["i(vsrc)"]
     shown = min(len(bounds), 3)
     for k in range(shown):
         mask = (t >= bounds[k][0]) & (t <= bounds[k][1]) & (np.abs(v) > 1e-3)
         ax.plot(v[mask], np.abs(i[mask]), ".", ms=1.5, label=f"cycle {k}")
     ax.set(yscale="log", xlabel="V [V]", ylabel="|I| [A]", title=f"ngspice I–V, first {shown} cycles")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, markerscale=6)
     fig.tight_layout()
     return fig
 
