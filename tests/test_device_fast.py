@@ -16,6 +16,7 @@ Agreement required here (and documented in docs/device-model.md, "Speed"):
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -205,3 +206,18 @@ def test_backend_choice() -> None:
     model = load_model(DEFAULT_MODEL)
     assert dm.FeatureEngine(model, 0, np.arange(3)).backend == "numba"
     assert dm.DeviceArray(model, 3).backend == "numba"
+
+
+@pytest.mark.timeout(180)
+def test_threaded_kernels_work_in_a_forked_child(model) -> None:
+    ids = np.arange(3 * _fast.MIN_DEVICES_PER_THREAD)  # large enough to use the thread pool
+    want = dm.FeatureEngine(model, 1, ids, threads=2).run(3)
+    pid = os.fork()
+    if pid == 0:  # child: the parent's pool threads do not exist here
+        try:
+            got = dm.FeatureEngine(model, 1, ids, threads=2).run(3)
+            os._exit(0 if np.array_equal(got, want) else 3)
+        finally:
+            os._exit(4)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

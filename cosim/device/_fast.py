@@ -68,6 +68,8 @@ def resolve_backend(backend: Optional[str]) -> str:
 
 
 _POOLS: dict[int, ThreadPoolExecutor] = {}
+if hasattr(os, "register_at_fork"):  # a forked child has none of the parent's pool threads
+    os.register_at_fork(after_in_child=_POOLS.clear)
 
 
 def split_run(kernel: Callable[..., None], n: int, args: tuple, threads: Optional[int] = None,
