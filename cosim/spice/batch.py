@@ -15,17 +15,14 @@ recovers from (gmin stepping, a transient singular matrix) are ignored unless it
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import signal
-import subprocess
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from cosim.errors import ConvergenceError, SimulationError, SimulationTimeout
+from cosim.spice._process import GroupTimeout, quote_lines, read_text, run_in_group
 from cosim.spice.rawfile import RawFileError, read_raw
 from cosim.spice.result import SimResult
 from cosim.toolchain import find_ngspice
@@ -99,26 +96,7 @@ def _reason(lines: list[str]) -> str:
 
 
 def _quote(lines: list[str]) -> str:
-    if len(lines) > MAX_LOG_LINES:
-        skipped = len(lines) - MAX_LOG_LINES
-        lines = [f"[... {skipped} earlier lines ...]", *lines[-MAX_LOG_LINES:]]
-    return "\n".join(f"  | {line}" for line in lines)
-
-
-def _kill_group(process: subprocess.Popen[bytes]) -> None:
-    """SIGKILL the run's process group (ngspice and anything it started), then reap."""
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    process.wait()
-
-
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        return ""
+    return quote_lines(lines, MAX_LOG_LINES)
 
 
 def _prepare(netlist: str | Path, folder: Path) -> tuple[Path, str]:
@@ -177,32 +155,24 @@ def _run_in(
     source, label = _prepare(netlist, folder)
     raw = folder / RAW_NAME
     raw.unlink(missing_ok=True)
-    started = time.perf_counter()
-    with open(folder / STDOUT_NAME, "wb") as out, open(folder / STDERR_NAME, "wb") as err:
-        process = subprocess.Popen(
+    try:
+        run = run_in_group(
             [str(executable), "-b", "-r", str(raw), str(source)],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=err,
             cwd=cwd,
-            start_new_session=True,
+            stdout_path=folder / STDOUT_NAME,
+            stderr_path=folder / STDERR_NAME,
+            timeout_s=timeout_s,
         )
-        try:
-            returncode = process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            _kill_group(process)
-            log = _read_text(folder / STDOUT_NAME) + _read_text(folder / STDERR_NAME)
-            error = SimulationTimeout(
-                f"ngspice run of {label} exceeded its {timeout_s:g} s limit; "
-                f"process group {process.pid} killed.\n{_quote(scan_log(log).lines[-5:])}"
-            )
-            error.pid = process.pid  # type: ignore[attr-defined]
-            raise error from None
-        finally:
-            if process.poll() is None:  # interrupted (e.g. KeyboardInterrupt): leave nothing
-                _kill_group(process)
-    elapsed = time.perf_counter() - started
-    log = _read_text(folder / STDOUT_NAME) + _read_text(folder / STDERR_NAME)
+    except GroupTimeout as timeout:
+        log = read_text(folder / STDOUT_NAME) + read_text(folder / STDERR_NAME)
+        error = SimulationTimeout(
+            f"ngspice run of {label} exceeded its {timeout_s:g} s limit; "
+            f"process group {timeout.pid} killed.\n{_quote(scan_log(log).lines[-5:])}"
+        )
+        error.pid = timeout.pid  # type: ignore[attr-defined]
+        raise error from None
+    returncode, elapsed = run.returncode, run.elapsed_s
+    log = read_text(folder / STDOUT_NAME) + read_text(folder / STDERR_NAME)
     verdict = scan_log(log, returncode)
     if verdict.failed:
         kind = ConvergenceError if verdict.convergence else SimulationError
@@ -216,7 +186,7 @@ def _run_in(
         raise SimulationError(f"ngspice run of {label}: {exc}") from exc
     result.log = log
     result.elapsed_s = elapsed
-    result.meta.update(returncode=returncode, pid=process.pid)
+    result.meta.update(returncode=returncode, pid=run.pid)
     if kept:
         result.meta["workdir"] = str(folder)
     return result
