@@ -96,3 +96,8 @@ def test_robust_z_matches_definition() -> None:
 def test_empty_report_markdown() -> None:
     assert "No problems" in QCReport().to_markdown()
     assert QCReport().to_frame().empty
+
+
+def test_robust_z_of_nothing() -> None:
+    assert robust_z(np.empty((0, 4)), np.empty(0)).shape == (0, 4)
+    assert robust_z(np.empty(0), np.empty(0)).shape == (0,)

@@ -215,7 +215,10 @@ def robust_z(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
 
     ``values`` may be 1-D or (rows, features); the statistics are per group and column.
     """
-    x = np.asarray(values, dtype=float).reshape(len(values), -1)
+    values = np.asarray(values, dtype=float)
+    if values.size == 0:
+        return np.zeros(values.shape)
+    x = values.reshape(len(values), -1)
     codes, _ = pd.factorize(groups, sort=False)
     med = _group_median(x, codes)
     dev = np.abs(x - med)
