@@ -16,6 +16,7 @@ class Backend(str, Enum):
 
     batch = "batch"
     pyspice = "pyspice"
+    vacask = "vacask"
 
 
 def _fail(exc: CosimError) -> typer.Exit:
@@ -91,10 +92,13 @@ def compile_command(
 
 
 def run_command(
-    netlist: Path = typer.Argument(..., help="ngspice netlist (.cir)"),
+    netlist: Path = typer.Argument(..., help="ngspice netlist (.cir) or VACASK netlist (.sim)"),
     output: Path = typer.Option(..., "-o", "--output", help="Parquet file for the vectors"),
-    backend: Backend = typer.Option(
-        Backend.batch, "--backend", help="ngspice subprocess (batch) or in-process (pyspice)"
+    backend: Optional[Backend] = typer.Option(
+        None,
+        "--backend",
+        help="ngspice subprocess (batch), in-process (pyspice) or VACASK; "
+        "default: vacask for .sim files, else batch",
     ),
     timeout: float = typer.Option(600.0, "--timeout", help="time limit in seconds"),
 ) -> None:
@@ -103,11 +107,18 @@ def run_command(
     from cosim.fileio import write_frame_atomic
     from cosim.spice.netlist_io import read_netlist_file
 
+    if backend is None:
+        backend = Backend.vacask if netlist.suffix.lower() == ".sim" else Backend.batch
     try:
-        text = read_netlist_file(netlist)
-        if backend is Backend.batch:
+        if backend is Backend.vacask:  # VACASK's own dialect: run the file where it lies
+            from cosim.spice.vacask import run_vacask
+
+            result = run_vacask(netlist, timeout_s=timeout)
+        elif backend is Backend.batch:
+            text = read_netlist_file(netlist)
             result = run_batch(text, timeout_s=timeout, cwd=netlist.resolve().parent)
         else:
+            text = read_netlist_file(netlist)
             from cosim.spice.pyspice_backend import run_pyspice
 
             result = run_pyspice(text, timeout_s=timeout)
