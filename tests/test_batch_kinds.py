@@ -83,6 +83,28 @@ def variants_job(params: dict[str, Any], seed: int) -> list[dict[str, Any]]:
     return [{"variant": "plain", "err": value}, {"variant": "mdm", "err": value / 2}]
 
 
+_WARMED: dict[str, int] = {}
+
+
+def _warm_up() -> None:
+    _WARMED["pid"] = os.getpid()
+
+
+@register_job("warmed", warmup=_warm_up)
+def warmed_job(params: dict[str, Any], seed: int) -> dict[str, Any]:
+    """Reports which process ran the warm-up this job process inherited (-1: none)."""
+    return {"warm_pid": _WARMED.get("pid", -1), "job_pid": os.getpid()}
+
+
+def _failing_warm_up() -> None:
+    raise RuntimeError("warm-up broke")
+
+
+@register_job("warm_fails", warmup=_failing_warm_up)
+def warm_fails_job(params: dict[str, Any], seed: int) -> dict[str, Any]:
+    return {"value": float(seed)}
+
+
 def test_one_cell_crossbar_matches_series_resistance() -> None:
     crossbar = wired_crossbar(np.array([[2e-4]]), r_wire=7.0, r_source=3.0, r_sense=5.0, differential=False)
     v = np.array([[0.2], [0.1]])  # two input vectors (K, M)

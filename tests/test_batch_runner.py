@@ -154,3 +154,16 @@ def test_ngspice_jobs_run_isolated_and_the_manifest_hashes_their_template(tmp_pa
     digest = hashlib.sha256(template.read_bytes()).hexdigest()
     assert manifest["files"] == {str(template): digest}
     assert manifest["tools"]["ngspice"].startswith("ngspice-")
+
+
+def test_job_processes_inherit_the_workers_warm_up_and_a_failing_one_is_harmless(tmp_path: Path) -> None:
+    text = 'name = "w"\nkind = "{kind}"\nmodules = ["test_batch_kinds"]\nseeds = {{ count = 6 }}\n'
+    run_sweep(load_sweep(_write(tmp_path / "w.toml", text.format(kind="warmed"))), tmp_path / "w", workers=2)
+    frame = pd.read_parquet(tmp_path / "w" / "results.parquet")
+    assert (frame["status"] == "ok").all() and len(frame) == 6
+    assert (frame["warm_pid"] > 0).all()  # warmed before the job process was forked ...
+    assert (frame["warm_pid"] != frame["job_pid"]).all()  # ... by its worker, not by itself
+    assert frame["warm_pid"].nunique() <= 2  # once per worker
+    assert os.getpid() not in set(frame["warm_pid"])
+    counts = run_sweep(load_sweep(_write(tmp_path / "f.toml", text.format(kind="warm_fails"))), tmp_path / "f", workers=2)
+    assert counts["ok"] == 6
