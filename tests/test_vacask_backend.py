@@ -17,7 +17,12 @@ from cosim.errors import ConvergenceError, SimulationError, SimulationTimeout
 from cosim.paths import VERILOGA_DIR
 from cosim.spice.batch import run_batch
 from cosim.spice.render import check_netlist_settings, environment
-from cosim.spice.vacask import run_vacask, scan_vacask_log, statement_names, vacask_vector_name
+from cosim.spice.vacask import (
+    run_vacask,
+    scan_vacask_log,
+    statement_names,
+    vacask_vector_name,
+)
 
 DATA = Path(__file__).parent / "data" / "vacask"
 VIN, R1, R2 = 1.3, 1234.5, 987.25  # V, ohm, ohm
@@ -31,9 +36,10 @@ def res_va() -> Path:
 
 def divider(dialect: str, osdi: Path | None, **context: object) -> str:
     """The divider netlist in VACASK (``sim``) or ngspice (``cir``) form."""
-    values: dict[str, object] = dict(
-        title="vacask divider", vin=VIN, r1=R1, r2=R2, osdi=osdi, model="rva", sweep=None
-    )
+    values: dict[str, object] = {
+        "title": "vacask divider", "vin": VIN, "r1": R1, "r2": R2, "osdi": osdi, "model": "rva",
+        "sweep": None,
+    }
     values.update(context)
     name = f"divider.{dialect}.j2"
     text = environment(str(DATA)).get_template(name).render(**values)
@@ -214,3 +220,18 @@ def test_cli_run_vacask_failure_leaves_no_output(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "Parser syntax error" in result.output and "Traceback" not in result.output
     assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_ac_of_an_rc_lowpass_in_a_subcircuit() -> None:
+    result = run_vacask(DATA / "rc_lowpass.sim", timeout_s=60)
+    assert result.meta["analyses"] == ["op1", "ac1"]
+    plot = result.plot()
+    f = plot.vectors["frequency"]
+    assert f.dtype == np.float64 and plot.units["frequency"] == "frequency"
+    np.testing.assert_allclose(f, np.logspace(3, 7, 21), rtol=1e-12)
+    h = 1.0 / (1.0 + 2j * np.pi * f * 1e3 * 1e-9)  # R = 1 kOhm, C = 1 nF
+    np.testing.assert_allclose(plot.vectors["v(out)"], h, rtol=1e-9)
+    # subcircuit names keep VACASK's ':' separator: probe source x1:vprobe, node x1:mid
+    np.testing.assert_allclose(plot.vectors["i(x1:vprobe)"], (1.0 - h) / 1e3, rtol=1e-9)
+    np.testing.assert_allclose(plot.vectors["v(x1:mid)"], 1.0, rtol=1e-12)
+    assert plot.units["i(x1:vprobe)"] == "current"

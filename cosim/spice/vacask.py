@@ -50,7 +50,14 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from cosim.errors import ConvergenceError, NetlistError, SimulationError, SimulationTimeout
+import numpy as np
+
+from cosim.errors import (
+    ConvergenceError,
+    NetlistError,
+    SimulationError,
+    SimulationTimeout,
+)
 from cosim.spice._process import GroupTimeout, quote_lines, read_text, run_in_group
 from cosim.spice.batch import LogVerdict
 from cosim.spice.rawfile import RawFileError, read_raw
@@ -84,6 +91,7 @@ _CONVERGENCE_RE = re.compile(
 _LOCATION_RE = re.compile(r"^\s*(\d+):(\d+) \(0x[0-9a-f]+\) in (.+?)\s*$", re.IGNORECASE)
 _ANALYSIS_RE = re.compile(r"^\s*analysis\s+([^\s(]+)", re.IGNORECASE | re.MULTILINE)
 _SWEEP_RE = re.compile(r"^\s*sweep\s+([^\s(]+)", re.IGNORECASE | re.MULTILINE)
+_REAL_SCALES = ("time", "frequency", "sweep")
 _FLOW_RE = re.compile(r"^(?P<inst>.+):flow\((?P<branch>[^()]+)\)$")
 _OPVAR_RE = re.compile(r"^(?P<inst>(?:[^:]*:)*[^:.]+)\.(?P<param>[^:.]+)$")
 
@@ -170,6 +178,8 @@ def _normalise_plot(plot: Plot, sweeps: frozenset[str]) -> Plot:
         key, unit = vacask_vector_name(raw_name, sweeps)
         if key in vectors:  # two raw names mapped to one: keep VACASK's own spelling
             key, unit = raw_name, plot.units.get(raw_name, "notype")
+        if unit in _REAL_SCALES and np.iscomplexobj(values):  # AC: the frequency axis is real
+            values = np.ascontiguousarray(values.real)
         vectors[key], units[key] = values, unit
     return Plot(name=plot.name, vectors=vectors, title=plot.title, units=units)
 
