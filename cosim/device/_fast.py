@@ -1,20 +1,20 @@
 """Compiled (numba) kernels of the device model: the fast path behind the numpy reference.
 
-Every kernel computes the same numbers as the numpy code in :mod:`cosim.device.rng` and
-:mod:`cosim.device.model`, with the same operations in the same order where numpy fixes
-one (hash steps, Box–Muller, Γ Horner, Ψ, I–V polynomials, the switching rules). The only
-sums whose order numpy leaves to BLAS are the VAR products ``L ε`` and ``Σ A_i x_{n−i}``;
-here they are summed left to right, so features can differ from the numpy path by a few
-units in the last place (tests/test_device_fast.py states the bounds). Hashes are
-bit-identical; normals are bit-identical wherever numpy's ``log``/``cos`` are the C
-library's (as on the development machine; tested).
+Every kernel computes the numbers of the numpy code in :mod:`cosim.device.rng` and
+:mod:`cosim.device.model` with the same operations in the same order where numpy fixes
+one (hash steps, Box–Muller, Γ Horner, Ψ, I–V polynomials, the switching rules), with two
+exceptions: the VAR products ``L ε`` and ``Σ A_i x_{n−i}``, whose order numpy leaves to
+BLAS, are summed left to right; and ``log``/``cos`` are the module's own branch-free
+versions (within 1 ulp of the C library's), so that the loops over devices vectorize.
+Hashes and every integer state are bit-identical; normals and features agree to 1e-15
+relative (tests/test_device_fast.py; docs/device-model.md, "Speed").
 
 Kernels are serial, release the GIL (``nogil``) and work on a device range ``[lo, hi)``;
 :func:`split_run` spreads a call over a few Python threads. (Python threads rather than
 numba's ``prange``: they need no threading layer, so they are safe when several threads
 call kernels at once and in processes forked afterwards, whatever layer a machine has.)
 Compiled code is cached on disk (``cache=True``): the first call on a machine compiles
-(a few seconds per kernel), later processes load it.
+(5–40 s for all kernels, depending on load), later processes load it.
 
 Set the environment variable ``COSIM_DEVICE_BACKEND=numpy`` to disable this module.
 """
@@ -258,12 +258,6 @@ def c2c_eps_block(prefix: np.ndarray, lo: int, hi: int, cycle: int, eps: np.ndar
 
 
 @_inline
-def c2c_hash(prefix: int, cycle: int, stream: int) -> int:
-    """Hash of key (…, cycle, stream, draw 0) from the cached ``hash_prefix(seed, device)``."""
-    return mix31(mix31(mix31(prefix ^ cycle) ^ stream))  # draw 0: h ^ 0 == h
-
-
-@_inline
 def c2c_hash_after_cycle(h_cycle: int, stream: int) -> int:
     return mix31(mix31(h_cycle ^ stream))
 
@@ -290,14 +284,6 @@ def hash_chain_kernel(lo: int, hi: int, h0: np.ndarray, words: np.ndarray, out: 
 
 
 # --------------------------------------------------------------------------- feature engine
-@_inline
-def c2c_eps(prefix: int, cycle: int) -> tuple:
-    """The four innovations ε_n (streams 0..3, draw 0) of one device."""
-    hc = mix31(prefix ^ cycle)
-    return (normal_of_hash(c2c_hash_after_cycle(hc, 0)), normal_of_hash(c2c_hash_after_cycle(hc, 1)),
-            normal_of_hash(c2c_hash_after_cycle(hc, 2)), normal_of_hash(c2c_hash_after_cycle(hc, 3)))
-
-
 @_inline
 def horner(gamma: np.ndarray, f: int, x: float) -> float:
     """Γ_f(x), Horner from the highest power, as ``gamma_transform``."""
@@ -530,12 +516,3 @@ def apply_kernel(lo: int, hi: int, u: np.ndarray, prefix: np.ndarray, cycle: np.
                 r[d] = min(max(r_new, lo_r), hi_r)
                 ur_thr[d] = ud
 
-
-@_jit
-def current_kernel(lo: int, hi: int, u: float, r: np.ndarray, llrs: np.ndarray,
-                   hhrs: np.ndarray, out: np.ndarray) -> None:
-    """``I(U; r)`` (A) at one voltage for devices lo..hi-1."""
-    pl = polyval(llrs, u)
-    ph = polyval(hhrs, u)
-    for d in range(lo, hi):
-        out[d] = (1.0 - r[d]) * pl + r[d] * ph
