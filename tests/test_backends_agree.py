@@ -8,7 +8,6 @@ compiled by openvaf-r, a DC sweep, an RC transient and a 16x16 resistor crossbar
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -26,17 +25,8 @@ REL = 1e-12
 
 
 @pytest.fixture(scope="module")
-def osdi(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    cache = tmp_path_factory.mktemp("osdi-cache")
-    saved = os.environ.get("COSIM_CACHE")
-    os.environ["COSIM_CACHE"] = str(cache)
-    try:
-        return {name: compile_va(DATA / f"{name}.va") for name in ("lin_res", "cubic_cond")}
-    finally:
-        if saved is None:
-            os.environ.pop("COSIM_CACHE", None)
-        else:
-            os.environ["COSIM_CACHE"] = saved
+def osdi() -> dict[str, Path]:
+    return {name: compile_va(DATA / f"{name}.va") for name in ("lin_res", "cubic_cond")}
 
 
 def render_test(template: str, **context: object) -> str:

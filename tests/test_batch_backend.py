@@ -25,21 +25,12 @@ VT = 0.025852  # thermal voltage default of diode_va (V)
 
 
 @pytest.fixture(scope="module")
-def osdi(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def osdi() -> dict[str, Path]:
     """Compiled example devices (compiled once per module, private cache)."""
-    cache = tmp_path_factory.mktemp("cache")
-    saved = os.environ.get("COSIM_CACHE")
-    os.environ["COSIM_CACHE"] = str(cache)
-    try:
-        return {
-            name: compile_va(VERILOGA_DIR / "examples" / f"{name}.va")
-            for name in ("res_va", "diode_va")
-        }
-    finally:
-        if saved is None:
-            os.environ.pop("COSIM_CACHE", None)
-        else:
-            os.environ["COSIM_CACHE"] = saved
+    return {
+        name: compile_va(VERILOGA_DIR / "examples" / f"{name}.va")
+        for name in ("res_va", "diode_va")
+    }
 
 
 def render_test(template: str, **context: object) -> str:

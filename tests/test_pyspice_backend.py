@@ -28,18 +28,9 @@ DATA = Path(__file__).parent / "data" / "pyspice"
 
 
 @pytest.fixture(scope="module")
-def osdi(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def osdi() -> dict[str, Path]:
     """The two test devices, compiled once per module into a private cache."""
-    cache = tmp_path_factory.mktemp("osdi-cache")
-    saved = os.environ.get("COSIM_CACHE")
-    os.environ["COSIM_CACHE"] = str(cache)
-    try:
-        return {name: compile_va(DATA / f"{name}.va") for name in ("lin_res", "cubic_cond")}
-    finally:
-        if saved is None:
-            os.environ.pop("COSIM_CACHE", None)
-        else:
-            os.environ["COSIM_CACHE"] = saved
+    return {name: compile_va(DATA / f"{name}.va") for name in ("lin_res", "cubic_cond")}
 
 
 def render_test(template: str, **context: object) -> str:
