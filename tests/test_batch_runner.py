@@ -14,7 +14,7 @@ import psutil
 import pytest
 from distributed import LocalCluster
 
-from cosim.batch.batch_jobs import crossbar_ideal_nf
+from cosim.batch.batch_jobs import crossbar_ideal_nf, crossbar_nf
 from cosim.batch.config import load_sweep
 from cosim.batch.report import build_report
 from cosim.batch.runner import _run_attempt_subprocess, run_sweep
@@ -167,3 +167,21 @@ def test_job_processes_inherit_the_workers_warm_up_and_a_failing_one_is_harmless
     assert os.getpid() not in set(frame["warm_pid"])
     counts = run_sweep(load_sweep(_write(tmp_path / "f.toml", text.format(kind="warm_fails"))), tmp_path / "f", workers=2)
     assert counts["ok"] == 6
+
+
+def test_crossbar_nf_sweep_on_the_pool_equals_direct_calls(tmp_path: Path) -> None:
+    """Warmed pool workers (cached device window, loaded kernels) give the numbers a cold
+    direct call gives; MDM pairs share devices."""
+    text = (
+        'name = "nf"\nkind = "crossbar_nf"\nretries = 0\nseeds = [7, 8]\n[grid]\nmdm = [false, true]\n'
+        'bits = [0, 4]\n[fixed]\nsize = 16\nmatrix = "block"\ndevices = "programmed"\n'
+    )
+    sweep = load_sweep(_write(tmp_path / "nf.toml", text))
+    assert run_sweep(sweep, tmp_path / "out", workers=2)["ok"] == 8
+    frame = _results(tmp_path / "out")
+    numbers = ["nf", "output_error", "total_error", "prog_error", "prog_success", "ideal_unchanged"]
+    for job in sweep.jobs:
+        direct = crossbar_nf(job.params, job.seed)
+        assert {k: frame.loc[job.id, k] for k in numbers} == {k: direct[k] for k in numbers}
+    pairs = frame.groupby(["seed", "bits"])["prog_error"].nunique()
+    assert (pairs == 1).all()

@@ -342,7 +342,7 @@ def s4d_study_config(p: S4dKernelParams, seed: int) -> dict[str, Any]:
     }
 
 
-@register_job("s4d_kernel", params=S4dKernelParams)
+@register_job("s4d_kernel", params=S4dKernelParams, warmup=warm_device_kernels)
 def s4d_kernel(params: dict[str, Any], seed: int) -> dict[str, Any]:
     """Kernel error and NF of programmed devices (seed ``seed``) in the circuit with wires,
     placed by MDM when ``mdm``; one S4D study case (see :mod:`cosim.s4d.study`).
