@@ -1,23 +1,36 @@
-"""Benchmark of the generative Verilog-A model (not a test; prints timings and ratios).
+"""Benchmark of the generative Verilog-A model (not a test; prints timings, ratios and solver counts).
 
 32×32 crossbar write transient (V/2 scheme, one SET pulse, ngspice batch, KLU, one thread):
 
 * generative model (committed default: J = 50, latched features) vs the deterministic
-  threshold/ion-drift baseline ``veriloga/baseline_drift.va`` on the same bench;
-* cost of the MA order J (latched) and of latching (J = 50 and J = 10 without latching).
+  threshold/ion-drift baseline ``veriloga/baseline_drift.va`` on the same bench (same netlist
+  apart from the device lines, same ``.tran`` step and tolerances, same solver options);
+* cost of the MA order J (latched) and of latching (J = 10 and J = 50 without latching).
 
-Every variant runs ``--repeats`` times in this process; min and median seconds of the
-ngspice run (wall time of the subprocess) are printed with the ratio to the baseline.
-Compilation happens once per variant before timing (cached by cosim.compile).
+Every variant runs ``--repeats`` times in this process; min and median of the wall seconds and
+of the CPU seconds (user + system of the ngspice process) are printed with their ratios to the
+baseline. ``.options acct`` makes ngspice report its counters, printed once per variant:
+circuit equations (unknowns), matrix non-zeros after fill-in, accepted / rejected time
+points, Newton iterations (operating point and transient), and ngspice's own split of the
+analysis time (operating point, load = device evaluation + stamping, factor, solve,
+truncation-error control). ``--callgrind N`` also counts instructions of baseline and default
+on an N×N array under valgrind (deterministic, unaffected by machine load).
 
 Usage: .venv/bin/python benchmarks/bench_va.py [--size 32] [--repeats 3] [--orders 10,20,50,100]
+       [--no-unlatched] [--callgrind 8]
 """
 
 from __future__ import annotations
 
 import argparse
+import re
+import resource
+import shutil
 import statistics
+import subprocess
+import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,55 +46,136 @@ from cosim.veriloga import (BASELINE_VA, DEFAULT_MODULE, DEFAULT_VA, RenderOptio
 
 MODEL = load_model(DEFAULT_MODEL)
 SEED = 1
+COUNTERS = {  # label: ngspice acct line
+    "unknowns": "Circuit Equations",
+    "nonzeros": "Circuit total non-zeroes",
+    "accepted": "Accepted timepoints",
+    "rejected": "Rejected timepoints",
+    "iter_total": "Total iterations",
+    "iter_tran": "Transient iterations",
+    "t_analysis": "Total analysis time (seconds)",
+    "t_tran": "Transient analysis time",
+    "t_load": "Matrix load time",
+    "t_factor": "Matrix factor time",
+    "t_solve": "Matrix solve time",
+    "t_trunc": "Transient trunc time",
+}
+
+
+@dataclass
+class Runs:
+    """Wall and CPU seconds of repeated runs and the ngspice counters of the last one."""
+
+    wall: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+    counters: dict[str, float] = field(default_factory=dict)
 
 
 def crossbar_netlist(size: int, osdi: Path, module: str, params: dict) -> str:
+    """Write-transient netlist with ``.options acct`` (solver counters in the log)."""
     cells = VerilogACells(shape_=(size, size), model="dev", module=module, params=params, osdi_file=osdi)
     pulse = WritePulse(row=size // 3, col=size // 2, v_write=-1.3, scheme="v2", width=1e-6, tstep=1e-8)
-    return write_netlist(Crossbar(cells=cells), pulse)
+    text = write_netlist(Crossbar(cells=cells), pulse)
+    return text.replace("\n.tran ", "\n.options acct\n.tran ", 1)
 
 
-def time_runs(netlist: str, repeats: int) -> list[float]:
-    times = []
+def parse_counters(log: str) -> dict[str, float]:
+    """ngspice ``acct`` figures from a run log (missing lines are left out)."""
+    found = {}
+    for key, label in COUNTERS.items():
+        match = re.search(rf"^{re.escape(label)}\s*=\s*([-+0-9.eE]+)", log, flags=re.MULTILINE)
+        if match:
+            found[key] = float(match.group(1))
+    return found
+
+
+def time_runs(netlist: str, repeats: int) -> Runs:
+    runs = Runs()
     for _ in range(repeats):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
-        run_batch(netlist, timeout_s=600)
-        times.append(time.perf_counter() - start)
-    return times
+        result = run_batch(netlist, timeout_s=600)
+        runs.wall.append(time.perf_counter() - start)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        runs.cpu.append((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime))
+        runs.counters = parse_counters(result.log)
+    return runs
 
 
-def report(label: str, times: list[float], base: float | None) -> float:
-    best, med = min(times), statistics.median(times)
-    ratio = f"  ratio(min) {best / base:6.2f}" if base else ""
-    print(f"{label:<44s} min {best:8.3f} s  median {med:8.3f} s{ratio}", flush=True)
-    return best
+def report(label: str, runs: Runs, base: Runs | None) -> None:
+    def figures(values: list[float], ref: list[float] | None) -> str:
+        best, med = min(values), statistics.median(values)
+        ratio = f" ({best / min(ref):4.2f}x / {med / statistics.median(ref):4.2f}x)" if ref else ""
+        return f"min {best:7.3f} med {med:7.3f}{ratio}"
+
+    print(f"{label:<36s} wall s {figures(runs.wall, base.wall if base else None)}   "
+          f"cpu s {figures(runs.cpu, base.cpu if base else None)}", flush=True)
+    c = runs.counters
+    if c:
+        op = c.get("t_analysis", 0.0) - c.get("t_tran", 0.0)
+        print(f"{'':<36s} unknowns {c.get('unknowns', 0):.0f}, non-zeros {c.get('nonzeros', 0):.0f}, "
+              f"time points {c.get('accepted', 0):.0f} accepted / {c.get('rejected', 0):.0f} rejected, "
+              f"Newton iterations {c.get('iter_tran', 0):.0f} tran + {c.get('iter_total', 0) - c.get('iter_tran', 0):.0f} op; "
+              f"ngspice s: op {op:.3f} load {c.get('t_load', 0):.3f} factor {c.get('t_factor', 0):.3f} "
+              f"solve {c.get('t_solve', 0):.3f} trunc {c.get('t_trunc', 0):.3f}", flush=True)
+
+
+def callgrind_instructions(netlist: str) -> int:
+    """Instructions of one ngspice batch run under callgrind (needs valgrind)."""
+    with tempfile.TemporaryDirectory(prefix="bench_va_") as folder:
+        cir = Path(folder) / "in.cir"
+        cir.write_text(netlist, encoding="utf-8")
+        proc = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={folder}/cg.out",
+                               "ngspice", "-b", "-r", f"{folder}/out.raw", str(cir)],
+                              capture_output=True, text=True, timeout=3600, check=True)
+    match = re.search(r"Collected\s*:\s*(\d+)", proc.stderr)
+    if not match:
+        raise RuntimeError("callgrind printed no instruction count")
+    return int(match.group(1))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--orders", default="10,20,50,100")
+    parser.add_argument("--orders", default="10,20,50,100", help="latched MA orders to time ('' for none)")
+    parser.add_argument("--no-unlatched", action="store_true", help="skip the unlatched variants (slow)")
     parser.add_argument("--cycle0", type=int, default=200, help="initial cycle of every generative device")
+    parser.add_argument("--callgrind", type=int, default=0, metavar="N",
+                        help="also count instructions (valgrind) of baseline and default on an NxN array")
     args = parser.parse_args()
     size = args.size
-    ids = np.arange(size * size).reshape(size, size)
-    # start beyond every J: at cycle n the MA sum has min(n, J) + 1 terms, so devices at
-    # cycle 0 would hide the cost of J (and of not latching)
-    gen_params = instance_params(MODEL, SEED, ids, cycle0=args.cycle0)
 
-    print(f"# {size}x{size} V/2 SET write transient (1 us pulse), ngspice batch, {args.repeats} repeats, "
-          f"generative devices start in HRS of cycle {args.cycle0}")
-    base_net = crossbar_netlist(size, compile_va(BASELINE_VA), "cosim_drift", {"w0": 0.0})
-    base = report("baseline drift model", time_runs(base_net, args.repeats), None)
-    gen_net = crossbar_netlist(size, compile_va(DEFAULT_VA), DEFAULT_MODULE, gen_params)
-    report("generative, default (J=50, latched)", time_runs(gen_net, args.repeats), base)
+    def params_for(n: int) -> dict:
+        # start beyond every J: at cycle n the MA sum has min(n, J) + 1 terms, so devices at
+        # cycle 0 would hide the cost of J (and of not latching)
+        return instance_params(MODEL, SEED, np.arange(n * n).reshape(n, n), cycle0=args.cycle0)
 
-    variants = [(int(j), True) for j in args.orders.split(",")] + [(10, False), (50, False)]
+    base_osdi, gen_osdi = compile_va(BASELINE_VA), compile_va(DEFAULT_VA)
+    print(f"# {size}x{size} V/2 SET write transient (1 us pulse), ngspice batch, KLU, {args.repeats} repeats, "
+          f"generative devices start in HRS of cycle {args.cycle0}; ratios to the baseline: min / median")
+    base = time_runs(crossbar_netlist(size, base_osdi, "cosim_drift", {"w0": 0.0}), args.repeats)
+    report("baseline drift model", base, None)
+    gen_params = params_for(size)
+    report("generative default (J=50, latched)",
+           time_runs(crossbar_netlist(size, gen_osdi, DEFAULT_MODULE, gen_params), args.repeats), base)
+
+    variants = [(int(j), True) for j in args.orders.split(",") if j.strip()]
+    if not args.no_unlatched:
+        variants += [(10, False), (50, False)]
     for order, latch in variants:
         osdi = compile_reram(MODEL, RenderOptions(order=order, latch=latch))
-        net = crossbar_netlist(size, osdi, DEFAULT_MODULE, gen_params)
-        report(f"generative J={order} {'latched' if latch else 'unlatched'}", time_runs(net, args.repeats), base)
+        runs = time_runs(crossbar_netlist(size, osdi, DEFAULT_MODULE, gen_params), args.repeats)
+        report(f"generative J={order} {'latched' if latch else 'unlatched'}", runs, base)
+
+    if args.callgrind:
+        if shutil.which("valgrind") is None:
+            raise SystemExit("--callgrind needs valgrind on PATH")
+        n = args.callgrind
+        base_ir = callgrind_instructions(crossbar_netlist(n, base_osdi, "cosim_drift", {"w0": 0.0}))
+        gen_ir = callgrind_instructions(crossbar_netlist(n, gen_osdi, DEFAULT_MODULE, params_for(n)))
+        print(f"# callgrind {n}x{n}: baseline {base_ir / 1e6:.0f} M instructions, "
+              f"generative default {gen_ir / 1e6:.0f} M ({gen_ir / base_ir:.2f}x)")
 
 
 if __name__ == "__main__":
