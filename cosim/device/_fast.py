@@ -210,6 +210,15 @@ def cos_0_2pi(x: float) -> float:
     return -res if (n == 1 or n == 2) else res
 
 
+@_jit
+def log_cos_arrays(x: np.ndarray, log_out: np.ndarray, cos_out: np.ndarray) -> None:
+    """``log_positive`` of x > 0 into ``log_out`` and ``cos_0_2pi`` of 2π·x (x in [0, 1))
+    into ``cos_out`` (to test the two functions against the C library)."""
+    for i in range(x.size):
+        log_out[i] = log_positive(x[i])
+        cos_out[i] = cos_0_2pi(TWO_PI * x[i])
+
+
 # --------------------------------------------------------------------------- hash RNG
 @_inline
 def mix31(x: int) -> int:
@@ -476,12 +485,18 @@ def apply_kernel(lo: int, hi: int, u: np.ndarray, prefix: np.ndarray, cycle: np.
                 for j in range(1, 4):
                     acc += eps[j] * chol[f, j]
                 x[f] = acc
-            if n_hist:
+            if n_hist:  # Σ_k hist[d, k] big[k, f] as four interleaved partial sums (k mod 4)
                 for f in range(4):
-                    acc = hist[d, 0] * big[0, f]
-                    for k in range(1, n_hist):
-                        acc += hist[d, k] * big[k, f]
-                    x[f] += acc
+                    a0 = hist[d, 0] * big[0, f]
+                    a1 = hist[d, 1] * big[1, f]
+                    a2 = hist[d, 2] * big[2, f]
+                    a3 = hist[d, 3] * big[3, f]
+                    for k in range(4, n_hist, 4):
+                        a0 += hist[d, k] * big[k, f]
+                        a1 += hist[d, k + 1] * big[k + 1, f]
+                        a2 += hist[d, k + 2] * big[k + 2, f]
+                        a3 += hist[d, k + 3] * big[k + 3, f]
+                    x[f] += (a0 + a1) + (a2 + a3)
                 for k in range(n_hist - 1, 3, -1):
                     hist[d, k] = hist[d, k - 4]
                 for f in range(4):
@@ -500,9 +515,13 @@ def apply_kernel(lo: int, hi: int, u: np.ndarray, prefix: np.ndarray, cycle: np.
             span = max(umax - u1, 1e-12)
             tr_c[d] = i2
             tr_a[d] = (i1 - i2) / span ** eta
+            have_r_h = True
+        else:
+            have_r_h = False
         if (not in_lrs[d]) and (not in_hrs[d]) and ud > ur_thr[d]:
-            hrs = 10.0 ** y[d, 0] if hrs_log10 else y[d, 0]
-            r_h = (g_l - 1.0 / hrs) / dg
+            if not have_r_h:  # r(HRS_n); a first RESET above has just computed it
+                hrs = 10.0 ** y[d, 0] if hrs_log10 else y[d, 0]
+                r_h = (g_l - 1.0 / hrs) / dg
             if ud >= umax:  # full RESET
                 r[d] = r_h
                 in_hrs[d] = True
