@@ -37,10 +37,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cosim.batch import jobs as job_registry  # noqa: E402
-from cosim.batch.config import Sweep, parse_sweep  # noqa: E402
-from cosim.batch.jobs import discover_job_kinds, get_job_kind  # noqa: E402
-from cosim.batch.runner import run_sweep  # noqa: E402
+from cosim.batch import jobs as job_registry
+from cosim.batch.config import Sweep, parse_sweep
+from cosim.batch.jobs import discover_job_kinds, get_job_kind
+from cosim.batch.runner import run_sweep
 
 WORKLOADS = {
     "crossbar_ideal_nf 8x4": ('kind = "crossbar_ideal_nf"', "rows = [8]", "cols = 4"),

@@ -20,7 +20,7 @@ import functools
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -107,9 +107,9 @@ class CrossbarNfParams(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid")
-    size: Optional[int] = Field(default=None, ge=2, le=1024)
-    rows: Optional[int] = Field(default=None, ge=1, le=1024)
-    cols: Optional[int] = Field(default=None, ge=1, le=512)
+    size: int | None = Field(default=None, ge=2, le=1024)
+    rows: int | None = Field(default=None, ge=1, le=1024)
+    cols: int | None = Field(default=None, ge=1, le=512)
     r_wire: float = Field(default=1.0, gt=0, description="row and column segment resistance")
     r_source: float = Field(default=1.0, gt=0)
     r_sense: float = Field(default=1.0, gt=0)
@@ -121,12 +121,12 @@ class CrossbarNfParams(BaseModel):
     tolerance: float = Field(default=0.05, gt=0, lt=1, description="write-verify relative band")
     n_inputs: int = Field(default=16, ge=1, le=1024)
     v_read: float = Field(default=0.2, gt=0)
-    g_min: Optional[float] = Field(default=None, gt=0, description="default: device window")
-    g_max: Optional[float] = Field(default=None, gt=0, description="default: device window")
-    model_file: Optional[str] = Field(default=None, description="device model JSON; default packaged")
+    g_min: float | None = Field(default=None, gt=0, description="default: device window")
+    g_max: float | None = Field(default=None, gt=0, description="default: device window")
+    model_file: str | None = Field(default=None, description="device model JSON; default packaged")
 
     @model_validator(mode="after")
-    def _shape_and_window(self) -> "CrossbarNfParams":
+    def _shape_and_window(self) -> CrossbarNfParams:
         if self.size is not None:
             if self.rows is not None or self.cols is not None:
                 raise ValueError("give either size or rows and cols, not both")
@@ -315,7 +315,7 @@ class S4dKernelParams(BaseModel):
     adc_bits: int = Field(default=0, ge=0, le=24, description="0 = ideal converter")
 
     @model_validator(mode="after")
-    def _bits(self) -> "S4dKernelParams":
+    def _bits(self) -> S4dKernelParams:
         for name in ("bits", "dac_bits", "adc_bits"):
             if getattr(self, name) == 1:
                 raise ValueError(f"{name} must be 0 (analog / ideal) or at least 2")

@@ -12,6 +12,7 @@ stopped.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import multiprocessing.spawn
 import os
@@ -262,10 +263,8 @@ def _init_worker(modules: list[str], kind_name: str) -> None:
     discover_job_kinds(modules)
     warmup = get_job_kind(kind_name).warmup
     if warmup is not None:
-        try:
+        with contextlib.suppress(Exception):  # the jobs record the failure with their reason
             warmup()
-        except Exception:  # noqa: BLE001 - the jobs record the failure with their reason
-            pass
 
 
 def _local_outcomes(jobs: list[Job], sweep: Sweep, workers: int) -> Iterator[JobOutcome]:
