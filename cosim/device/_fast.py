@@ -14,7 +14,7 @@ Kernels are serial, release the GIL (``nogil``) and work on a device range ``[lo
 numba's ``prange``: they need no threading layer, so they are safe when several threads
 call kernels at once and in processes forked afterwards, whatever layer a machine has.)
 Compiled code is cached on disk (``cache=True``): the first call on a machine compiles
-(5–40 s for all kernels, depending on load), later processes load it.
+(about 75 CPU-seconds for all kernels), later processes load it.
 
 Set the environment variable ``COSIM_DEVICE_BACKEND=numpy`` to disable this module.
 """
