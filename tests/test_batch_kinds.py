@@ -168,7 +168,7 @@ COSIM_MDM_WINDOW = {"g_min": 1 / 75e3, "g_max": 1 / 4.5e3}
 def test_crossbar_nf_reproduces_the_mdm_study_of_cosim_mdm(matrix: str) -> None:
     """Ideal devices, analog weights: the pair (mdm off, on) equals cosim.crossbar.mdm.study
     on the matrix and inputs `cosim mdm --seed 4` draws."""
-    from cosim.commands.crossbar import random_weights
+    from cosim.crossbar.mdm import random_weights
 
     params = {"rows": 24, "cols": 12, "matrix": matrix, "n_inputs": 8, **COSIM_MDM_WINDOW}
     weights = random_weights(24, 12, 4 if matrix == "block" else 0, 4)

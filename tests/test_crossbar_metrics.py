@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cosim.cli import app
-from cosim.commands.crossbar import random_weights
+from cosim.crossbar.mdm import random_weights
 from cosim.crossbar import Crossbar, LinearCells
 from cosim.crossbar.mdm import identity_remap, manhattan_cost, mdm_remap, random_inputs, study
 from cosim.crossbar.metrics import (

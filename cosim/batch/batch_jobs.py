@@ -230,7 +230,7 @@ def nf_case(params: dict[str, Any], seed: int) -> NfCase:
     block-diagonal Gaussian blocks) from ``seed``, inputs uniform in [0, v_read] from
     ``seed + 1`` (as ``cosim mdm`` draws them), devices from ``seed``. With MDM the same
     programmed devices are placed elsewhere, so an MDM on/off pair differs in placement only."""
-    from cosim.commands.crossbar import random_weights
+    from cosim.crossbar.mdm import random_weights
 
     p = CrossbarNfParams.model_validate(params)
     rows, cols = p.shape

@@ -95,7 +95,7 @@ def mdm(
 ) -> None:
     """Report NF before and after Manhattan-distance remapping (differential pairs)."""
     from cosim.crossbar.config import load_matrix
-    from cosim.crossbar.mdm import random_inputs, study
+    from cosim.crossbar.mdm import random_inputs, random_weights, study
     from cosim.fileio import write_text_atomic
     from cosim.crossbar.spec import Crossbar
 
@@ -122,22 +122,6 @@ def mdm(
     typer.echo(f"ideal output unchanged by the remap: {result.ideal_unchanged}")
     if json_out is not None:
         write_text_atomic(json_out, json.dumps(report, indent=2, default=float) + "\n")
-
-
-def random_weights(rows: int, cols: int, block: int, seed: int):  # -> np.ndarray
-    """Standard-normal weights (rows, cols); block-diagonal with ``block``×``block`` blocks if > 0."""
-    import numpy as np
-
-    if rows < 1 or cols < 1:
-        raise CosimError("rows and cols must be positive")
-    rng = np.random.default_rng(seed)
-    if block <= 0:
-        return rng.standard_normal((rows, cols))
-    weights = np.zeros((rows, cols))
-    for start in range(0, min(rows, cols), block):
-        stop_r, stop_c = min(start + block, rows), min(start + block, cols)
-        weights[start:stop_r, start:stop_c] = rng.standard_normal((stop_r - start, stop_c - start))
-    return weights
 
 
 def register(app: typer.Typer) -> None:

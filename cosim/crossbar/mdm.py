@@ -151,3 +151,21 @@ def study(crossbar: Crossbar, inputs: np.ndarray, **solver_options: object) -> M
         cost_after=manhattan_cost(load[np.ix_(remap.row_order, remap.col_order)]),
         ideal_unchanged=bool(np.array_equal(ideal, ideal_mapped)),
     )
+
+
+def random_weights(rows: int, cols: int, block: int, seed: int) -> np.ndarray:
+    """Standard-normal test weights (rows, cols), drawn from ``seed``.
+
+    With ``block`` > 0 only ``block``×``block`` blocks on the diagonal are non-zero (the
+    sparse, block-structured case MDM is expected to help most).
+    """
+    if rows < 1 or cols < 1:
+        raise CosimError(f"rows and cols must be positive, got {rows}×{cols}")
+    rng = np.random.default_rng(seed)
+    if block <= 0:
+        return rng.standard_normal((rows, cols))
+    weights = np.zeros((rows, cols))
+    for start in range(0, min(rows, cols), block):
+        stop_r, stop_c = min(start + block, rows), min(start + block, cols)
+        weights[start:stop_r, start:stop_c] = rng.standard_normal((stop_r - start, stop_c - start))
+    return weights
