@@ -6,6 +6,7 @@ most tests; two small J = 5 builds compare the latched and unlatched forms.
 
 from __future__ import annotations
 
+import ctypes
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -228,3 +229,42 @@ def test_vacask_runs_the_same_osdi(osdi_default, tmp_path):
         tol = lambda steps: steps + DEFAULT_DGATE + 3 * slope * DEFAULT_TAU  # noqa: E731
         assert np.all(np.abs(us_sim - y[:n_set, US]) <= tol(us_step))
         assert np.all(np.abs(ur_sim - y[:n_set, UR]) <= tol(ur_step))
+
+
+class _OsdiNode(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_char_p), ("units", ctypes.c_char_p), ("residual_units", ctypes.c_char_p),
+                ("resist_residual_off", ctypes.c_uint32), ("react_residual_off", ctypes.c_uint32),
+                ("resist_limit_rhs_off", ctypes.c_uint32), ("react_limit_rhs_off", ctypes.c_uint32),
+                ("is_flow", ctypes.c_bool)]
+
+
+class _OsdiJacobianEntry(ctypes.Structure):
+    _fields_ = [("node_1", ctypes.c_uint32), ("node_2", ctypes.c_uint32),
+                ("react_ptr_off", ctypes.c_uint32), ("flags", ctypes.c_uint32)]
+
+
+class _OsdiDescriptorHead(ctypes.Structure):
+    """Leading fields of the OSDI (0.3/0.4) device descriptor."""
+
+    _fields_ = [("name", ctypes.c_char_p), ("num_nodes", ctypes.c_uint32), ("num_terminals", ctypes.c_uint32),
+                ("nodes", ctypes.POINTER(_OsdiNode)), ("num_jacobian_entries", ctypes.c_uint32),
+                ("jacobian_entries", ctypes.POINTER(_OsdiJacobianEntry))]
+
+
+def jacobian_pattern(osdi: Path) -> set[tuple[str, str]]:
+    """(row node, column node) of every Jacobian entry the compiled model declares."""
+    lib = ctypes.CDLL(str(osdi))
+    head = ctypes.cast(lib.OSDI_DESCRIPTORS, ctypes.POINTER(_OsdiDescriptorHead))[0]
+    names = [head.nodes[i].name.decode() for i in range(head.num_nodes)]
+    return {(names[e.node_1], names[e.node_2])
+            for e in (head.jacobian_entries[i] for i in range(head.num_jacobian_entries))}
+
+
+def test_held_features_add_no_jacobian_entries(osdi_default):
+    """Latched features enter only through frozen() copies: no row (terminal, counter, peak)
+    gets a column of a latch node, so latches add unknowns but no fill-in."""
+    pattern = jacobian_pattern(osdi_default)
+    latches = {"ia", "ib", "fur", "flrs", "fus", "fhrs"}
+    assert {("te", "a"), ("te", "pk"), ("a", "te"), ("fur", "fur")} <= pattern  # sanity: parser reads it
+    off_diagonal = {(row, col) for row, col in pattern if col in latches and row != col}
+    assert not off_diagonal
