@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Optional
+from fractions import Fraction
 
 import numpy as np
 
@@ -55,7 +56,7 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def resolve_backend(backend: Optional[str]) -> str:
+def resolve_backend(backend: str | None) -> str:
     """``None`` → ``"numba"`` when available, else ``"numpy"``; check explicit choices."""
     if backend is None:
         return "numba" if AVAILABLE else "numpy"
@@ -72,7 +73,7 @@ if hasattr(os, "register_at_fork"):  # a forked child has none of the parent's p
     os.register_at_fork(after_in_child=_POOLS.clear)
 
 
-def split_run(kernel: Callable[..., None], n: int, args: tuple, threads: Optional[int] = None,
+def split_run(kernel: Callable[..., None], n: int, args: tuple, threads: int | None = None,
               align: int = 1) -> None:
     """Call ``kernel(lo, hi, *args)`` over ``[0, n)`` split into one range per thread
     (inner range boundaries are multiples of ``align``)."""
@@ -97,16 +98,16 @@ if AVAILABLE:
     from numba.extending import intrinsic as _intrinsic
 
     @_intrinsic
-    def f64_bits(typingctx, x):  # noqa: ANN001 - numba intrinsic signature
+    def f64_bits(typingctx, x):
         """The IEEE-754 bits of a double as int64 (an LLVM bitcast)."""
-        def codegen(context, builder, sig, args):  # noqa: ANN001
+        def codegen(context, builder, sig, args):
             return builder.bitcast(args[0], _ir.IntType(64))
         return _types.int64(_types.float64), codegen
 
     @_intrinsic
-    def bits_f64(typingctx, x):  # noqa: ANN001
+    def bits_f64(typingctx, x):
         """The double with the given IEEE-754 bits (an LLVM bitcast)."""
-        def codegen(context, builder, sig, args):  # noqa: ANN001
+        def codegen(context, builder, sig, args):
             return builder.bitcast(args[0], _ir.DoubleType())
         return _types.float64(_types.int64), codegen
 
@@ -121,102 +122,162 @@ else:  # keep the definitions importable (they are never called)
     _inline = _jit
 
 
-# --------------------------------------------------------------------------- log
-# ln(x) for a positive normal double, written out (no libm call) so that loops vectorize:
-# the algorithm and coefficients of FreeBSD msun / musl e_log.c (x = 2^k (1 + f),
-# √2/2 < 1 + f < √2, s = f/(2 + f), a degree-14 polynomial in s), both of its final
-# branches evaluated and one selected. Error < 1 ulp; it differs from the C library's log by
-# one ulp in about 1 of 14 arguments (tests/test_device_fast.py).
-LN2_HI = 6.93147180369123816490e-01
-LN2_LO = 1.90821492927058770002e-10
-LG1, LG2, LG3, LG4, LG5, LG6, LG7 = (6.666666666666735130e-01, 3.999999999940941908e-01,
-                                     2.857142874366239149e-01, 2.222219843214978396e-01,
-                                     1.818357216161805012e-01, 1.531383769920937332e-01,
-                                     1.479819860511658591e-01)
+# --------------------------------------------------------------------------- constants
+# The constants of ``log_positive`` and ``cos_0_2pi`` are computed here at import from exact
+# rationals: the reciprocal factorials and odd reciprocals of the Taylor series, and ln 2 and
+# π to 200 bits from the arctangent series (ln 2 = 2 atanh(1/3); Machin's formula
+# π = 16 atan(1/5) − 4 atan(1/239)), split into doubles whose sums carry the extra bits.
+_SPLIT_BITS = 200  # binary places of the integer approximations of ln 2 and π
+
+
+def _scaled_series(x: Fraction, alternating: bool, bits: int) -> int:
+    """round(2**bits · Σ_j (±1)^j x^(2j+1)/(2j+1)) for 0 < x <= 1/3: atan(x) when
+    ``alternating``, atanh(x) otherwise. Summed until a term is below 2**-(bits+8)."""
+    total = Fraction(0)
+    power = x
+    j = 0
+    eps = Fraction(1, 1 << (bits + 8))
+    while power > eps:
+        term = power / (2 * j + 1)
+        total += -term if (alternating and j % 2) else term
+        power *= x * x
+        j += 1
+    return round(total * (1 << bits))
+
+
+def _ln2_scaled(bits: int = _SPLIT_BITS) -> int:
+    """ln 2 · 2**bits, to within a few units (ln 2 = 2 atanh(1/3))."""
+    return 2 * _scaled_series(Fraction(1, 3), False, bits)
+
+
+def _pi_scaled(bits: int = _SPLIT_BITS) -> int:
+    """π · 2**bits, to within a few units (Machin's formula)."""
+    return (16 * _scaled_series(Fraction(1, 5), True, bits)
+            - 4 * _scaled_series(Fraction(1, 239), True, bits))
+
+
+def _split(value: int, bits: int, parts: int, keep: int) -> tuple[float, ...]:
+    """``value / 2**bits`` as ``parts`` doubles with decreasing magnitudes whose exact sum
+    approximates it; all but the last have only their leading ``keep`` significant bits
+    (their low bits are zero, so small integer multiples of them are exact)."""
+    out = []
+    rest = Fraction(value, 1 << bits)
+    for _ in range(parts - 1):
+        exponent = math.frexp(float(rest))[1]  # rest in [2**(e−1), 2**e) up to rounding
+        unit = Fraction(2) ** (exponent - keep)
+        head = Fraction(math.floor(rest / unit)) * unit
+        out.append(float(head))  # exact: at most ``keep`` <= 53 significant bits
+        rest -= head
+    out.append(float(rest))
+    return tuple(out)
+
+
+# ln 2 = LN2_HI + LN2_LO; LN2_HI has 37 significant bits, so k·LN2_HI is exact for |k| < 2**16
+LN2_HI, LN2_LO = _split(_ln2_scaled(), _SPLIT_BITS, 2, 37)
+# π/2 = PIO2_A + PIO2_B + PIO2_C (to ~150 bits); A and B have 50 significant bits, so q·A
+# and q·B are exact for integers 0 <= q <= 7
+PIO2_A, PIO2_B, PIO2_C = _split(_pi_scaled(), _SPLIT_BITS + 1, 3, 50)
+TWO_OVER_PI = float(Fraction(1 << (_SPLIT_BITS + 1), _pi_scaled()))
+
+#: terms of the atanh series kept after the leading one (see ``log_positive``)
+LOG_TERMS = 10
+#: 2/(2j+1), j = 1..LOG_TERMS: ln((1+s)/(1−s)) = 2s + s·Σ_j (2/(2j+1)) s^(2j)
+LOG_COEF = tuple(float(Fraction(2, 2 * j + 1)) for j in range(1, LOG_TERMS + 1))
+#: (−1)^j/(2j)!, j = 2..9: cos θ = 1 − θ²/2 + Σ_j COS_COEF[j−2] θ^(2j)
+COS_COEF = tuple(float(Fraction((-1) ** j, math.factorial(2 * j))) for j in range(2, 10))
+#: (−1)^j/(2j+1)!, j = 1..8: sin θ = θ + θ·Σ_j SIN_COEF[j−1] θ^(2j)
+SIN_COEF = tuple(float(Fraction((-1) ** j, math.factorial(2 * j + 1))) for j in range(1, 9))
+L1, L2, L3, L4, L5, L6, L7, L8, L9, L10 = LOG_COEF
+C2, C3, C4, C5, C6, C7, C8, C9 = COS_COEF
+S1, S2, S3, S4, S5, S6, S7, S8 = SIN_COEF
+
 TWO_POW_52 = 4503599627370496.0
+EXP_BIAS = 1023
+MANTISSA_MASK = (1 << 52) - 1
+#: the smallest 52-bit mantissa field M with 1 + M/2**52 >= √2 (exact integer arithmetic:
+#: (2**52 + M)**2 >= 2**105)
+SQRT2_MANTISSA = math.isqrt(1 << 105) + 1 - (1 << 52)
 
 
+# --------------------------------------------------------------------------- log
 @_inline
 def log_positive(x: float) -> float:
-    """ln(x) for a positive normal double x, branch-free (see the comment above)."""
+    """ln(x) for a positive normal double x, without branches or library calls.
+
+    From the bit pattern, x = 2**k · m with m in [√2/2, √2) (the mantissa 1.M, halved when
+    it is at least √2). With f = m − 1 (exact) and s = f/(2 + f) = (m − 1)/(m + 1),
+    |s| <= 0.1716, the series ln m = 2 atanh(s) = 2s + s·R, R = Σ_{j>=1} 2 s^(2j)/(2j+1),
+    is rewritten with 2s = f − s·f as ln m = f − s·(f − R): the rounding errors of s and R
+    then only touch a correction at most a fifth the size of f. Ten terms of R leave a
+    truncation below 2**-60 relative. k ln 2 is added as k·LN2_HI (exact) + k·LN2_LO.
+    """
     bits = f64_bits(x)
-    hx = (bits >> 32) & 0x7FFFFFFF
-    m = hx & 0x000FFFFF
-    i = (m + 0x95F64) & 0x100000  # 1 when the mantissa is above √2: use x/2
-    xn = bits_f64(((m | (i ^ 0x3FF00000)) << 32) | (bits & 0xFFFFFFFF))
-    # k = exponent − 1023 + (i >> 20) as a double, without an int64 → double conversion
-    dk = bits_f64(0x4330000000000000 | (((hx >> 20) & 0x7FF) + (i >> 20))) - (TWO_POW_52 + 1023.0)
-    f = xn - 1.0
+    biased_exp = (bits >> 52) & 0x7FF
+    mantissa = bits & MANTISSA_MASK
+    halve = (mantissa + ((1 << 52) - SQRT2_MANTISSA)) >> 52  # 1 when 1.M >= √2
+    m = bits_f64(((EXP_BIAS - halve) << 52) | mantissa)
+    # k as a double from 2**52 + (biased exponent + halve), without an int → double conversion
+    k = bits_f64(0x4330000000000000 | (biased_exp + halve)) - (TWO_POW_52 + EXP_BIAS)
+    f = m - 1.0
     s = f / (2.0 + f)
     z = s * s
-    w = z * z
-    t1 = w * (LG2 + w * (LG4 + w * LG6))
-    t2 = z * (LG1 + w * (LG3 + w * (LG5 + w * LG7)))
-    r = t2 + t1
-    hfsq = 0.5 * f * f
-    far = dk * LN2_HI - ((hfsq - (s * (hfsq + r) + dk * LN2_LO)) - f)
-    near = dk * LN2_HI - ((s * (f - r) - dk * LN2_LO) - f)
-    return far if ((m - 0x6147A) | (0x6B851 - m)) > 0 else near
+    r = z * (L1 + z * (L2 + z * (L3 + z * (L4 + z * (L5 + z * (L6 + z * (L7 + z * (
+        L8 + z * (L9 + z * L10)))))))))
+    return k * LN2_HI + ((f - s * (f - r)) + k * LN2_LO)
 
 
 # --------------------------------------------------------------------------- cosine
-# cos(x) for 0 <= x < 2π written out (no libm call) so that the compiler can vectorize the
-# device loop: fn = nearest integer to x/(π/2); x − fn·π/2 in three 33-bit parts of π/2
-# (always all three: the residual is exact to ~118 bits even next to a zero of cos); then the
-# degree-12/13 kernels of FreeBSD msun / musl (k_cos.c, k_sin.c, the coefficients below are
-# theirs). Error < 1 ulp; it differs from the C library's correctly-rounded-in-practice
-# cos by one ulp in about 1 of 6 arguments (tests/test_device_fast.py measures it).
-INVPIO2 = 6.36619772367581382433e-01
-PIO2_1 = 1.57079632673412561417e+00
-PIO2_1T = 6.07710050650619224932e-11
-PIO2_2 = 6.07710050630396597660e-11
-PIO2_2T = 2.02226624879595063154e-21
-PIO2_3 = 2.02226624871116645580e-21
-PIO2_3T = 8.47842766036889956997e-32
-COS_C = (4.16666666666666019037e-02, -1.38888888888741095749e-03, 2.48015872894767294178e-05,
-         -2.75573143513906633035e-07, 2.08757232129817482790e-09, -1.13596475577881948265e-11)
-SIN_S = (-1.66666666666666324348e-01, 8.33333333332248946124e-03, -1.98412698298579493134e-04,
-         2.75573137070700676789e-06, -2.50507602534068634195e-08, 1.58969099521155010221e-10)
-C1, C2, C3, C4, C5, C6 = COS_C
-S1, S2, S3, S4, S5, S6 = SIN_S
-
-
+# The argument is the double x = fl(2π·u) that numpy's reference also passes to cos, not u
+# itself: reducing u (u − q/4 is exact) would give cos(2πu) more exactly, but it differs
+# from cos(fl(2πu)) by up to |sin x|·ulp(x)/2, i.e. by up to 3e-7 relative next to the
+# zeros of cos at the RNG's arguments, and the kernels are to reproduce the numpy numbers.
 @_inline
 def cos_0_2pi(x: float) -> float:
-    """cos(x) for 0 <= x < 2π, branch-free (see the comment above)."""
-    fn = math.floor(x * INVPIO2 + 0.5)
-    n = int(fn) & 3
-    r = x - fn * PIO2_1
-    w = fn * PIO2_2
-    t = r
-    r = t - w
-    w = fn * PIO2_2T - ((t - r) - w)
-    t = r
-    w = fn * PIO2_3
-    r = t - w
-    w = fn * PIO2_3T - ((t - r) - w)
-    y0 = r - w
-    y1 = (r - y0) - w
-    z = y0 * y0
-    zz = z * z
-    rc = z * (C1 + z * (C2 + z * C3)) + zz * zz * (C4 + z * (C5 + z * C6))
-    hz = 0.5 * z
-    wc = 1.0 - hz
-    k_cos = wc + (((1.0 - wc) - hz) + (z * rc - y0 * y1))
-    rs = S2 + z * (S3 + z * S4) + z * zz * (S5 + z * S6)
-    v = z * y0
-    k_sin = y0 - ((z * (0.5 * y1 - v * rs) - y1) - v * S1)
-    res = k_cos if (n & 1) == 0 else k_sin
-    return -res if (n == 1 or n == 2) else res
+    """cos(x) for 0 <= x <= 2π, without branches or library calls.
+
+    q = nearest integer to x/(π/2) (0..4); θ = x − q·π/2 in [−π/4, π/4] as a pair
+    θ_hi + θ_lo, using π/2 = PIO2_A + PIO2_B + PIO2_C: x − q·PIO2_A is exact (q·PIO2_A is
+    exact and within a factor 2 of x), the next subtraction keeps its rounding error (the
+    two-sum of Knuth), so θ is known to ~100 bits even where cos x is near zero. Then the
+    Taylor series of cos θ (to θ^18) and sin θ (to θ^17), with the θ_lo corrections
+    cos(θ_hi + θ_lo) ≈ cos θ_hi − θ_hi θ_lo and sin(θ_hi + θ_lo) ≈ sin θ_hi + θ_lo cos θ_hi;
+    cos x is then cos θ, −sin θ, −cos θ or sin θ for q mod 4 = 0, 1, 2, 3.
+    """
+    q = math.floor(x * TWO_OVER_PI + 0.5)
+    quadrant = f64_bits(q + TWO_POW_52) & 3  # q as an integer (0 <= q < 2**52)
+    a = x - q * PIO2_A  # exact
+    b = q * PIO2_B  # exact
+    hi = a - b
+    b_seen = hi - a  # two-sum (Knuth): hi + err == a − b exactly
+    err = (a - (hi - b_seen)) - (b + b_seen)
+    lo = err - q * PIO2_C
+    z = hi * hi
+    # cos: 1 − z/2 split so that its rounding error is kept (1 >= z/2: exact difference)
+    half_z = 0.5 * z
+    one_minus = 1.0 - half_z
+    one_minus_err = (1.0 - one_minus) - half_z
+    cos_tail = z * z * (C2 + z * (C3 + z * (C4 + z * (C5 + z * (C6 + z * (C7 + z * (
+        C8 + z * C9)))))))
+    cos_t = one_minus + (one_minus_err + (cos_tail - hi * lo))
+    sin_tail = hi * z * (S1 + z * (S2 + z * (S3 + z * (S4 + z * (S5 + z * (S6 + z * (
+        S7 + z * S8)))))))
+    sin_t = hi + (lo * (1.0 - half_z) + sin_tail)
+    res = cos_t if (quadrant & 1) == 0 else sin_t
+    return -res if (quadrant == 1 or quadrant == 2) else res
 
 
 @_jit
-def log_cos_arrays(x: np.ndarray, log_out: np.ndarray, cos_out: np.ndarray) -> None:
-    """``log_positive`` of x > 0 into ``log_out`` and ``cos_0_2pi`` of 2π·x (x in [0, 1))
-    into ``cos_out`` (to test the two functions against the C library)."""
+def log_array(x: np.ndarray, out: np.ndarray) -> None:
+    """``out[i] = log_positive(x[i])`` (to test the function against the C library)."""
     for i in range(x.size):
-        log_out[i] = log_positive(x[i])
-        cos_out[i] = cos_0_2pi(TWO_PI * x[i])
+        out[i] = log_positive(x[i])
+
+
+@_jit
+def cos_array(x: np.ndarray, out: np.ndarray) -> None:
+    """``out[i] = cos_0_2pi(x[i])``, x in [0, 2π] (to test it against the C library)."""
+    for i in range(x.size):
+        out[i] = cos_0_2pi(x[i])
 
 
 # --------------------------------------------------------------------------- hash RNG
