@@ -1,6 +1,10 @@
 """Benchmark of the generative Verilog-A model (not a test; prints timings, ratios and solver counts).
 
-32×32 crossbar write transient (V/2 scheme, one SET pulse, ngspice batch, KLU, one thread):
+32×32 crossbar write transient (one −1.3 V SET pulse, ngspice batch, KLU, one thread), in the
+V/2 scheme (half-selected cells at −0.65 V: about a third of the generative devices' SET
+thresholds lie above that, so ~22 of 62 half-selected cells SET too, against none in the
+baseline) and in the V/3 scheme (unselected cells at ±0.43 V: only the selected cell
+switches in either model, so both do the same switching work):
 
 * generative model (committed default: J = 50, latched features) vs the deterministic
   threshold/ion-drift baseline ``veriloga/baseline_drift.va`` on the same bench (same netlist
@@ -17,7 +21,7 @@ truncation-error control). ``--callgrind N`` also counts instructions of baselin
 on an N×N array under valgrind (deterministic, unaffected by machine load).
 
 Usage: .venv/bin/python benchmarks/bench_va.py [--size 32] [--repeats 3] [--orders 10,20,50,100]
-       [--no-unlatched] [--callgrind 8]
+       [--no-unlatched] [--schemes v2,v3] [--callgrind 8]
 """
 
 from __future__ import annotations
@@ -71,10 +75,10 @@ class Runs:
     counters: dict[str, float] = field(default_factory=dict)
 
 
-def crossbar_netlist(size: int, osdi: Path, module: str, params: dict) -> str:
-    """Write-transient netlist with ``.options acct`` (solver counters in the log)."""
+def crossbar_netlist(size: int, osdi: Path, module: str, params: dict, scheme: str = "v2") -> str:
+    """Write-transient netlist (−1.3 V SET pulse on one cell) with ``.options acct``."""
     cells = VerilogACells(shape_=(size, size), model="dev", module=module, params=params, osdi_file=osdi)
-    pulse = WritePulse(row=size // 3, col=size // 2, v_write=-1.3, scheme="v2", width=1e-6, tstep=1e-8)
+    pulse = WritePulse(row=size // 3, col=size // 2, v_write=-1.3, scheme=scheme, width=1e-6, tstep=1e-8)
     text = write_netlist(Crossbar(cells=cells), pulse)
     return text.replace("\n.tran ", "\n.options acct\n.tran ", 1)
 
@@ -140,6 +144,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--orders", default="10,20,50,100", help="latched MA orders to time ('' for none)")
     parser.add_argument("--no-unlatched", action="store_true", help="skip the unlatched variants (slow)")
+    parser.add_argument("--schemes", default="v2,v3", help="write schemes to time (v2, v3)")
     parser.add_argument("--cycle0", type=int, default=200, help="initial cycle of every generative device")
     parser.add_argument("--callgrind", type=int, default=0, metavar="N",
                         help="also count instructions (valgrind) of baseline and default on an NxN array")
@@ -152,30 +157,32 @@ def main() -> None:
         return instance_params(MODEL, SEED, np.arange(n * n).reshape(n, n), cycle0=args.cycle0)
 
     base_osdi, gen_osdi = compile_va(BASELINE_VA), compile_va(DEFAULT_VA)
-    print(f"# {size}x{size} V/2 SET write transient (1 us pulse), ngspice batch, KLU, {args.repeats} repeats, "
-          f"generative devices start in HRS of cycle {args.cycle0}; ratios to the baseline: min / median")
-    base = time_runs(crossbar_netlist(size, base_osdi, "cosim_drift", {"w0": 0.0}), args.repeats)
-    report("baseline drift model", base, None)
     gen_params = params_for(size)
-    report("generative default (J=50, latched)",
-           time_runs(crossbar_netlist(size, gen_osdi, DEFAULT_MODULE, gen_params), args.repeats), base)
-
     variants = [(int(j), True) for j in args.orders.split(",") if j.strip()]
     if not args.no_unlatched:
         variants += [(10, False), (50, False)]
-    for order, latch in variants:
-        osdi = compile_reram(MODEL, RenderOptions(order=order, latch=latch))
-        runs = time_runs(crossbar_netlist(size, osdi, DEFAULT_MODULE, gen_params), args.repeats)
-        report(f"generative J={order} {'latched' if latch else 'unlatched'}", runs, base)
+    for scheme in [s.strip() for s in args.schemes.split(",") if s.strip()]:
+        print(f"# {size}x{size} {scheme.upper()} SET write transient (1 us pulse), ngspice batch, KLU, "
+              f"{args.repeats} repeats, generative devices start in HRS of cycle {args.cycle0}; "
+              "ratios to the baseline: min / median")
+        base = time_runs(crossbar_netlist(size, base_osdi, "cosim_drift", {"w0": 0.0}, scheme), args.repeats)
+        report("baseline drift model", base, None)
+        report("generative default (J=50, latched)",
+               time_runs(crossbar_netlist(size, gen_osdi, DEFAULT_MODULE, gen_params, scheme), args.repeats), base)
+        for order, latch in variants:
+            osdi = compile_reram(MODEL, RenderOptions(order=order, latch=latch))
+            runs = time_runs(crossbar_netlist(size, osdi, DEFAULT_MODULE, gen_params, scheme), args.repeats)
+            report(f"generative J={order} {'latched' if latch else 'unlatched'}", runs, base)
 
     if args.callgrind:
         if shutil.which("valgrind") is None:
             raise SystemExit("--callgrind needs valgrind on PATH")
         n = args.callgrind
-        base_ir = callgrind_instructions(crossbar_netlist(n, base_osdi, "cosim_drift", {"w0": 0.0}))
-        gen_ir = callgrind_instructions(crossbar_netlist(n, gen_osdi, DEFAULT_MODULE, params_for(n)))
-        print(f"# callgrind {n}x{n}: baseline {base_ir / 1e6:.0f} M instructions, "
-              f"generative default {gen_ir / 1e6:.0f} M ({gen_ir / base_ir:.2f}x)")
+        for scheme in [s.strip() for s in args.schemes.split(",") if s.strip()]:
+            base_ir = callgrind_instructions(crossbar_netlist(n, base_osdi, "cosim_drift", {"w0": 0.0}, scheme))
+            gen_ir = callgrind_instructions(crossbar_netlist(n, gen_osdi, DEFAULT_MODULE, params_for(n), scheme))
+            print(f"# callgrind {n}x{n} {scheme.upper()}: baseline {base_ir / 1e6:.0f} M instructions, "
+                  f"generative default {gen_ir / 1e6:.0f} M ({gen_ir / base_ir:.2f}x)")
 
 
 if __name__ == "__main__":
