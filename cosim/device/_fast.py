@@ -183,12 +183,13 @@ TWO_OVER_PI = float(Fraction(1 << (_SPLIT_BITS + 1), _pi_scaled()))
 LOG_TERMS = 10
 #: 2/(2j+1), j = 1..LOG_TERMS: ln((1+s)/(1−s)) = 2s + s·Σ_j (2/(2j+1)) s^(2j)
 LOG_COEF = tuple(float(Fraction(2, 2 * j + 1)) for j in range(1, LOG_TERMS + 1))
-#: (−1)^j/(2j)!, j = 2..9: cos θ = 1 − θ²/2 + Σ_j COS_COEF[j−2] θ^(2j)
-COS_COEF = tuple(float(Fraction((-1) ** j, math.factorial(2 * j))) for j in range(2, 10))
-#: (−1)^j/(2j+1)!, j = 1..8: sin θ = θ + θ·Σ_j SIN_COEF[j−1] θ^(2j)
+#: (−1)^j/(2j)!, j = 2..8: cos θ = 1 − θ²/2 + Σ_j COS_COEF[j−2] θ^(2j) (the next term is
+#: below 2**-58 on |θ| <= π/4)
+COS_COEF = tuple(float(Fraction((-1) ** j, math.factorial(2 * j))) for j in range(2, 9))
+#: (−1)^j/(2j+1)!, j = 1..8: sin θ = θ + θ·Σ_j SIN_COEF[j−1] θ^(2j) (next term < 2**-62)
 SIN_COEF = tuple(float(Fraction((-1) ** j, math.factorial(2 * j + 1))) for j in range(1, 9))
 L1, L2, L3, L4, L5, L6, L7, L8, L9, L10 = LOG_COEF
-C2, C3, C4, C5, C6, C7, C8, C9 = COS_COEF
+C2, C3, C4, C5, C6, C7, C8 = COS_COEF
 S1, S2, S3, S4, S5, S6, S7, S8 = SIN_COEF
 
 TWO_POW_52 = 4503599627370496.0
@@ -221,8 +222,9 @@ def log_positive(x: float) -> float:
     f = m - 1.0
     s = f / (2.0 + f)
     z = s * s
-    r = z * (L1 + z * (L2 + z * (L3 + z * (L4 + z * (L5 + z * (L6 + z * (L7 + z * (
-        L8 + z * (L9 + z * L10)))))))))
+    w = z * z  # the polynomial in z as two halves in z², for shorter dependency chains
+    r = z * ((L1 + w * (L3 + w * (L5 + w * (L7 + w * L9))))
+             + z * (L2 + w * (L4 + w * (L6 + w * (L8 + w * L10)))))
     return k * LN2_HI + ((f - s * (f - r)) + k * LN2_LO)
 
 
@@ -239,7 +241,7 @@ def cos_0_2pi(x: float) -> float:
     θ_hi + θ_lo, using π/2 = PIO2_A + PIO2_B + PIO2_C: x − q·PIO2_A is exact (q·PIO2_A is
     exact and within a factor 2 of x), the next subtraction keeps its rounding error (the
     two-sum of Knuth), so θ is known to ~100 bits even where cos x is near zero. Then the
-    Taylor series of cos θ (to θ^18) and sin θ (to θ^17), with the θ_lo corrections
+    Taylor series of cos θ (to θ^16) and sin θ (to θ^17), with the θ_lo corrections
     cos(θ_hi + θ_lo) ≈ cos θ_hi − θ_hi θ_lo and sin(θ_hi + θ_lo) ≈ sin θ_hi + θ_lo cos θ_hi;
     cos x is then cos θ, −sin θ, −cos θ or sin θ for q mod 4 = 0, 1, 2, 3.
     """
@@ -256,11 +258,11 @@ def cos_0_2pi(x: float) -> float:
     half_z = 0.5 * z
     one_minus = 1.0 - half_z
     one_minus_err = (1.0 - one_minus) - half_z
-    cos_tail = z * z * (C2 + z * (C3 + z * (C4 + z * (C5 + z * (C6 + z * (C7 + z * (
-        C8 + z * C9)))))))
+    w = z * z  # both polynomials in z as two halves in z², for shorter dependency chains
+    cos_tail = w * ((C2 + w * (C4 + w * (C6 + w * C8))) + z * (C3 + w * (C5 + w * C7)))
     cos_t = one_minus + (one_minus_err + (cos_tail - hi * lo))
-    sin_tail = hi * z * (S1 + z * (S2 + z * (S3 + z * (S4 + z * (S5 + z * (S6 + z * (
-        S7 + z * S8)))))))
+    sin_tail = hi * z * ((S1 + w * (S3 + w * (S5 + w * S7)))
+                         + z * (S2 + w * (S4 + w * (S6 + w * S8))))
     sin_t = hi + (lo * (1.0 - half_z) + sin_tail)
     res = cos_t if (quadrant & 1) == 0 else sin_t
     return -res if (quadrant == 1 or quadrant == 2) else res
