@@ -38,7 +38,7 @@ DEFAULT_DGATE = 1e-3
 DEFAULT_DPEAK = 1e-8
 """Width [V] of the smooth corner of the peak ratchet."""
 DEFAULT_TOL_LATCH = 1e-9
-"""A latched index closer than this to its counter's round() holds its features."""
+"""A latch whose index node is closer than this to its key (cycle + parameter fingerprint) holds its features."""
 MAX_ORDER = 500
 FEATURE_KEYS = ("hrs", "us", "lrs", "ur")
 DEFAULT_VA = VERILOGA_DIR / "reram_default.va"
