@@ -12,8 +12,6 @@ Units: voltages V, resistances Ω, time s. Feature order HRS, US, LRS, UR.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -22,6 +20,7 @@ import numpy as np
 
 from cosim.device import rng
 from cosim.device.model import draw_d2d, passive_r_limit
+from cosim.fileio import write_text_atomic
 from cosim.device.modelfile import DEFAULT_MA_ORDER, DeviceModel
 from cosim.errors import CosimError
 from cosim.paths import VERILOGA_DIR
@@ -127,24 +126,9 @@ def render_reram(model: DeviceModel, options: RenderOptions = RenderOptions()) -
     return render(TEMPLATE, **template_context(model, options))
 
 
-def write_text_atomic(text: str, destination: Path | str) -> Path:
-    """Write ``text`` via a temporary file in the target folder, then ``os.replace``."""
-    destination = Path(destination)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, destination)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return destination
-
-
 def write_reram(model: DeviceModel, output: Path | str, options: RenderOptions = RenderOptions()) -> Path:
     """Render and write the Verilog-A file atomically; returns its path."""
-    return write_text_atomic(render_reram(model, options), output)
+    return write_text_atomic(output, render_reram(model, options))
 
 
 # ----------------------------------------------------------------- instance parameters
@@ -202,5 +186,5 @@ def compile_reram(model: DeviceModel, options: RenderOptions = RenderOptions()) 
     digest = hashlib.sha256(text.encode()).hexdigest()[:20]
     source = cache_dir().parent / "va-src" / f"{options.module}-{digest}.va"
     if not source.is_file() or source.read_text(encoding="utf-8") != text:
-        write_text_atomic(text, source)
+        write_text_atomic(source, text)
     return compile_va(source)

@@ -23,6 +23,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from cosim.fileio import write_frame_atomic
 from cosim.errors import DataFileError
 
 Format = Literal["auto", "cycles", "iv"]
@@ -352,16 +353,4 @@ def measurement_from_frame(frame: pd.DataFrame, fmt: Format = "auto",
 
 def write_table(frame: pd.DataFrame, path: str | Path) -> None:
     """Write a CSV atomically (temporary file in the same folder, then rename)."""
-    import os
-    import tempfile
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as handle:
-            frame.to_csv(handle, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_frame_atomic(path, frame)

@@ -10,8 +10,6 @@ writes ``report.md`` with PNG figures (matplotlib, Agg backend), ``statistics.cs
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from cosim.fit.fit import FEATURE_NAMES, FitResult, device_codes, feature_matrix
+from cosim.fileio import write_text_atomic
 from cosim.fit.readers import write_table
 
 FEATURE_LABELS = ("log10 HRS [log10 Ω]", "US [V]", "LRS [Ω]", "UR [V]")
@@ -366,17 +365,6 @@ def _frame_md(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def _write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_report(result: FitResult, folder: str | Path, seed: int = 0,
                  model_path: str | None = None) -> Path:
     """Write the report into ``folder``; returns the path of ``report.md``."""
@@ -402,5 +390,5 @@ def write_report(result: FitResult, folder: str | Path, seed: int = 0,
     write_table(result.order_table, folder / "var_order.csv")
     write_table(result.mixture_table, folder / "mixture.csv")
     report = folder / "report.md"
-    _write_text(report, render_markdown(result, comp, list(figures), model_path))
+    write_text_atomic(report, render_markdown(result, comp, list(figures), model_path))
     return report

@@ -14,12 +14,11 @@ log = logging.getLogger(__name__)
 MAX_NETLIST_BYTES = 200 * 1024 * 1024
 
 
-def read_netlist_file(path: Path | str) -> str:
-    """Read a SPICE netlist as text; raise :class:`NetlistError` naming the file if unusable.
+def read_netlist_text(path: Path | str) -> str:
+    """Read a netlist file (any simulator's dialect) as UTF-8 text.
 
-    A netlist's first line is its title; it needs at least one more line. Netlists lacking
-    ``.options klu`` or ``set num_threads=1`` are accepted with a logged warning (cosim's
-    own templates always carry both).
+    Raises :class:`NetlistError` naming the file if it is missing, not a regular file, larger
+    than :data:`MAX_NETLIST_BYTES`, not UTF-8, or holds no line after its first.
     """
     path = Path(path)
     try:
@@ -36,6 +35,17 @@ def read_netlist_file(path: Path | str) -> str:
         raise NetlistError(f"netlist {path} is not UTF-8 text (byte {exc.start})") from exc
     if len([line for line in text.splitlines() if line.strip()]) < 2:
         raise NetlistError(f"netlist {path} is empty or has only a title line")
+    return text
+
+
+def read_netlist_file(path: Path | str) -> str:
+    """Read a SPICE netlist as text; raise :class:`NetlistError` naming the file if unusable.
+
+    A netlist's first line is its title; it needs at least one more line. Netlists lacking
+    ``.options klu`` or ``set num_threads=1`` are accepted with a logged warning (cosim's
+    own templates always carry both).
+    """
+    text = read_netlist_text(path)
     try:
         check_netlist_settings(text, str(path))
     except NetlistError as exc:

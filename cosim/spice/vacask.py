@@ -54,19 +54,18 @@ import numpy as np
 
 from cosim.errors import (
     ConvergenceError,
-    NetlistError,
     SimulationError,
     SimulationTimeout,
 )
 from cosim.spice._process import GroupTimeout, quote_lines, read_text, run_in_group
 from cosim.spice.batch import LogVerdict
+from cosim.spice.netlist_io import read_netlist_text
 from cosim.spice.rawfile import RawFileError, read_raw
 from cosim.spice.result import Plot, SimResult
 from cosim.toolchain import find_vacask
 
 DEFAULT_TIMEOUT_S = 600.0
 MAX_LOG_LINES = 25
-MAX_NETLIST_BYTES = 200 * 1024 * 1024
 
 NETLIST_NAME = "in.sim"
 STDOUT_NAME = "vacask.out"
@@ -199,25 +198,6 @@ def statement_names(text: str) -> tuple[list[str], frozenset[str]]:
     return analyses, sweeps
 
 
-def read_sim_file(path: Path) -> str:
-    """Read a VACASK netlist as text; raise :class:`NetlistError` naming the file if unusable."""
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise NetlistError(f"cannot read netlist {path}: {exc.strerror or exc}") from exc
-    if not path.is_file():
-        raise NetlistError(f"netlist {path} is not a regular file")
-    if size > MAX_NETLIST_BYTES:
-        raise NetlistError(f"netlist {path} is {size} bytes, over the {MAX_NETLIST_BYTES} limit")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise NetlistError(f"netlist {path} is not UTF-8 text (byte {exc.start})") from exc
-    if len([line for line in text.splitlines() if line.strip()]) < 2:
-        raise NetlistError(f"netlist {path} is empty or has only a title line")
-    return text
-
-
 # --------------------------------------------------------------------------- run
 def run_vacask(
     netlist: str | os.PathLike[str],
@@ -266,7 +246,7 @@ def _prepare(netlist: str | os.PathLike[str], folder: Path) -> tuple[Path, str, 
         target.write_text(netlist if netlist.endswith("\n") else netlist + "\n", encoding="utf-8")
         return target, "netlist", netlist
     path = Path(netlist).resolve()
-    return path, str(netlist), read_sim_file(path)
+    return path, str(netlist), read_netlist_text(path)
 
 
 def _raw_snapshot(folder: Path) -> dict[str, tuple[int, int, int]]:
