@@ -42,6 +42,12 @@ if ! ngspice_ok; then
 fi
 
 py="${PYTHON:-python3}"
+if ! command -v "$py" >/dev/null 2>&1 || ! "$py" -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    echo "[setup] installing Python 3 with venv support"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3 python3-venv >/dev/null
+    py=python3
+fi
 if [ ! -x .venv/bin/python ]; then
     echo "[setup] creating .venv"
     "$py" -m venv .venv
