@@ -42,6 +42,7 @@ from pydantic import (
 )
 
 from cosim.batch.jobs import discover_job_kinds, get_job_kind
+from cosim.validation import describe_errors
 from cosim.errors import CosimError
 
 Scalar = StrictBool | StrictInt | StrictFloat | str
@@ -188,14 +189,6 @@ class Sweep:
         return sorted(files)
 
 
-def _format_errors(where: str, exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
-        parts.append(f"{where}: field '{loc}': {err['msg']}")
-    return "; ".join(parts)
-
-
 def _validate_params(path: Path, config: SweepConfig, point: dict[str, Any]) -> dict[str, Any]:
     kind = get_job_kind(config.kind)
     if kind.params_model is None:
@@ -205,7 +198,7 @@ def _validate_params(path: Path, config: SweepConfig, point: dict[str, Any]) -> 
     except ValidationError as exc:
         shown = ", ".join(f"{k}={v!r}" for k, v in point.items() if k in config.grid)
         raise SweepConfigError(
-            _format_errors(f"{path}: grid point ({shown or 'fixed only'})", exc)
+            describe_errors(f"{path}: grid point ({shown or 'fixed only'})", exc)
         ) from None
 
 
@@ -218,7 +211,7 @@ def parse_sweep(text: str, path: Path) -> Sweep:
     try:
         config = SweepConfig.model_validate(raw)
     except ValidationError as exc:
-        raise SweepConfigError(_format_errors(str(path), exc)) from None
+        raise SweepConfigError(describe_errors(str(path), exc)) from None
     try:
         discover_job_kinds(config.modules)
         get_job_kind(config.kind)

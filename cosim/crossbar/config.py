@@ -56,12 +56,13 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from cosim.crossbar.cells import LinearCells, PolynomialCells, VerilogACells
 from cosim.crossbar.netlist import WritePulse, read_netlist, write_netlist
 from cosim.crossbar.spec import Crossbar, Transistor
 from cosim.errors import CosimError, DataFileError
+from cosim.validation import validate
 
 _STRICT = ConfigDict(extra="forbid", strict=True)
 
@@ -163,12 +164,7 @@ def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
 
 def parse_config(data: dict[str, Any], source: str = "configuration") -> CrossbarConfig:
     """Validate a config dict; errors name ``source`` and the field."""
-    try:
-        return CrossbarConfig.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "(top level)"
-        raise CosimError(f"{source}: field {where}: {first['msg']}") from exc
+    return validate(CrossbarConfig, data, source)
 
 
 def load_matrix(path: Path, what: str = "matrix") -> np.ndarray:

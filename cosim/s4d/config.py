@@ -48,9 +48,10 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from cosim.errors import CosimError
+from cosim.validation import validate
 
 
 class _Strict(BaseModel):
@@ -163,12 +164,7 @@ class S4DStudyConfig(_Strict):
 
 def parse_study_config(data: dict[str, Any], source: str = "configuration") -> S4DStudyConfig:
     """Validate a dict; a bad value raises :class:`CosimError` naming ``source`` and the field."""
-    try:
-        return S4DStudyConfig.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "(top level)"
-        raise CosimError(f"{source}: field {where}: {first['msg']}") from exc
+    return validate(S4DStudyConfig, data, source)
 
 
 def load_study_config(path: Path | None = None, seed: int | None = None) -> S4DStudyConfig:
