@@ -13,7 +13,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,3 +96,34 @@ def quote_lines(lines: list[str], max_lines: int) -> str:
         skipped = len(lines) - max_lines
         lines = [f"[... {skipped} earlier lines ...]", *lines[-max_lines:]]
     return "\n".join(f"  | {line}" for line in lines)
+
+
+def run_logged(
+    argv: Sequence[str],
+    *,
+    cwd: Path,
+    log_stem: Path,
+    timeout_s: float,
+    what: str,
+    tail: Callable[[str], str],
+) -> tuple[GroupRun, str]:
+    """Run ``argv`` with :func:`run_in_group`, stdout/stderr in ``log_stem`` + ``.out``/``.err``.
+
+    Returns the run and the combined log text. Past ``timeout_s`` raises
+    :class:`~cosim.errors.SimulationTimeout` naming ``what`` (e.g. "ngspice run of x.cir"), with
+    ``tail(log)`` (the last log lines, quoted) appended and the killed group id in ``.pid``.
+    """
+    from cosim.errors import SimulationTimeout
+
+    out, err = log_stem.with_suffix(".out"), log_stem.with_suffix(".err")
+    try:
+        run = run_in_group(argv, cwd=cwd, stdout_path=out, stderr_path=err, timeout_s=timeout_s)
+    except GroupTimeout as timeout:
+        log = read_text(out) + read_text(err)
+        error = SimulationTimeout(
+            f"{what} exceeded its {timeout_s:g} s limit; "
+            f"process group {timeout.pid} killed.\n{tail(log)}"
+        )
+        error.pid = timeout.pid  # type: ignore[attr-defined]
+        raise error from None
+    return run, read_text(out) + read_text(err)

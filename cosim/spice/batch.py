@@ -21,8 +21,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from cosim.errors import ConvergenceError, SimulationError, SimulationTimeout
-from cosim.spice._process import GroupTimeout, quote_lines, read_text, run_in_group
+from cosim.errors import ConvergenceError, SimulationError
+from cosim.spice._process import quote_lines, run_logged
 from cosim.spice.rawfile import RawFileError, read_raw
 from cosim.spice.result import SimResult
 from cosim.toolchain import find_ngspice
@@ -33,8 +33,7 @@ MAX_LOG_LINES = 25
 
 NETLIST_NAME = "in.cir"
 RAW_NAME = "out.raw"
-STDOUT_NAME = "ngspice.out"
-STDERR_NAME = "ngspice.err"
+LOG_STEM = "ngspice"  # ngspice.out / ngspice.err in the run folder
 
 _FAILURE_RE = re.compile(
     r"^\s*error\b|error on line|simulation interrupted|\baborted\b|circuit not parsed"
@@ -155,24 +154,15 @@ def _run_in(
     source, label = _prepare(netlist, folder)
     raw = folder / RAW_NAME
     raw.unlink(missing_ok=True)
-    try:
-        run = run_in_group(
-            [str(executable), "-b", "-r", str(raw), str(source)],
-            cwd=cwd,
-            stdout_path=folder / STDOUT_NAME,
-            stderr_path=folder / STDERR_NAME,
-            timeout_s=timeout_s,
-        )
-    except GroupTimeout as timeout:
-        log = read_text(folder / STDOUT_NAME) + read_text(folder / STDERR_NAME)
-        error = SimulationTimeout(
-            f"ngspice run of {label} exceeded its {timeout_s:g} s limit; "
-            f"process group {timeout.pid} killed.\n{_quote(scan_log(log).lines[-5:])}"
-        )
-        error.pid = timeout.pid  # type: ignore[attr-defined]
-        raise error from None
+    run, log = run_logged(
+        [str(executable), "-b", "-r", str(raw), str(source)],
+        cwd=cwd,
+        log_stem=folder / LOG_STEM,
+        timeout_s=timeout_s,
+        what=f"ngspice run of {label}",
+        tail=lambda text: _quote(scan_log(text).lines[-5:]),
+    )
     returncode, elapsed = run.returncode, run.elapsed_s
-    log = read_text(folder / STDOUT_NAME) + read_text(folder / STDERR_NAME)
     verdict = scan_log(log, returncode)
     if verdict.failed:
         kind = ConvergenceError if verdict.convergence else SimulationError

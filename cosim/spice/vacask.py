@@ -55,9 +55,8 @@ import numpy as np
 from cosim.errors import (
     ConvergenceError,
     SimulationError,
-    SimulationTimeout,
 )
-from cosim.spice._process import GroupTimeout, quote_lines, read_text, run_in_group
+from cosim.spice._process import quote_lines, run_logged
 from cosim.spice.batch import LogVerdict
 from cosim.spice.netlist_io import read_netlist_text
 from cosim.spice.rawfile import RawFileError, read_raw
@@ -68,8 +67,7 @@ DEFAULT_TIMEOUT_S = 600.0
 MAX_LOG_LINES = 25
 
 NETLIST_NAME = "in.sim"
-STDOUT_NAME = "vacask.out"
-STDERR_NAME = "vacask.err"
+LOG_STEM = "vacask"  # vacask.out / vacask.err in the run folder
 
 _BANNER_RE = re.compile(
     r"^\s*(this is vacask|\(c\)\s*\d|https?://|openmp parallel|cadnip foreign|available cpus"
@@ -266,23 +264,14 @@ def _run_in(
     for name in analyses:  # VACASK rewrites these; stale copies must not pass for results
         (folder / f"{name}.raw").unlink(missing_ok=True)
     before = _raw_snapshot(folder)
-    try:
-        run = run_in_group(
-            [str(executable), "-qp", str(source)],
-            cwd=folder,
-            stdout_path=folder / STDOUT_NAME,
-            stderr_path=folder / STDERR_NAME,
-            timeout_s=timeout_s,
-        )
-    except GroupTimeout as timeout:
-        log = read_text(folder / STDOUT_NAME) + read_text(folder / STDERR_NAME)
-        error = SimulationTimeout(
-            f"VACASK run of {label} exceeded its {timeout_s:g} s limit; "
-            f"process group {timeout.pid} killed.\n{_quote(scan_vacask_log(log).lines[-5:])}"
-        )
-        error.pid = timeout.pid  # type: ignore[attr-defined]
-        raise error from None
-    log = read_text(folder / STDOUT_NAME) + read_text(folder / STDERR_NAME)
+    run, log = run_logged(
+        [str(executable), "-qp", str(source)],
+        cwd=folder,
+        log_stem=folder / LOG_STEM,
+        timeout_s=timeout_s,
+        what=f"VACASK run of {label}",
+        tail=lambda text: _quote(scan_vacask_log(text).lines[-5:]),
+    )
     verdict = scan_vacask_log(log, run.returncode)
     if verdict.failed:
         kind = ConvergenceError if verdict.convergence else SimulationError
