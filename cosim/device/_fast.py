@@ -115,11 +115,27 @@ if AVAILABLE:
     # lets loops vectorize
     _jit = numba.njit(nogil=True, cache=True, error_model="numpy")
     _inline = numba.njit(inline="always", nogil=True, cache=True, error_model="numpy")
+
+    from numba.core.compiler import Compiler as _Compiler
+
+    class _NoAliasCompiler(_Compiler):
+        """numba's pipeline with the ``noalias`` flag: the kernel's array arguments are
+        declared not to overlap (each is a distinct array), so loops that update several
+        state arrays vectorize without run-time overlap checks."""
+
+        def __init__(self, typingctx, targetctx, library, args, return_type, flags, locals):
+            flags = flags.copy()
+            flags.noalias = True
+            super().__init__(typingctx, targetctx, library, args, return_type, flags, locals)
+
+    _jit_noalias = numba.njit(nogil=True, cache=True, error_model="numpy",
+                              pipeline_class=_NoAliasCompiler)
 else:  # keep the definitions importable (they are never called)
     def _jit(f):  # type: ignore[no-redef]
         return f
 
     _inline = _jit
+    _jit_noalias = _jit
 
 
 # --------------------------------------------------------------------------- constants
@@ -509,92 +525,351 @@ def polyval(coef: np.ndarray, u: float) -> float:
     return acc
 
 
+# --------------------------------------------------------------------------- exp, pow
+#: 1/k!, k = 2..13: e^r = 1 + r + r²·Σ_k EXP_COEF[k−2] r^(k−2) (next term < 2**-60 on |r| <= ln2/2)
+EXP_COEF = tuple(float(Fraction(1, math.factorial(k))) for k in range(2, 14))
+E2, E3, E4, E5, E6, E7, E8, E9, E10, E11, E12, E13 = EXP_COEF
+INV_LN2 = float(Fraction(1 << _SPLIT_BITS, _ln2_scaled()))
+#: ln 10 (the double nearest to it)
+LN10 = math.log(10.0)
+#: |x| bound of ``exp_series`` (keeps 2**k a normal double)
+EXP_LIMIT = 700.0
+
+
+@_inline
+def exp_series(x: float) -> float:
+    """e**x for |x| <= 700 (clamped there), without branches or library calls (within
+    ~1 ulp of the C library): x = k ln 2 + r with |r| <= ln2/2 (k ln 2 subtracted in two
+    parts as in ``log_positive``), e^r = 1 + (r + r²·P(r)) with P the Taylor series to r^11,
+    scaled by 2**k built from its bit pattern."""
+    x = min(max(x, -EXP_LIMIT), EXP_LIMIT)
+    k = math.floor(x * INV_LN2 + 0.5)
+    kf = float(k)
+    r = (x - kf * LN2_HI) - kf * LN2_LO
+    p = ((((((((((E13 * r + E12) * r + E11) * r + E10) * r + E9) * r + E8) * r + E7) * r + E6)
+             * r + E5) * r + E4) * r + E3) * r + E2
+    q = r + (r * r) * p
+    return (1.0 + q) * bits_f64((k + EXP_BIAS) << 52)
+
+
+@_inline
+def pow_positive(x: float, e: float) -> float:
+    """x**e = exp(e·ln x) for a positive normal x (relative error below ~|e ln x|·2**-52
+    plus a few ulp: 3e-15 on the transition curve's arguments)."""
+    return exp_series(e * log_positive(x))
+
+
 @_jit
-def apply_kernel(lo: int, hi: int, u: np.ndarray, prefix: np.ndarray, cycle: np.ndarray,
-                 hist: np.ndarray, y: np.ndarray, in_hrs: np.ndarray, in_lrs: np.ndarray,
-                 r: np.ndarray, ur_thr: np.ndarray, tr_a: np.ndarray, tr_c: np.ndarray,
-                 r_lrs_reset: np.ndarray, read_count: np.ndarray, chol: np.ndarray,
-                 big: np.ndarray, gamma: np.ndarray, mu: np.ndarray, sigma: np.ndarray,
-                 llrs: np.ndarray, hhrs: np.ndarray, consts: np.ndarray, hrs_log10: bool) -> None:
-    """``DeviceArray.apply`` (method "var") for devices lo..hi-1, rule by rule as numpy.
+def exp_array(x: np.ndarray, out: np.ndarray) -> None:
+    """``out[i] = exp_series(x[i])`` (to test it against the C library)."""
+    for i in range(x.size):
+        out[i] = exp_series(x[i])
 
-    ``hist`` (N, 4p) holds [x_{n−1}, …, x_{n−p}]; ``big`` (4p, 4) the stacked A_i^T;
-    ``consts`` = [G_LLRS, G_HHRS, r_max, Umax, η].
+
+@_jit
+def pow_array(x: np.ndarray, e: float, out: np.ndarray) -> None:
+    """``out[i] = pow_positive(x[i], e)`` (to test it against the C library)."""
+    for i in range(x.size):
+        out[i] = pow_positive(x[i], e)
+
+
+# --------------------------------------------------------------------------- switching
+#: devices per block of the switching kernel; the lag history is stored by block
+SWITCH_BLOCK = 256
+#: coefficients of the I–V polynomials as the kernels take them (leading zeros pad P_HHRS)
+POLY_N = 7
+#: coefficients of each Γ polynomial
+GAMMA_N = 5
+#: ``consts`` of :func:`switch_kernel`
+(C_GL, C_DG, C_RMAX, C_UMAX, C_ETA, C_PL_UMAX, C_PH_UMAX, N_CONSTS) = range(8)
+
+
+@_inline
+def poly7(c: np.ndarray, u: float) -> float:
+    """Horner as ``np.polyval`` (from 0: 0·u + c0) on POLY_N coefficients; leading zero
+    coefficients leave the value unchanged."""
+    acc = 0.0
+    for k in range(POLY_N):
+        acc = acc * u + c[k]
+    return acc
+
+
+@_inline
+def gamma5(gamma: np.ndarray, f: int, x: float) -> float:
+    """Γ_f(x), Horner from the highest power, as ``gamma_transform`` (GAMMA_N coefficients)."""
+    g = gamma[f, 0]
+    for j in range(1, GAMMA_N):
+        g = g * x + gamma[f, j]
+    return g
+
+
+@_inline
+def inv_hrs_of(y0: float, hrs_log10: bool) -> float:
+    """1/HRS (S) from the HRS feature (log10 Ω or Ω)."""
+    return exp_series(-LN10 * y0) if hrs_log10 else 1.0 / y0
+
+
+@_inline
+def switch_rules_a(start: int, nb: int, ub: np.ndarray, yf: np.ndarray, in_lrs: np.ndarray,
+                   in_hrs: np.ndarray, r: np.ndarray, ur_thr: np.ndarray,
+                   r_lrs_reset: np.ndarray, cycle: np.ndarray, read_count: np.ndarray,
+                   mk_draw: np.ndarray, mk_move: np.ndarray, g_l: float, dg: float):
+    """SET, and which devices start a RESET (draw their next cycle) or move along the
+    transition curve. Branch-free over the block (vectorized); returns (draws, moves,
+    smallest and largest cycle of the drawing devices)."""
+    nd = 0
+    nm = 0
+    cmin = np.int64(2**62)
+    cmax = np.int64(-1)
+    base = np.uint64(start)
+    for b in range(np.uint64(nb)):
+        d = base + b
+        ud = ub[b]
+        lrs = in_lrs[d]
+        hrs = in_hrs[d]
+        us_n = yf[1, d]
+        r_old = r[d]
+        r_set = (g_l - 1.0 / yf[2, d]) / dg
+        thr_old = ur_thr[d]
+        thr_set = yf[3, d]
+        rlr_old = r_lrs_reset[d]
+        rc_old = read_count[d]
+        do_set = (not lrs) & (ud <= us_n)
+        rr = r_set if do_set else r_old
+        thr = thr_set if do_set else thr_old
+        lrs2 = lrs | do_set
+        hrs2 = hrs & (not do_set)
+        draw = lrs2 & (ud > thr) & (not do_set)
+        lrs3 = lrs2 & (not draw)
+        move = (not lrs3) & (not hrs2) & (ud > thr)
+        n_new = cycle[d] + np.int64(draw)
+        r[d] = rr
+        ur_thr[d] = thr
+        in_lrs[d] = lrs3
+        in_hrs[d] = hrs2
+        r_lrs_reset[d] = rr if draw else rlr_old
+        read_count[d] = 0 if draw else rc_old
+        cycle[d] = n_new
+        mk_draw[b] = draw
+        mk_move[b] = move
+        nd += np.int64(draw)
+        nm += np.int64(move)
+        cmin = min(cmin, n_new if draw else cmin)
+        cmax = max(cmax, n_new if draw else cmax)
+    return nd, nm, cmin, cmax
+
+
+@_inline
+def switch_normals(start: int, nb: int, prefix: np.ndarray, cycle: np.ndarray,
+                   eps: np.ndarray) -> None:
+    """ε of every device of the block at its (new) cycle into eps[:, 0:nb] (vectorized;
+    the numbers of ``rng.c2c_normals``)."""
+    base = np.uint64(start)
+    for b in range(np.uint64(nb)):
+        d = base + b
+        hc = mix31(np.int64(prefix[d]) ^ cycle[d])
+        eps[0, b] = normal_of_hash(c2c_hash_after_cycle(hc, 0))
+        eps[1, b] = normal_of_hash(c2c_hash_after_cycle(hc, 1))
+        eps[2, b] = normal_of_hash(c2c_hash_after_cycle(hc, 2))
+        eps[3, b] = normal_of_hash(c2c_hash_after_cycle(hc, 3))
+
+
+@_inline
+def switch_var_uniform(nb: int, p: int, k: int, ring: np.ndarray, blk: int, chol: np.ndarray,
+                       lags: np.ndarray, coef: np.ndarray, eps: np.ndarray, xs: np.ndarray,
+                       mk_draw: np.ndarray) -> None:
+    """VAR(p) for a block whose drawing devices share the new cycle n (k = n mod p):
+    x = L ε + Σ_s coef[s] ring[s] over all devices (vectorized), stored into ring slot k
+    for the drawing devices only. Ring slot s holds x_m with m ≡ s (mod p)."""
+    for s in range(p):
+        coef[s] = lags[(k - s - 1) % p]
+    for f in range(4):
+        c0, c1, c2, c3 = chol[f, 0], chol[f, 1], chol[f, 2], chol[f, 3]
+        for b in range(np.uint64(nb)):
+            xs[f, b] = c0 * eps[0, b] + c1 * eps[1, b] + c2 * eps[2, b] + c3 * eps[3, b]
+    for s in range(p):
+        for f in range(4):
+            c0, c1, c2, c3 = coef[s, f, 0], coef[s, f, 1], coef[s, f, 2], coef[s, f, 3]
+            for b in range(np.uint64(nb)):
+                xs[f, b] += (c0 * ring[blk, s, 0, b] + c1 * ring[blk, s, 1, b]
+                             + c2 * ring[blk, s, 2, b] + c3 * ring[blk, s, 3, b])
+    if p:
+        for f in range(4):
+            for b in range(np.uint64(nb)):
+                old = ring[blk, k, f, b]
+                new = xs[f, b]
+                ring[blk, k, f, b] = new if mk_draw[b] else old
+
+
+@_inline
+def switch_var_mixed(start: int, nb: int, p: int, ring: np.ndarray, blk: int, cycle: np.ndarray,
+                     chol: np.ndarray, lags: np.ndarray, eps: np.ndarray, xs: np.ndarray,
+                     mk_draw: np.ndarray) -> None:
+    """VAR(p) device by device (drawing devices at different cycles): the operations of
+    :func:`switch_var_uniform` with each device's own rotation of the lags."""
+    for b in range(nb):
+        if not mk_draw[b]:
+            for f in range(4):
+                xs[f, b] = 0.0
+            continue
+        n = cycle[start + b]
+        k = n % p if p else 0
+        for f in range(4):
+            xs[f, b] = (chol[f, 0] * eps[0, b] + chol[f, 1] * eps[1, b] + chol[f, 2] * eps[2, b]
+                        + chol[f, 3] * eps[3, b])
+        for s in range(p):
+            a = (k - s - 1) % p
+            for f in range(4):
+                xs[f, b] += (lags[a, f, 0] * ring[blk, s, 0, b] + lags[a, f, 1] * ring[blk, s, 1, b]
+                             + lags[a, f, 2] * ring[blk, s, 2, b] + lags[a, f, 3] * ring[blk, s, 3, b])
+        if p:
+            for f in range(4):
+                ring[blk, k, f, b] = xs[f, b]
+
+
+@_inline
+def switch_features(start: int, nb: int, xs: np.ndarray, mk_draw: np.ndarray, yf: np.ndarray,
+                    muf: np.ndarray, sigf: np.ndarray, gamma: np.ndarray, r: np.ndarray,
+                    ur_thr: np.ndarray, tr_a: np.ndarray, tr_c: np.ndarray, llrs: np.ndarray,
+                    hhrs: np.ndarray, consts: np.ndarray, hrs_log10: bool) -> None:
+    """Drawing devices: y = μ + σ Γ(x), then the transition curve from
+    (UR threshold, I(r_LRS)) to (Umax, I(r(HRS_new))) as a, c (vectorized, stores selected)."""
+    g_l, dg, umax, eta = consts[C_GL], consts[C_DG], consts[C_UMAX], consts[C_ETA]
+    pl_umax, ph_umax = consts[C_PL_UMAX], consts[C_PH_UMAX]
+    base = np.uint64(start)
+    for b in range(np.uint64(nb)):
+        d = base + b
+        draw = mk_draw[b]
+        y0 = muf[0, d] + sigf[0, d] * gamma5(gamma, 0, xs[0, b])
+        y1 = muf[1, d] + sigf[1, d] * gamma5(gamma, 1, xs[1, b])
+        y2 = muf[2, d] + sigf[2, d] * gamma5(gamma, 2, xs[2, b])
+        y3 = muf[3, d] + sigf[3, d] * gamma5(gamma, 3, xs[3, b])
+        o0, o1, o2, o3 = yf[0, d], yf[1, d], yf[2, d], yf[3, d]
+        yf[0, d] = y0 if draw else o0
+        yf[1, d] = y1 if draw else o1
+        yf[2, d] = y2 if draw else o2
+        yf[3, d] = y3 if draw else o3
+        r_h = (g_l - inv_hrs_of(y0, hrs_log10)) / dg
+        u1 = ur_thr[d]
+        r_lrs = r[d]
+        i1 = (1.0 - r_lrs) * poly7(llrs, u1) + r_lrs * poly7(hhrs, u1)
+        i2 = (1.0 - r_h) * pl_umax + r_h * ph_umax
+        span = max(umax - u1, 1e-12)
+        a_new = (i1 - i2) / pow_positive(span, eta)
+        a_old = tr_a[d]
+        c_old = tr_c[d]
+        tr_a[d] = a_new if draw else a_old
+        tr_c[d] = i2 if draw else c_old
+
+
+@_inline
+def switch_reset(start: int, nb: int, ub: np.ndarray, mk_move: np.ndarray, yf: np.ndarray,
+                 r: np.ndarray, in_hrs: np.ndarray, ur_thr: np.ndarray, tr_a: np.ndarray,
+                 tr_c: np.ndarray, r_lrs_reset: np.ndarray, llrs: np.ndarray, hhrs: np.ndarray,
+                 consts: np.ndarray, hrs_log10: bool) -> None:
+    """Moving devices: full RESET (U >= Umax: r = r(HRS_n), in HRS) or partial RESET along
+    the transition curve, clipped, with the ratchet UR threshold ← U (vectorized)."""
+    g_l, dg, r_max = consts[C_GL], consts[C_DG], consts[C_RMAX]
+    umax, eta = consts[C_UMAX], consts[C_ETA]
+    base = np.uint64(start)
+    for b in range(np.uint64(nb)):
+        d = base + b
+        ud = ub[b]
+        mv = mk_move[b]
+        r_h = (g_l - inv_hrs_of(yf[0, d], hrs_log10)) / dg
+        full = ud >= umax
+        dist = max(abs(umax - ud), 1e-300)  # > 0 on every partial RESET; keeps ln defined
+        i_tr = tr_a[d] * pow_positive(dist, eta) + tr_c[d]
+        pl = poly7(llrs, ud)
+        ph = poly7(hhrs, ud)
+        r_new = (i_tr - pl) / (ph - pl)
+        rl = r_lrs_reset[d]
+        lo_r = min(rl, r_h)
+        hi_r = min(max(rl, r_h), r_max)
+        r_part = min(max(r_new, lo_r), hi_r)
+        r_old = r[d]
+        thr_old = ur_thr[d]
+        hrs_old = in_hrs[d]
+        r_mv = r_h if full else r_part
+        r[d] = r_mv if mv else r_old
+        in_hrs[d] = hrs_old | (mv & full)
+        ur_thr[d] = ud if (mv & (not full)) else thr_old
+
+
+@_jit_noalias
+def switch_kernel(lo: int, hi: int, u: np.ndarray, prefix: np.ndarray, cycle: np.ndarray,
+                  read_count: np.ndarray, in_hrs: np.ndarray, in_lrs: np.ndarray, r: np.ndarray,
+                  ur_thr: np.ndarray, tr_a: np.ndarray, tr_c: np.ndarray,
+                  r_lrs_reset: np.ndarray, yf: np.ndarray, muf: np.ndarray, sigf: np.ndarray,
+                  ring: np.ndarray, chol: np.ndarray, lags: np.ndarray, gamma: np.ndarray,
+                  llrs: np.ndarray, hhrs: np.ndarray, consts: np.ndarray,
+                  hrs_log10: bool) -> None:
+    """``DeviceArray.apply`` (method "var") for devices lo..hi-1 in one pass per block of
+    SWITCH_BLOCK devices: SET; first RESET (cycle + 1, four normals, VAR(p), Γ, Ψ,
+    transition curve); partial and full RESET. ``lo`` must be a multiple of SWITCH_BLOCK.
+
+    ``u`` (N,) or (1,) levels, V; ``yf``, ``muf``, ``sigf`` (4, N) feature-major;
+    ``ring`` (⌈N/SWITCH_BLOCK⌉, p, 4, SWITCH_BLOCK): slot s of a device holds x_m with
+    m ≡ s (mod p), zero before m = 0; ``lags`` (p, 4, 4) with lags[i] = A_{i+1};
+    ``gamma`` (4, GAMMA_N); ``llrs``, ``hhrs`` (POLY_N,) padded I–V coefficients;
+    ``consts`` indexed by C_GL, C_DG, ... (C_PL_UMAX = P_LLRS(Umax) as ``np.polyval``).
     """
-    g_l, g_h, r_max, umax, eta = consts[0], consts[1], consts[2], consts[3], consts[4]
-    dg = g_l - g_h
-    n_hist = hist.shape[1]
-    n_coef = gamma.shape[1]
-    eps = np.empty(4)
-    x = np.empty(4)
-    for d in range(lo, hi):
-        ud = u[d]
-        do_set = (not in_lrs[d]) and ud <= y[d, 1]
-        if do_set:
-            r[d] = (g_l - 1.0 / y[d, 2]) / dg
-            in_lrs[d] = True
-            in_hrs[d] = False
-            ur_thr[d] = y[d, 3]
-        if in_lrs[d] and ud > ur_thr[d] and not do_set:  # first RESET: draw the next cycle
-            u1 = ur_thr[d]
-            r_lrs = r[d]
-            r_lrs_reset[d] = r_lrs
-            cycle[d] += 1
-            hc = mix31(np.int64(prefix[d]) ^ cycle[d])
-            for f in range(4):
-                eps[f] = normal_of_hash(c2c_hash_after_cycle(hc, f))
-            for f in range(4):
-                acc = eps[0] * chol[f, 0]
-                for j in range(1, 4):
-                    acc += eps[j] * chol[f, j]
-                x[f] = acc
-            if n_hist:  # Σ_k hist[d, k] big[k, f] as four interleaved partial sums (k mod 4)
-                for f in range(4):
-                    a0 = hist[d, 0] * big[0, f]
-                    a1 = hist[d, 1] * big[1, f]
-                    a2 = hist[d, 2] * big[2, f]
-                    a3 = hist[d, 3] * big[3, f]
-                    for k in range(4, n_hist, 4):
-                        a0 += hist[d, k] * big[k, f]
-                        a1 += hist[d, k + 1] * big[k + 1, f]
-                        a2 += hist[d, k + 2] * big[k + 2, f]
-                        a3 += hist[d, k + 3] * big[k + 3, f]
-                    x[f] += (a0 + a1) + (a2 + a3)
-                for k in range(n_hist - 1, 3, -1):
-                    hist[d, k] = hist[d, k - 4]
-                for f in range(4):
-                    hist[d, f] = x[f]
-            for f in range(4):
-                g = gamma[f, 0]
-                for j in range(1, n_coef):
-                    g = g * x[f] + gamma[f, j]
-                y[d, f] = mu[d, f] + sigma[d, f] * g
-            read_count[d] = 0
-            in_lrs[d] = False
-            i1 = (1.0 - r_lrs) * polyval(llrs, u1) + r_lrs * polyval(hhrs, u1)
-            hrs = 10.0 ** y[d, 0] if hrs_log10 else y[d, 0]
-            r_h = (g_l - 1.0 / hrs) / dg
-            i2 = (1.0 - r_h) * polyval(llrs, umax) + r_h * polyval(hhrs, umax)
-            span = max(umax - u1, 1e-12)
-            tr_c[d] = i2
-            tr_a[d] = (i1 - i2) / span ** eta
-            have_r_h = True
+    p = lags.shape[0]
+    g_l, dg = consts[C_GL], consts[C_DG]
+    ub = np.empty(SWITCH_BLOCK)
+    mk_draw = np.empty(SWITCH_BLOCK, dtype=np.bool_)
+    mk_move = np.empty(SWITCH_BLOCK, dtype=np.bool_)
+    eps = np.empty((4, SWITCH_BLOCK))
+    xs = np.empty((4, SWITCH_BLOCK))
+    coef = np.empty((max(p, 1), 4, 4))
+    scalar_u = u.shape[0] == 1
+    for start in range(lo, hi, SWITCH_BLOCK):
+        nb = min(SWITCH_BLOCK, hi - start)
+        blk = start // SWITCH_BLOCK
+        if scalar_u:
+            ub[:] = u[0]
         else:
-            have_r_h = False
-        if (not in_lrs[d]) and (not in_hrs[d]) and ud > ur_thr[d]:
-            if not have_r_h:  # r(HRS_n); a first RESET above has just computed it
-                hrs = 10.0 ** y[d, 0] if hrs_log10 else y[d, 0]
-                r_h = (g_l - 1.0 / hrs) / dg
-            if ud >= umax:  # full RESET
-                r[d] = r_h
-                in_hrs[d] = True
-            else:  # partial RESET along the transition curve; the ratchet moves up
-                i_tr = tr_a[d] * abs(umax - ud) ** eta + tr_c[d]
-                pl = polyval(llrs, ud)
-                ph = polyval(hhrs, ud)
-                r_new = (i_tr - pl) / (ph - pl)
-                lo_r = min(r_lrs_reset[d], r_h)
-                hi_r = min(max(r_lrs_reset[d], r_h), r_max)
-                r[d] = min(max(r_new, lo_r), hi_r)
-                ur_thr[d] = ud
+            ub[:nb] = u[start:start + nb]
+        nd, nm, cmin, cmax = switch_rules_a(start, nb, ub, yf, in_lrs, in_hrs, r, ur_thr,
+                                            r_lrs_reset, cycle, read_count, mk_draw, mk_move,
+                                            g_l, dg)
+        if nd:
+            switch_normals(start, nb, prefix, cycle, eps)
+            if cmin == cmax:
+                switch_var_uniform(nb, p, cmin % p if p else 0, ring, blk, chol, lags, coef,
+                                   eps, xs, mk_draw)
+            else:
+                switch_var_mixed(start, nb, p, ring, blk, cycle, chol, lags, eps, xs, mk_draw)
+            switch_features(start, nb, xs, mk_draw, yf, muf, sigf, gamma, r, ur_thr, tr_a,
+                            tr_c, llrs, hhrs, consts, hrs_log10)
+        if nm:
+            switch_reset(start, nb, ub, mk_move, yf, r, in_hrs, ur_thr, tr_a, tr_c,
+                         r_lrs_reset, llrs, hhrs, consts, hrs_log10)
 
+
+@_jit_noalias
+def read_kernel(lo: int, hi: int, r: np.ndarray, prefix: np.ndarray, cycle: np.ndarray,
+                read_count: np.ndarray, out: np.ndarray, pl: float, ph: float, u: float,
+                johnson: float, shot: float, bw: float, noise: bool) -> None:
+    """Read current I(U; r) = (1 − r)·P_LLRS(U) + r·P_HHRS(U) (A) of devices lo..hi-1 into
+    ``out`` (``pl``, ``ph`` = the polynomials at U); with ``noise``, plus σ·z with
+    σ² = johnson·|I/U| + (shot·|I|)·bw (johnson = 4kT·BW, shot = 2q) and z the normal of
+    key (seed, device, cycle, 16, read counter), which then moves on (vectorized)."""
+    base = np.uint64(lo)
+    if not noise:
+        for b in range(np.uint64(hi - lo)):
+            d = base + b
+            rd = r[d]
+            out[d] = (1.0 - rd) * pl + rd * ph
+        return
+    u_abs = max(abs(u), 1e-30)
+    for b in range(np.uint64(hi - lo)):
+        d = base + b
+        rd = r[d]
+        i = (1.0 - rd) * pl + rd * ph
+        i_abs = abs(i)
+        sd = math.sqrt(johnson * (i_abs / u_abs) + (shot * i_abs) * bw)
+        rc = read_count[d]
+        h = mix31(mix31(mix31(np.int64(prefix[d]) ^ cycle[d]) ^ 16) ^ rc)
+        out[d] = i + sd * normal_of_hash(h)
+        read_count[d] = rc + 1

@@ -340,8 +340,15 @@ class DeviceArray:
                      if model.var_order else np.zeros((0, 4)))
         self._ma = model.ma_coefficients(self.ma_order) if method == "ma" else None
         self.cycle = np.zeros(n, dtype=np.int64)
-        self.hist = np.zeros((n, 4 * model.var_order))
-        self.y = np.empty((n, 4))
+        self._yf = np.empty((4, n))  # feature-major; ``y`` is its (N, 4) view
+        self.y = self._yf.T
+        self._fast = self.backend == "numba" and method == "var"
+        p = model.var_order
+        if self._fast:  # lag history as ring buffers by block of devices (see ``hist``)
+            self._ring = np.zeros((-(-n // _fast.SWITCH_BLOCK), p, 4, _fast.SWITCH_BLOCK))
+            self._hist = np.zeros((n, 0))
+        else:
+            self._hist = np.zeros((n, 4 * p))
         self.in_hrs = np.ones(n, dtype=bool)
         self.in_lrs = np.zeros(n, dtype=bool)
         self.ur_thr = np.empty(n)
@@ -353,6 +360,23 @@ class DeviceArray:
         self._advance(np.ones(n, dtype=bool), first=True)
         self.ur_thr[:] = self.ur
         self.r = self.r_of_resistance(self.hrs)
+
+    @property
+    def hist(self) -> np.ndarray:
+        """Lag history (N, 4p): ``[x_n, x_{n−1}, …, x_{n−p+1}]`` of every device at its
+        current cycle n (zero before cycle 0). The compiled path keeps it as ring buffers
+        and returns a copy in this order."""
+        if not self._fast:
+            return self._hist
+        p = self.model.var_order
+        n = self.n_devices
+        dev = np.arange(n)
+        blk, pos = dev // _fast.SWITCH_BLOCK, dev % _fast.SWITCH_BLOCK
+        out = np.empty((n, 4 * p))
+        for i in range(p):
+            slot = (self.cycle - i) % p
+            out[:, 4 * i: 4 * i + 4] = self._ring[blk, slot, :, pos]
+        return out
 
     # ------------------------------------------------------------ features
     @property
@@ -388,13 +412,18 @@ class DeviceArray:
         if self.method == "var":
             eps = self._eps(sel, cyc)
             x = eps @ self.model.var_chol.T
-            if not first and self.model.var_order:
-                x += self.hist[sel] @ self._big
+            if self._fast:  # only cycle 0 comes here: x_0 goes into ring slot 0
+                if self.model.var_order:
+                    dev = np.flatnonzero(sel)
+                    self._ring[dev // _fast.SWITCH_BLOCK, 0, :, dev % _fast.SWITCH_BLOCK] = x
+                return x
             if self.model.var_order:
-                h = self.hist[sel]
+                h = self._hist[sel]
+                if not first:
+                    x += h @ self._big
                 h[:, 4:] = h[:, :-4]
                 h[:, :4] = x
-                self.hist[sel] = h
+                self._hist[sel] = h
             return x
         x = np.zeros((int(sel.sum()), 4))
         for k in range(self.ma_order + 1):
@@ -426,10 +455,10 @@ class DeviceArray:
     # ------------------------------------------------------------ switching
     def apply(self, voltage: ArrayLike) -> None:
         """Apply a quasi-static voltage level (V) to every device (scalar or (N,) array)."""
-        u = np.broadcast_to(np.asarray(voltage, dtype=np.float64), self.ids.shape)
-        if self.backend == "numba" and self.method == "var":
-            self._apply_numba(u)
+        if self._fast:
+            self._apply_numba(voltage)
             return
+        u = np.broadcast_to(np.asarray(voltage, dtype=np.float64), self.ids.shape)
         m = self.model
         # SET: not in LRS and U <= US_n
         do_set = (~self.in_lrs) & (u <= self.us)
@@ -468,20 +497,41 @@ class DeviceArray:
             self.r[part] = np.clip(r_new, lo, np.minimum(hi, self._r_max))
             self.ur_thr[part] = up
 
-    def _apply_numba(self, u: np.ndarray) -> None:
-        m = self.model
+    def _consts(self) -> tuple:
+        """Kernel arguments that do not change: prefixes, feature-major μ, σ, model arrays."""
         if self._kernel_consts is None:
+            m = self.model
+            pad = np.zeros(_fast.POLY_N)
+            llrs, hhrs = m.llrs_poly(), m.hhrs_poly()
+            pl_u, ph_u = pad.copy(), pad.copy()
+            pl_u[_fast.POLY_N - llrs.size:] = llrs
+            ph_u[_fast.POLY_N - hhrs.size:] = hhrs
+            consts = np.zeros(_fast.N_CONSTS)
+            consts[_fast.C_GL] = self._g_l
+            consts[_fast.C_DG] = self._g_l - self._g_h
+            consts[_fast.C_RMAX] = self._r_max
+            consts[_fast.C_UMAX] = m.umax
+            consts[_fast.C_ETA] = m.eta
+            consts[_fast.C_PL_UMAX] = np.polyval(llrs, m.umax)
+            consts[_fast.C_PH_UMAX] = np.polyval(hhrs, m.umax)
             self._kernel_consts = (
-                np.ascontiguousarray(self._prefix, dtype=np.uint32), _c(m.var_chol), _c(self._big),
-                _c(m.gamma), _c(self.params.mu), _c(self.params.sigma), _c(m.llrs_poly()),
-                _c(m.hhrs_poly()),
-                np.array([self._g_l, self._g_h, self._r_max, m.umax, m.eta], dtype=np.float64))
-        prefix, chol, big, gamma, mu, sigma, llrs, hhrs, consts = self._kernel_consts
-        args = (np.ascontiguousarray(u), prefix, self.cycle, self.hist, self.y, self.in_hrs,
-                self.in_lrs, self.r, self.ur_thr, self.tr_a, self.tr_c, self.r_lrs_reset,
-                self.read_count, chol, big, gamma, mu, sigma, llrs, hhrs, consts,
-                bool(m.hrs_log10))
-        _fast.split_run(_fast.apply_kernel, self.ids.size, args, self.threads)
+                np.ascontiguousarray(self._prefix, dtype=np.uint32), _c(self.params.mu.T),
+                _c(self.params.sigma.T), _c(m.var_chol), _c(m.var_lags), _c(m.gamma), pl_u, ph_u,
+                consts)
+        return self._kernel_consts
+
+    def _apply_numba(self, voltage: ArrayLike) -> None:
+        u = np.asarray(voltage, dtype=np.float64)
+        if u.ndim == 0:
+            u = u.reshape(1)
+        else:
+            u = np.ascontiguousarray(np.broadcast_to(u, self.ids.shape))
+        prefix, muf, sigf, chol, lags, gamma, llrs, hhrs, consts = self._consts()
+        args = (u, prefix, self.cycle, self.read_count, self.in_hrs, self.in_lrs, self.r,
+                self.ur_thr, self.tr_a, self.tr_c, self.r_lrs_reset, self._yf, muf, sigf,
+                self._ring, chol, lags, gamma, llrs, hhrs, consts, bool(self.model.hrs_log10))
+        _fast.split_run(_fast.switch_kernel, self.ids.size, args, self.threads,
+                        align=_fast.SWITCH_BLOCK)
 
     # ------------------------------------------------------------ reads
     def current(self, voltage: ArrayLike) -> np.ndarray:
@@ -495,15 +545,33 @@ class DeviceArray:
         Noise draws use stream 16 keyed by (seed, device, cycle, read counter).
         """
         u = self.model.u0 if voltage is None else float(voltage)
+        if self.backend == "numba":
+            i = self._read_numba(u, noise)
+        else:
+            i = self._read_numpy(u, noise)
+        if adc_bits is not None:
+            if adc_full_scale is None:
+                raise ValueError("adc_full_scale is needed with adc_bits")
+            i = adc_quantize(i, adc_bits, adc_full_scale)
+        return i
+
+    def _read_numba(self, u: float, noise: bool) -> np.ndarray:
+        m = self.model
+        out = np.empty(self.n_devices)
+        prefix = self._consts()[0]
+        johnson = 4.0 * BOLTZMANN * m.read_temperature_K * m.read_bandwidth_Hz
+        args = (self.r, prefix, self.cycle, self.read_count, out,
+                float(np.polyval(m.llrs_poly(), u)), float(np.polyval(m.hhrs_poly(), u)), u,
+                johnson, 2.0 * ELEMENTARY_CHARGE, float(m.read_bandwidth_Hz), bool(noise))
+        _fast.split_run(_fast.read_kernel, self.n_devices, args, self.threads)
+        return out
+
+    def _read_numpy(self, u: float, noise: bool) -> np.ndarray:
         i = self.current(u)
         if noise:
             z = rng.normal(self.seed, self.ids, self.cycle, rng.STREAM_READ_NOISE, self.read_count)
             i = i + read_noise_sigma(self.model, i, u) * z
             self.read_count += 1
-        if adc_bits is not None:
-            if adc_full_scale is None:
-                raise ValueError("adc_full_scale is needed with adc_bits")
-            i = adc_quantize(i, adc_bits, adc_full_scale)
         return i
 
     def conductance(self, **read_kwargs: object) -> np.ndarray:
