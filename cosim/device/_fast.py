@@ -516,15 +516,6 @@ def feature_sequences_kernel(lo: int, hi: int, prefix: np.ndarray, chol: np.ndar
 
 
 # --------------------------------------------------------------------------- switching
-@_inline
-def polyval(coef: np.ndarray, u: float) -> float:
-    """Horner exactly as ``np.polyval`` (starts from 0: 0·u + c0)."""
-    acc = 0.0
-    for k in range(coef.shape[0]):
-        acc = acc * u + coef[k]
-    return acc
-
-
 # --------------------------------------------------------------------------- exp, pow
 #: 1/k!, k = 2..13: e^r = 1 + r + r²·Σ_k EXP_COEF[k−2] r^(k−2) (next term < 2**-60 on |r| <= ln2/2)
 EXP_COEF = tuple(float(Fraction(1, math.factorial(k))) for k in range(2, 14))
@@ -585,22 +576,18 @@ GAMMA_N = 5
 
 
 @_inline
-def poly7(c: np.ndarray, u: float) -> float:
-    """Horner as ``np.polyval`` (from 0: 0·u + c0) on POLY_N coefficients; leading zero
+def poly7(c0: float, c1: float, c2: float, c3: float, c4: float, c5: float, c6: float,
+          u: float) -> float:
+    """Horner as ``np.polyval`` (from 0: 0·u + c0) on POLY_N = 7 coefficients; leading zero
     coefficients leave the value unchanged."""
-    acc = 0.0
-    for k in range(POLY_N):
-        acc = acc * u + c[k]
-    return acc
+    return ((((((0.0 * u + c0) * u + c1) * u + c2) * u + c3) * u + c4) * u + c5) * u + c6
 
 
 @_inline
-def gamma5(gamma: np.ndarray, f: int, x: float) -> float:
-    """Γ_f(x), Horner from the highest power, as ``gamma_transform`` (GAMMA_N coefficients)."""
-    g = gamma[f, 0]
-    for j in range(1, GAMMA_N):
-        g = g * x + gamma[f, j]
-    return g
+def gamma5(g0: float, g1: float, g2: float, g3: float, g4: float, x: float) -> float:
+    """Γ_f(x) from its GAMMA_N = 5 coefficients, Horner from the highest power, as
+    ``gamma_transform``."""
+    return (((g0 * x + g1) * x + g2) * x + g3) * x + g4
 
 
 @_inline
@@ -609,14 +596,34 @@ def inv_hrs_of(y0: float, hrs_log10: bool) -> float:
     return exp_series(-LN10 * y0) if hrs_log10 else 1.0 / y0
 
 
+# The loops over the devices of a block below are written so that LLVM vectorizes them:
+# unsigned indices (no negative-index wraparound); every value loaded unconditionally;
+# coefficients held in scalars; no store of a conditional choice between a new value and
+# the old one in the loop that computes the new value (LLVM turns that into slow scatter
+# code): new values go to block scratch rows, and a separate loop merges them (``merge``);
+# and every array a loop touches is its own argument of :func:`switch_block`, compiled
+# with ``noalias``, so no run-time overlap checks are needed.
+
 @_inline
-def switch_rules_a(start: int, nb: int, ub: np.ndarray, yf: np.ndarray, in_lrs: np.ndarray,
-                   in_hrs: np.ndarray, r: np.ndarray, ur_thr: np.ndarray,
-                   r_lrs_reset: np.ndarray, cycle: np.ndarray, read_count: np.ndarray,
-                   mk_draw: np.ndarray, mk_move: np.ndarray, g_l: float, dg: float):
-    """SET, and which devices start a RESET (draw their next cycle) or move along the
-    transition curve. Branch-free over the block (vectorized); returns (draws, moves,
-    smallest and largest cycle of the drawing devices)."""
+def merge(dst: np.ndarray, start: int, nb: int, new: np.ndarray, mask: np.ndarray) -> None:
+    """dst[start + b] = new[b] where mask[b], for b < nb."""
+    base = np.uint64(start)
+    for b in range(np.uint64(nb)):
+        d = base + b
+        v = new[b]
+        old = dst[d]
+        dst[d] = v if mask[b] else old
+
+
+@_jit_noalias
+def switch_rules(start: int, nb: int, ub: np.ndarray, y_us: np.ndarray, y_lrs: np.ndarray,
+                 y_ur: np.ndarray, in_lrs: np.ndarray, in_hrs: np.ndarray, r: np.ndarray,
+                 ur_thr: np.ndarray, r_lrs_reset: np.ndarray, cycle: np.ndarray,
+                 read_count: np.ndarray, mk_draw: np.ndarray, mk_move: np.ndarray, g_l: float,
+                 dg: float):
+    """SET, and which devices start a RESET (draw their next cycle: cycle + 1, read counter
+    0, r_LRS kept) or move along the transition curve. Returns (draws, moves, smallest and
+    largest new cycle of the drawing devices)."""
     nd = 0
     nm = 0
     cmin = np.int64(2**62)
@@ -627,11 +634,11 @@ def switch_rules_a(start: int, nb: int, ub: np.ndarray, yf: np.ndarray, in_lrs: 
         ud = ub[b]
         lrs = in_lrs[d]
         hrs = in_hrs[d]
-        us_n = yf[1, d]
+        us_n = y_us[d]
         r_old = r[d]
-        r_set = (g_l - 1.0 / yf[2, d]) / dg
+        r_set = (g_l - 1.0 / y_lrs[d]) / dg
         thr_old = ur_thr[d]
-        thr_set = yf[3, d]
+        thr_set = y_ur[d]
         rlr_old = r_lrs_reset[d]
         rc_old = read_count[d]
         do_set = (not lrs) & (ud <= us_n)
@@ -659,144 +666,240 @@ def switch_rules_a(start: int, nb: int, ub: np.ndarray, yf: np.ndarray, in_lrs: 
     return nd, nm, cmin, cmax
 
 
-@_inline
-def switch_normals(start: int, nb: int, prefix: np.ndarray, cycle: np.ndarray,
-                   eps: np.ndarray) -> None:
-    """ε of every device of the block at its (new) cycle into eps[:, 0:nb] (vectorized;
-    the numbers of ``rng.c2c_normals``)."""
+@_jit_noalias
+def switch_normals(start: int, nb: int, prefix: np.ndarray, cycle: np.ndarray, e0: np.ndarray,
+                   e1: np.ndarray, e2: np.ndarray, e3: np.ndarray) -> None:
+    """ε of every device of the block at its (new) cycle (the numbers of
+    ``rng.c2c_normals``)."""
     base = np.uint64(start)
     for b in range(np.uint64(nb)):
         d = base + b
         hc = mix31(np.int64(prefix[d]) ^ cycle[d])
-        eps[0, b] = normal_of_hash(c2c_hash_after_cycle(hc, 0))
-        eps[1, b] = normal_of_hash(c2c_hash_after_cycle(hc, 1))
-        eps[2, b] = normal_of_hash(c2c_hash_after_cycle(hc, 2))
-        eps[3, b] = normal_of_hash(c2c_hash_after_cycle(hc, 3))
+        e0[b] = normal_of_hash(c2c_hash_after_cycle(hc, 0))
+        e1[b] = normal_of_hash(c2c_hash_after_cycle(hc, 1))
+        e2[b] = normal_of_hash(c2c_hash_after_cycle(hc, 2))
+        e3[b] = normal_of_hash(c2c_hash_after_cycle(hc, 3))
 
 
-@_inline
-def switch_var_uniform(nb: int, p: int, k: int, ring: np.ndarray, blk: int, chol: np.ndarray,
-                       lags: np.ndarray, coef: np.ndarray, eps: np.ndarray, xs: np.ndarray,
-                       mk_draw: np.ndarray) -> None:
+@_jit_noalias
+def switch_var_uniform(nb: int, p: int, k: int, ring: np.ndarray, chol: np.ndarray,
+                       lags: np.ndarray, e0: np.ndarray, e1: np.ndarray,
+                       e2: np.ndarray, e3: np.ndarray, x0: np.ndarray, x1: np.ndarray,
+                       x2: np.ndarray, x3: np.ndarray, mk_draw: np.ndarray) -> None:
     """VAR(p) for a block whose drawing devices share the new cycle n (k = n mod p):
-    x = L ε + Σ_s coef[s] ring[s] over all devices (vectorized), stored into ring slot k
-    for the drawing devices only. Ring slot s holds x_m with m ≡ s (mod p)."""
-    for s in range(p):
-        coef[s] = lags[(k - s - 1) % p]
-    for f in range(4):
-        c0, c1, c2, c3 = chol[f, 0], chol[f, 1], chol[f, 2], chol[f, 3]
+    x = L ε + Σ_s A_{i(s)} ring[s] over all devices of the block, i(s) = (k − s − 1) mod p + 1, stored into ring slot k
+    for the drawing devices. ``ring`` (p, 4, SWITCH_BLOCK) is the block's history: slot s
+    holds x_m with m ≡ s (mod p). Per feature: x_f = Σ_j L_fj ε_j, then slot after slot
+    x_f += (((c_f0 h_0 + c_f1 h_1) + c_f2 h_2) + c_f3 h_3)."""
+    a00, a01, a02, a03 = (chol[0, 0], chol[0, 1], chol[0, 2], chol[0, 3])
+    a10, a11, a12, a13 = (chol[1, 0], chol[1, 1], chol[1, 2], chol[1, 3])
+    a20, a21, a22, a23 = (chol[2, 0], chol[2, 1], chol[2, 2], chol[2, 3])
+    a30, a31, a32, a33 = (chol[3, 0], chol[3, 1], chol[3, 2], chol[3, 3])
+    for b in range(np.uint64(nb)):
+        v0, v1, v2, v3 = e0[b], e1[b], e2[b], e3[b]
+        x0[b] = a00 * v0 + a01 * v1 + a02 * v2 + a03 * v3
+        x1[b] = a10 * v0 + a11 * v1 + a12 * v2 + a13 * v3
+        x2[b] = a20 * v0 + a21 * v1 + a22 * v2 + a23 * v3
+        x3[b] = a30 * v0 + a31 * v1 + a32 * v2 + a33 * v3
+    for s in range(0, p - 1, 2):  # two slots per pass over the block
+        h0, h1, h2, h3 = ring[s, 0], ring[s, 1], ring[s, 2], ring[s, 3]
+        g0, g1, g2, g3 = ring[s + 1, 0], ring[s + 1, 1], ring[s + 1, 2], ring[s + 1, 3]
+        a = lags[(k - s - 1) % p]
+        c = lags[(k - s - 2) % p]
+        a00, a01, a02, a03 = (a[0, 0], a[0, 1], a[0, 2], a[0, 3])
+        a10, a11, a12, a13 = (a[1, 0], a[1, 1], a[1, 2], a[1, 3])
+        a20, a21, a22, a23 = (a[2, 0], a[2, 1], a[2, 2], a[2, 3])
+        a30, a31, a32, a33 = (a[3, 0], a[3, 1], a[3, 2], a[3, 3])
+        c00, c01, c02, c03 = (c[0, 0], c[0, 1], c[0, 2], c[0, 3])
+        c10, c11, c12, c13 = (c[1, 0], c[1, 1], c[1, 2], c[1, 3])
+        c20, c21, c22, c23 = (c[2, 0], c[2, 1], c[2, 2], c[2, 3])
+        c30, c31, c32, c33 = (c[3, 0], c[3, 1], c[3, 2], c[3, 3])
         for b in range(np.uint64(nb)):
-            xs[f, b] = c0 * eps[0, b] + c1 * eps[1, b] + c2 * eps[2, b] + c3 * eps[3, b]
-    for s in range(p):
-        for f in range(4):
-            c0, c1, c2, c3 = coef[s, f, 0], coef[s, f, 1], coef[s, f, 2], coef[s, f, 3]
-            for b in range(np.uint64(nb)):
-                xs[f, b] += (c0 * ring[blk, s, 0, b] + c1 * ring[blk, s, 1, b]
-                             + c2 * ring[blk, s, 2, b] + c3 * ring[blk, s, 3, b])
+            v0, v1, v2, v3 = h0[b], h1[b], h2[b], h3[b]
+            w0, w1, w2, w3 = g0[b], g1[b], g2[b], g3[b]
+            x0[b] = ((x0[b] + (((a00 * v0 + a01 * v1) + a02 * v2) + a03 * v3))
+                     + (((c00 * w0 + c01 * w1) + c02 * w2) + c03 * w3))
+            x1[b] = ((x1[b] + (((a10 * v0 + a11 * v1) + a12 * v2) + a13 * v3))
+                     + (((c10 * w0 + c11 * w1) + c12 * w2) + c13 * w3))
+            x2[b] = ((x2[b] + (((a20 * v0 + a21 * v1) + a22 * v2) + a23 * v3))
+                     + (((c20 * w0 + c21 * w1) + c22 * w2) + c23 * w3))
+            x3[b] = ((x3[b] + (((a30 * v0 + a31 * v1) + a32 * v2) + a33 * v3))
+                     + (((c30 * w0 + c31 * w1) + c32 * w2) + c33 * w3))
+    if p % 2:
+        s = p - 1
+        h0, h1, h2, h3 = ring[s, 0], ring[s, 1], ring[s, 2], ring[s, 3]
+        a = lags[(k - s - 1) % p]
+        a00, a01, a02, a03 = (a[0, 0], a[0, 1], a[0, 2], a[0, 3])
+        a10, a11, a12, a13 = (a[1, 0], a[1, 1], a[1, 2], a[1, 3])
+        a20, a21, a22, a23 = (a[2, 0], a[2, 1], a[2, 2], a[2, 3])
+        a30, a31, a32, a33 = (a[3, 0], a[3, 1], a[3, 2], a[3, 3])
+        for b in range(np.uint64(nb)):
+            v0, v1, v2, v3 = h0[b], h1[b], h2[b], h3[b]
+            x0[b] += ((a00 * v0 + a01 * v1) + a02 * v2) + a03 * v3
+            x1[b] += ((a10 * v0 + a11 * v1) + a12 * v2) + a13 * v3
+            x2[b] += ((a20 * v0 + a21 * v1) + a22 * v2) + a23 * v3
+            x3[b] += ((a30 * v0 + a31 * v1) + a32 * v2) + a33 * v3
     if p:
-        for f in range(4):
-            for b in range(np.uint64(nb)):
-                old = ring[blk, k, f, b]
-                new = xs[f, b]
-                ring[blk, k, f, b] = new if mk_draw[b] else old
+        merge(ring[k, 0], 0, nb, x0, mk_draw)
+        merge(ring[k, 1], 0, nb, x1, mk_draw)
+        merge(ring[k, 2], 0, nb, x2, mk_draw)
+        merge(ring[k, 3], 0, nb, x3, mk_draw)
 
 
-@_inline
-def switch_var_mixed(start: int, nb: int, p: int, ring: np.ndarray, blk: int, cycle: np.ndarray,
-                     chol: np.ndarray, lags: np.ndarray, eps: np.ndarray, xs: np.ndarray,
-                     mk_draw: np.ndarray) -> None:
+@_jit_noalias
+def switch_var_mixed(start: int, nb: int, p: int, ring: np.ndarray, cycle: np.ndarray,
+                     chol: np.ndarray, lags: np.ndarray, e0: np.ndarray, e1: np.ndarray,
+                     e2: np.ndarray, e3: np.ndarray, x0: np.ndarray, x1: np.ndarray,
+                     x2: np.ndarray, x3: np.ndarray, mk_draw: np.ndarray) -> None:
     """VAR(p) device by device (drawing devices at different cycles): the operations of
     :func:`switch_var_uniform` with each device's own rotation of the lags."""
     for b in range(nb):
         if not mk_draw[b]:
-            for f in range(4):
-                xs[f, b] = 0.0
             continue
         n = cycle[start + b]
         k = n % p if p else 0
-        for f in range(4):
-            xs[f, b] = (chol[f, 0] * eps[0, b] + chol[f, 1] * eps[1, b] + chol[f, 2] * eps[2, b]
-                        + chol[f, 3] * eps[3, b])
+        v0, v1, v2, v3 = e0[b], e1[b], e2[b], e3[b]
+        a = chol
+        t0 = a[0, 0] * v0 + a[0, 1] * v1 + a[0, 2] * v2 + a[0, 3] * v3
+        t1 = a[1, 0] * v0 + a[1, 1] * v1 + a[1, 2] * v2 + a[1, 3] * v3
+        t2 = a[2, 0] * v0 + a[2, 1] * v1 + a[2, 2] * v2 + a[2, 3] * v3
+        t3 = a[3, 0] * v0 + a[3, 1] * v1 + a[3, 2] * v2 + a[3, 3] * v3
         for s in range(p):
-            a = (k - s - 1) % p
-            for f in range(4):
-                xs[f, b] += (lags[a, f, 0] * ring[blk, s, 0, b] + lags[a, f, 1] * ring[blk, s, 1, b]
-                             + lags[a, f, 2] * ring[blk, s, 2, b] + lags[a, f, 3] * ring[blk, s, 3, b])
+            a = lags[(k - s - 1) % p]
+            v0, v1, v2, v3 = ring[s, 0, b], ring[s, 1, b], ring[s, 2, b], ring[s, 3, b]
+            t0 += ((a[0, 0] * v0 + a[0, 1] * v1) + a[0, 2] * v2) + a[0, 3] * v3
+            t1 += ((a[1, 0] * v0 + a[1, 1] * v1) + a[1, 2] * v2) + a[1, 3] * v3
+            t2 += ((a[2, 0] * v0 + a[2, 1] * v1) + a[2, 2] * v2) + a[2, 3] * v3
+            t3 += ((a[3, 0] * v0 + a[3, 1] * v1) + a[3, 2] * v2) + a[3, 3] * v3
+        x0[b], x1[b], x2[b], x3[b] = t0, t1, t2, t3
         if p:
-            for f in range(4):
-                ring[blk, k, f, b] = xs[f, b]
+            ring[k, 0, b], ring[k, 1, b], ring[k, 2, b], ring[k, 3, b] = t0, t1, t2, t3
 
 
-@_inline
-def switch_features(start: int, nb: int, xs: np.ndarray, mk_draw: np.ndarray, yf: np.ndarray,
-                    muf: np.ndarray, sigf: np.ndarray, gamma: np.ndarray, r: np.ndarray,
+@_jit_noalias
+def switch_features(start: int, nb: int, x0: np.ndarray, x1: np.ndarray, x2: np.ndarray,
+                    x3: np.ndarray, mk_draw: np.ndarray, y0: np.ndarray, y1: np.ndarray,
+                    y2: np.ndarray, y3: np.ndarray, m0: np.ndarray, m1: np.ndarray,
+                    m2: np.ndarray, m3: np.ndarray, s0: np.ndarray, s1: np.ndarray,
+                    s2: np.ndarray, s3: np.ndarray, gamma: np.ndarray, r: np.ndarray,
                     ur_thr: np.ndarray, tr_a: np.ndarray, tr_c: np.ndarray, llrs: np.ndarray,
-                    hhrs: np.ndarray, consts: np.ndarray, hrs_log10: bool) -> None:
+                    hhrs: np.ndarray, consts: np.ndarray, hrs_log10: bool, n0: np.ndarray,
+                    n1: np.ndarray, n2: np.ndarray, n3: np.ndarray, na: np.ndarray,
+                    nc: np.ndarray) -> None:
     """Drawing devices: y = μ + σ Γ(x), then the transition curve from
-    (UR threshold, I(r_LRS)) to (Umax, I(r(HRS_new))) as a, c (vectorized, stores selected)."""
+    (UR threshold, I(r_LRS)) to (Umax, I(r(HRS_new))) as a, c (computed for the block into
+    the scratch rows n0..n3, na, nc, then merged)."""
     g_l, dg, umax, eta = consts[C_GL], consts[C_DG], consts[C_UMAX], consts[C_ETA]
     pl_umax, ph_umax = consts[C_PL_UMAX], consts[C_PH_UMAX]
+    l0, l1, l2, l3, l4, l5, l6 = llrs[0], llrs[1], llrs[2], llrs[3], llrs[4], llrs[5], llrs[6]
+    h0, h1, h2, h3, h4, h5, h6 = hhrs[0], hhrs[1], hhrs[2], hhrs[3], hhrs[4], hhrs[5], hhrs[6]
+    a00, a01, a02, a03, a04 = gamma[0, 0], gamma[0, 1], gamma[0, 2], gamma[0, 3], gamma[0, 4]
+    a10, a11, a12, a13, a14 = gamma[1, 0], gamma[1, 1], gamma[1, 2], gamma[1, 3], gamma[1, 4]
+    a20, a21, a22, a23, a24 = gamma[2, 0], gamma[2, 1], gamma[2, 2], gamma[2, 3], gamma[2, 4]
+    a30, a31, a32, a33, a34 = gamma[3, 0], gamma[3, 1], gamma[3, 2], gamma[3, 3], gamma[3, 4]
     base = np.uint64(start)
     for b in range(np.uint64(nb)):
         d = base + b
-        draw = mk_draw[b]
-        y0 = muf[0, d] + sigf[0, d] * gamma5(gamma, 0, xs[0, b])
-        y1 = muf[1, d] + sigf[1, d] * gamma5(gamma, 1, xs[1, b])
-        y2 = muf[2, d] + sigf[2, d] * gamma5(gamma, 2, xs[2, b])
-        y3 = muf[3, d] + sigf[3, d] * gamma5(gamma, 3, xs[3, b])
-        o0, o1, o2, o3 = yf[0, d], yf[1, d], yf[2, d], yf[3, d]
-        yf[0, d] = y0 if draw else o0
-        yf[1, d] = y1 if draw else o1
-        yf[2, d] = y2 if draw else o2
-        yf[3, d] = y3 if draw else o3
-        r_h = (g_l - inv_hrs_of(y0, hrs_log10)) / dg
+        v0 = m0[d] + s0[d] * gamma5(a00, a01, a02, a03, a04, x0[b])
+        n0[b] = v0
+        n1[b] = m1[d] + s1[d] * gamma5(a10, a11, a12, a13, a14, x1[b])
+        n2[b] = m2[d] + s2[d] * gamma5(a20, a21, a22, a23, a24, x2[b])
+        n3[b] = m3[d] + s3[d] * gamma5(a30, a31, a32, a33, a34, x3[b])
+        r_h = (g_l - inv_hrs_of(v0, hrs_log10)) / dg
         u1 = ur_thr[d]
         r_lrs = r[d]
-        i1 = (1.0 - r_lrs) * poly7(llrs, u1) + r_lrs * poly7(hhrs, u1)
+        i1 = ((1.0 - r_lrs) * poly7(l0, l1, l2, l3, l4, l5, l6, u1)
+              + r_lrs * poly7(h0, h1, h2, h3, h4, h5, h6, u1))
         i2 = (1.0 - r_h) * pl_umax + r_h * ph_umax
         span = max(umax - u1, 1e-12)
-        a_new = (i1 - i2) / pow_positive(span, eta)
-        a_old = tr_a[d]
-        c_old = tr_c[d]
-        tr_a[d] = a_new if draw else a_old
-        tr_c[d] = i2 if draw else c_old
+        na[b] = (i1 - i2) / pow_positive(span, eta)
+        nc[b] = i2
+    merge(y0, start, nb, n0, mk_draw)
+    merge(y1, start, nb, n1, mk_draw)
+    merge(y2, start, nb, n2, mk_draw)
+    merge(y3, start, nb, n3, mk_draw)
+    merge(tr_a, start, nb, na, mk_draw)
+    merge(tr_c, start, nb, nc, mk_draw)
 
 
-@_inline
-def switch_reset(start: int, nb: int, ub: np.ndarray, mk_move: np.ndarray, yf: np.ndarray,
+@_jit_noalias
+def switch_reset(start: int, nb: int, ub: np.ndarray, mk_move: np.ndarray, y_hrs: np.ndarray,
                  r: np.ndarray, in_hrs: np.ndarray, ur_thr: np.ndarray, tr_a: np.ndarray,
                  tr_c: np.ndarray, r_lrs_reset: np.ndarray, llrs: np.ndarray, hhrs: np.ndarray,
-                 consts: np.ndarray, hrs_log10: bool) -> None:
+                 consts: np.ndarray, hrs_log10: bool, rn: np.ndarray, mk_full: np.ndarray,
+                 mk_part: np.ndarray) -> None:
     """Moving devices: full RESET (U >= Umax: r = r(HRS_n), in HRS) or partial RESET along
-    the transition curve, clipped, with the ratchet UR threshold ← U (vectorized)."""
+    the transition curve, clipped, with the ratchet UR threshold ← U (computed for the block
+    into scratch, then merged)."""
     g_l, dg, r_max = consts[C_GL], consts[C_DG], consts[C_RMAX]
     umax, eta = consts[C_UMAX], consts[C_ETA]
+    l0, l1, l2, l3, l4, l5, l6 = llrs[0], llrs[1], llrs[2], llrs[3], llrs[4], llrs[5], llrs[6]
+    h0, h1, h2, h3, h4, h5, h6 = hhrs[0], hhrs[1], hhrs[2], hhrs[3], hhrs[4], hhrs[5], hhrs[6]
     base = np.uint64(start)
     for b in range(np.uint64(nb)):
         d = base + b
         ud = ub[b]
         mv = mk_move[b]
-        r_h = (g_l - inv_hrs_of(yf[0, d], hrs_log10)) / dg
+        r_h = (g_l - inv_hrs_of(y_hrs[d], hrs_log10)) / dg
         full = ud >= umax
         dist = max(abs(umax - ud), 1e-300)  # > 0 on every partial RESET; keeps ln defined
         i_tr = tr_a[d] * pow_positive(dist, eta) + tr_c[d]
-        pl = poly7(llrs, ud)
-        ph = poly7(hhrs, ud)
+        pl = poly7(l0, l1, l2, l3, l4, l5, l6, ud)
+        ph = poly7(h0, h1, h2, h3, h4, h5, h6, ud)
         r_new = (i_tr - pl) / (ph - pl)
         rl = r_lrs_reset[d]
         lo_r = min(rl, r_h)
         hi_r = min(max(rl, r_h), r_max)
         r_part = min(max(r_new, lo_r), hi_r)
-        r_old = r[d]
-        thr_old = ur_thr[d]
-        hrs_old = in_hrs[d]
-        r_mv = r_h if full else r_part
-        r[d] = r_mv if mv else r_old
-        in_hrs[d] = hrs_old | (mv & full)
-        ur_thr[d] = ud if (mv & (not full)) else thr_old
+        rn[b] = r_h if full else r_part
+        mk_full[b] = mv & full
+        mk_part[b] = mv & (not full)
+    merge(r, start, nb, rn, mk_move)
+    merge(ur_thr, start, nb, ub, mk_part)
+    for b in range(np.uint64(nb)):
+        d = base + b
+        in_hrs[d] = in_hrs[d] | mk_full[b]
 
 
 @_jit_noalias
+def switch_block(start: int, nb: int, ub: np.ndarray, prefix: np.ndarray, cycle: np.ndarray,
+                 read_count: np.ndarray, in_hrs: np.ndarray, in_lrs: np.ndarray, r: np.ndarray,
+                 ur_thr: np.ndarray, tr_a: np.ndarray, tr_c: np.ndarray,
+                 r_lrs_reset: np.ndarray, y0: np.ndarray, y1: np.ndarray, y2: np.ndarray,
+                 y3: np.ndarray, m0: np.ndarray, m1: np.ndarray, m2: np.ndarray, m3: np.ndarray,
+                 s0: np.ndarray, s1: np.ndarray, s2: np.ndarray, s3: np.ndarray,
+                 ring: np.ndarray, chol: np.ndarray, lags: np.ndarray, gamma: np.ndarray,
+                 llrs: np.ndarray, hhrs: np.ndarray, consts: np.ndarray, hrs_log10: bool,
+                 mk_draw: np.ndarray, mk_move: np.ndarray, mk_full: np.ndarray,
+                 mk_part: np.ndarray, e0: np.ndarray, e1: np.ndarray, e2: np.ndarray,
+                 e3: np.ndarray, x0: np.ndarray, x1: np.ndarray, x2: np.ndarray,
+                 x3: np.ndarray, n0: np.ndarray,
+                 n1: np.ndarray, n2: np.ndarray, n3: np.ndarray, na: np.ndarray,
+                 nc: np.ndarray, rn: np.ndarray) -> None:
+    """One block (devices start..start+nb-1, block ``ring``) of :func:`switch_kernel`;
+    the trailing arrays are scratch of SWITCH_BLOCK entries (normals, latents, new values,
+    flags). Every array argument is distinct memory (``noalias``)."""
+    p = lags.shape[0]
+    nd, nm, cmin, cmax = switch_rules(start, nb, ub, y1, y2, y3, in_lrs, in_hrs, r, ur_thr,
+                                      r_lrs_reset, cycle, read_count, mk_draw, mk_move,
+                                      consts[C_GL], consts[C_DG])
+    if nd:
+        switch_normals(start, nb, prefix, cycle, e0, e1, e2, e3)
+        if cmin == cmax:
+            switch_var_uniform(nb, p, cmin % p if p else 0, ring, chol, lags, e0, e1, e2, e3,
+                               x0, x1, x2, x3, mk_draw)
+        else:
+            switch_var_mixed(start, nb, p, ring, cycle, chol, lags, e0, e1, e2, e3, x0, x1, x2,
+                             x3, mk_draw)
+        switch_features(start, nb, x0, x1, x2, x3, mk_draw, y0, y1, y2, y3, m0, m1, m2, m3,
+                        s0, s1, s2, s3, gamma, r, ur_thr, tr_a, tr_c, llrs, hhrs, consts,
+                        hrs_log10, n0, n1, n2, n3, na, nc)
+    if nm:
+        switch_reset(start, nb, ub, mk_move, y0, r, in_hrs, ur_thr, tr_a, tr_c, r_lrs_reset,
+                     llrs, hhrs, consts, hrs_log10, rn, mk_full, mk_part)
+
+
+@_jit
 def switch_kernel(lo: int, hi: int, u: np.ndarray, prefix: np.ndarray, cycle: np.ndarray,
                   read_count: np.ndarray, in_hrs: np.ndarray, in_lrs: np.ndarray, r: np.ndarray,
                   ur_thr: np.ndarray, tr_a: np.ndarray, tr_c: np.ndarray,
@@ -804,9 +907,10 @@ def switch_kernel(lo: int, hi: int, u: np.ndarray, prefix: np.ndarray, cycle: np
                   ring: np.ndarray, chol: np.ndarray, lags: np.ndarray, gamma: np.ndarray,
                   llrs: np.ndarray, hhrs: np.ndarray, consts: np.ndarray,
                   hrs_log10: bool) -> None:
-    """``DeviceArray.apply`` (method "var") for devices lo..hi-1 in one pass per block of
-    SWITCH_BLOCK devices: SET; first RESET (cycle + 1, four normals, VAR(p), Γ, Ψ,
-    transition curve); partial and full RESET. ``lo`` must be a multiple of SWITCH_BLOCK.
+    """``DeviceArray.apply`` (method "var") for devices lo..hi-1, block after block of
+    SWITCH_BLOCK devices, each in one pass (:func:`switch_block`): SET; first RESET (cycle
+    + 1, four normals, VAR(p), Γ, Ψ, transition curve); partial and full RESET. ``lo`` must
+    be a multiple of SWITCH_BLOCK.
 
     ``u`` (N,) or (1,) levels, V; ``yf``, ``muf``, ``sigf`` (4, N) feature-major;
     ``ring`` (⌈N/SWITCH_BLOCK⌉, p, 4, SWITCH_BLOCK): slot s of a device holds x_m with
@@ -815,36 +919,26 @@ def switch_kernel(lo: int, hi: int, u: np.ndarray, prefix: np.ndarray, cycle: np
     ``consts`` indexed by C_GL, C_DG, ... (C_PL_UMAX = P_LLRS(Umax) as ``np.polyval``).
     """
     p = lags.shape[0]
-    g_l, dg = consts[C_GL], consts[C_DG]
-    ub = np.empty(SWITCH_BLOCK)
-    mk_draw = np.empty(SWITCH_BLOCK, dtype=np.bool_)
-    mk_move = np.empty(SWITCH_BLOCK, dtype=np.bool_)
-    eps = np.empty((4, SWITCH_BLOCK))
-    xs = np.empty((4, SWITCH_BLOCK))
-    coef = np.empty((max(p, 1), 4, 4))
+    sb = SWITCH_BLOCK
+    ub = np.empty(sb)
+    flags = np.empty((4, sb), dtype=np.bool_)
+    eps = np.empty((4, sb))
+    xs = np.zeros((4, sb))
+    scratch = np.empty((7, sb))
     scalar_u = u.shape[0] == 1
-    for start in range(lo, hi, SWITCH_BLOCK):
-        nb = min(SWITCH_BLOCK, hi - start)
-        blk = start // SWITCH_BLOCK
+    for start in range(lo, hi, sb):
+        nb = min(sb, hi - start)
         if scalar_u:
             ub[:] = u[0]
         else:
             ub[:nb] = u[start:start + nb]
-        nd, nm, cmin, cmax = switch_rules_a(start, nb, ub, yf, in_lrs, in_hrs, r, ur_thr,
-                                            r_lrs_reset, cycle, read_count, mk_draw, mk_move,
-                                            g_l, dg)
-        if nd:
-            switch_normals(start, nb, prefix, cycle, eps)
-            if cmin == cmax:
-                switch_var_uniform(nb, p, cmin % p if p else 0, ring, blk, chol, lags, coef,
-                                   eps, xs, mk_draw)
-            else:
-                switch_var_mixed(start, nb, p, ring, blk, cycle, chol, lags, eps, xs, mk_draw)
-            switch_features(start, nb, xs, mk_draw, yf, muf, sigf, gamma, r, ur_thr, tr_a,
-                            tr_c, llrs, hhrs, consts, hrs_log10)
-        if nm:
-            switch_reset(start, nb, ub, mk_move, yf, r, in_hrs, ur_thr, tr_a, tr_c,
-                         r_lrs_reset, llrs, hhrs, consts, hrs_log10)
+        switch_block(start, nb, ub, prefix, cycle, read_count, in_hrs, in_lrs, r, ur_thr, tr_a,
+                     tr_c, r_lrs_reset, yf[0], yf[1], yf[2], yf[3], muf[0], muf[1], muf[2],
+                     muf[3], sigf[0], sigf[1], sigf[2], sigf[3], ring[start // sb], chol, lags,
+                     gamma, llrs, hhrs, consts, hrs_log10, flags[0], flags[1], flags[2],
+                     flags[3], eps[0], eps[1], eps[2], eps[3], xs[0], xs[1], xs[2], xs[3],
+                     scratch[0], scratch[1], scratch[2], scratch[3], scratch[4],
+                     scratch[5], scratch[6])
 
 
 @_jit_noalias
