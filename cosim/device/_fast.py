@@ -905,36 +905,45 @@ def switch_features(start: int, nb: int, x0: np.ndarray, x1: np.ndarray, x2: np.
 def switch_reset(start: int, nb: int, ub: np.ndarray, mk_move: np.ndarray, y_hrs: np.ndarray,
                  r: np.ndarray, in_hrs: np.ndarray, ur_thr: np.ndarray, tr_a: np.ndarray,
                  tr_c: np.ndarray, r_lrs_reset: np.ndarray, llrs: np.ndarray, hhrs: np.ndarray,
-                 consts: np.ndarray, hrs_log10: bool, rn: np.ndarray, mk_full: np.ndarray,
-                 mk_part: np.ndarray) -> None:
+                 consts: np.ndarray, hrs_log10: bool, rn: np.ndarray, rp: np.ndarray,
+                 mk_full: np.ndarray, mk_part: np.ndarray) -> None:
     """Moving devices: full RESET (U >= Umax: r = r(HRS_n), in HRS) or partial RESET along
     the transition curve, clipped, with the ratchet UR threshold ← U (computed for the block
-    into scratch, then merged)."""
+    into the scratch rows ``rn``, ``rp``, then merged; the transition curve only when some
+    device of the block resets partially)."""
     g_l, dg, r_max = consts[C_GL], consts[C_DG], consts[C_RMAX]
     umax, eta = consts[C_UMAX], consts[C_ETA]
     l0, l1, l2, l3, l4, l5, l6 = llrs[0], llrs[1], llrs[2], llrs[3], llrs[4], llrs[5], llrs[6]
     h0, h1, h2, h3, h4, h5, h6 = hhrs[0], hhrs[1], hhrs[2], hhrs[3], hhrs[4], hhrs[5], hhrs[6]
     base = np.uint64(start)
+    n_part = 0
     for b in range(np.uint64(nb)):
         d = base + b
         ud = ub[b]
         mv = mk_move[b]
-        r_h = (g_l - inv_hrs_of(y_hrs[d], hrs_log10)) / dg
         full = ud >= umax
-        dist = max(abs(umax - ud), 1e-300)  # > 0 on every partial RESET; keeps ln defined
-        i_tr = tr_a[d] * pow_positive(dist, eta) + tr_c[d]
-        pl = poly7(l0, l1, l2, l3, l4, l5, l6, ud)
-        ph = poly7(h0, h1, h2, h3, h4, h5, h6, ud)
-        r_new = (i_tr - pl) / (ph - pl)
-        rl = r_lrs_reset[d]
-        lo_r = min(rl, r_h)
-        hi_r = min(max(rl, r_h), r_max)
-        r_part = min(max(r_new, lo_r), hi_r)
-        rn[b] = r_h if full else r_part
+        rn[b] = (g_l - inv_hrs_of(y_hrs[d], hrs_log10)) / dg  # r(HRS_n)
         mk_full[b] = mv & full
-        mk_part[b] = mv & (not full)
+        part = mv & (not full)
+        mk_part[b] = part
+        n_part += np.int64(part)
+    if n_part:
+        for b in range(np.uint64(nb)):
+            d = base + b
+            ud = ub[b]
+            r_h = rn[b]
+            dist = max(abs(umax - ud), 1e-300)  # > 0 on every partial RESET; keeps ln defined
+            i_tr = tr_a[d] * pow_positive(dist, eta) + tr_c[d]
+            pl = poly7(l0, l1, l2, l3, l4, l5, l6, ud)
+            ph = poly7(h0, h1, h2, h3, h4, h5, h6, ud)
+            r_new = (i_tr - pl) / (ph - pl)
+            rl = r_lrs_reset[d]
+            lo_r = min(rl, r_h)
+            hi_r = min(max(rl, r_h), r_max)
+            rp[b] = min(max(r_new, lo_r), hi_r)
+        merge(rn, 0, nb, rp, mk_part)
+        merge(ur_thr, start, nb, ub, mk_part)
     merge(r, start, nb, rn, mk_move)
-    merge(ur_thr, start, nb, ub, mk_part)
     for b in range(np.uint64(nb)):
         d = base + b
         in_hrs[d] = in_hrs[d] | mk_full[b]
@@ -977,7 +986,7 @@ def switch_block(start: int, nb: int, ub: np.ndarray, prefix: np.ndarray, cycle:
                         hrs_log10, n0, n1, n2, n3, na, nc)
     if nm:
         switch_reset(start, nb, ub, mk_move, y0, r, in_hrs, ur_thr, tr_a, tr_c, r_lrs_reset,
-                     llrs, hhrs, consts, hrs_log10, rn, mk_full, mk_part)
+                     llrs, hhrs, consts, hrs_log10, rn, na, mk_full, mk_part)
 
 
 @_jit

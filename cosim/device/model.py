@@ -1,4 +1,4 @@
-"""Vectorized float64 reference of the generative ReRAM device model (DESIGN §3).
+"""Vectorized float64 reference of the generative ReRAM device model (docs/device-model.md).
 
 Units: voltages in V, currents in A, resistances in Ω, conductances in S. Feature vectors
 are ordered ``HRS, US, LRS, UR``; in feature arrays ``y`` the HRS entry is log10(Ω) when the
@@ -303,25 +303,30 @@ def adc_quantize(i: ArrayLike, bits: int, full_scale: float) -> ArrayLike:
 
 # --------------------------------------------------------------------------- state machine
 class DeviceArray:
-    """N devices switched by quasi-static voltage levels (DESIGN §3.6).
+    """N devices switched by quasi-static voltage levels (docs/device-model.md).
 
     Every device starts in HRS of cycle 0. :meth:`apply` moves devices according to the
     voltage level (V, scalar or per device); :meth:`read` returns the current at U0.
     ``method`` selects how latent vectors are produced: ``"var"`` (exact recursion with a
     per-device history) or ``"ma"`` (truncated MA of order ``ma_order``, recomputed from the
     counter RNG — the form the Verilog-A model uses). ``backend="numba"`` (the default when
-    numba imports) runs :meth:`apply` of method ``"var"`` as one compiled pass over the
-    devices, split over ``threads`` threads; ``"numpy"`` is the reference.
+    numba imports) runs :meth:`apply` of method ``"var"`` and :meth:`read` as compiled
+    passes over the devices, split over ``threads`` threads; ``"numpy"`` is the reference.
+    ``precision="float32"`` (compiled path only) stores the lag history and μ, σ in float32
+    (arithmetic stays float64): less memory traffic, features within ~1e-7 relative of the
+    float64 path (docs/device-model.md, "Speed").
     """
 
     def __init__(self, model: DeviceModel, n_devices: int | None = None, seed: int = 0,
                  device_ids: Optional[np.ndarray] = None, method: str = "var",
                  ma_order: int = DEFAULT_MA_ORDER, backend: Optional[str] = None,
-                 threads: Optional[int] = None) -> None:
+                 threads: Optional[int] = None, precision: str = "float64") -> None:
         if device_ids is None:
             if n_devices is None:
                 raise ValueError("give n_devices or device_ids")
             device_ids = np.arange(n_devices)
+        if precision not in ("float64", "float32"):
+            raise ValueError(f"precision must be 'float64' or 'float32', got {precision!r}")
         self.model = model
         self.seed = rng.check_seed(seed)
         self.ids = check_device_ids(device_ids)
@@ -343,9 +348,15 @@ class DeviceArray:
         self._yf = np.empty((4, n))  # feature-major; ``y`` is its (N, 4) view
         self.y = self._yf.T
         self._fast = self.backend == "numba" and method == "var"
+        if precision == "float32" and not self._fast:
+            raise ValueError("precision 'float32' needs the compiled path (backend 'numba', "
+                             "method 'var')")
+        self.precision = precision
+        self._store = np.float32 if precision == "float32" else np.float64
         p = model.var_order
         if self._fast:  # lag history as ring buffers by block of devices (see ``hist``)
-            self._ring = np.zeros((-(-n // _fast.SWITCH_BLOCK), p, 4, _fast.SWITCH_BLOCK))
+            self._ring = np.zeros((-(-n // _fast.SWITCH_BLOCK), p, 4, _fast.SWITCH_BLOCK),
+                                  dtype=self._store)
             self._hist = np.zeros((n, 0))
         else:
             self._hist = np.zeros((n, 4 * p))
@@ -515,9 +526,10 @@ class DeviceArray:
             consts[_fast.C_PL_UMAX] = np.polyval(llrs, m.umax)
             consts[_fast.C_PH_UMAX] = np.polyval(hhrs, m.umax)
             self._kernel_consts = (
-                np.ascontiguousarray(self._prefix, dtype=np.uint32), _c(self.params.mu.T),
-                _c(self.params.sigma.T), _c(m.var_chol), _c(m.var_lags), _c(m.gamma), pl_u, ph_u,
-                consts)
+                np.ascontiguousarray(self._prefix, dtype=np.uint32),
+                np.ascontiguousarray(self.params.mu.T, dtype=self._store),
+                np.ascontiguousarray(self.params.sigma.T, dtype=self._store), _c(m.var_chol),
+                _c(m.var_lags), _c(m.gamma), pl_u, ph_u, consts)
         return self._kernel_consts
 
     def _apply_numba(self, voltage: ArrayLike) -> None:
