@@ -22,6 +22,20 @@ def _fail(exc: CosimError) -> typer.Exit:
     return typer.Exit(code=2)
 
 
+def _va_params(items: Optional[list[str]]) -> dict[str, object]:
+    """``--va-param NAME=VALUE`` flags: a number, else a table file (absolute path)."""
+    params: dict[str, object] = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise CosimError(f"--va-param {item!r}: expected NAME=NUMBER or NAME=FILE.npy|.csv")
+        try:
+            params[name.strip()] = float(value)
+        except ValueError:
+            params[name.strip()] = str(Path(value.strip()).resolve())
+    return params
+
+
 def netlist_group(app: typer.Typer) -> typer.Typer:
     """The ``cosim netlist`` sub-group, created and attached to ``app`` on first use."""
     global _NETLIST_GROUP
@@ -42,7 +56,17 @@ def netlist_crossbar(
     r_source: Optional[float] = typer.Option(None, "--r-source", help="Row driver resistance [ohm]."),
     r_sense: Optional[float] = typer.Option(None, "--r-sense", help="Column sense resistance [ohm]."),
     cell: Optional[str] = typer.Option(None, "--cell", help="Access: 1r or 1t1r."),
-    device: Optional[str] = typer.Option(None, "--device", help="Cell: resistor, polynomial or veriloga."),
+    device: Optional[str] = typer.Option(
+        None, "--device", help="Cell: resistor, polynomial, veriloga, generative or library."),
+    model: Optional[Path] = typer.Option(None, "--model", help="generative/polynomial: device model JSON."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="generative: RNG seed of the devices (as cosim synth)."),
+    first_device: Optional[int] = typer.Option(None, "--first-device", help="generative: device id of cell (0, 0)."),
+    osdi: Optional[Path] = typer.Option(None, "--osdi", help="veriloga: compiled OSDI library (cosim compile)."),
+    module: Optional[str] = typer.Option(None, "--module", help="veriloga: Verilog-A module name."),
+    va_param: Optional[list[str]] = typer.Option(
+        None, "--va-param", help="Instance parameter NAME=NUMBER or NAME=TABLE.npy|.csv (M×N); repeatable."),
+    library_model: Optional[str] = typer.Option(None, "--library-model", help="library: vteam or stanford_pku."),
+    save: Optional[str] = typer.Option(None, "--save", help="Probes: terminals, cells or all."),
     resistance: Optional[float] = typer.Option(None, "--resistance", help="Every cell's resistance [ohm]."),
     random_seed: Optional[int] = typer.Option(None, "--random-seed", help="Random log-uniform cell resistances from this seed."),
     differential: Optional[bool] = typer.Option(None, "--differential/--single-ended", help="Adjacent G+/G- column pairs."),
@@ -66,7 +90,14 @@ def netlist_crossbar(
                 "r_col": r_col if r_col is not None else r_wire,
                 "r_source": r_source, "r_sense": r_sense,
             },
-            "cells": {"kind": device, "resistance": resistance, "random_seed": random_seed},
+            "cells": {
+                "kind": device, "resistance": resistance, "random_seed": random_seed,
+                "model_file": None if model is None else str(model.resolve()),
+                "seed": seed, "first_device": first_device, "library_model": library_model,
+                "osdi_file": None if osdi is None else str(osdi.resolve()), "va_module": module,
+                "va_params": _va_params(va_param) or None,
+            },
+            "save": save,
             "read": {"v_read": v_read},
             "write": {"scheme": scheme, "v_write": v_write, "row": select_row, "col": select_col},
         }
