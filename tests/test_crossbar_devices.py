@@ -149,3 +149,18 @@ def test_ir_drop_maps_from_solver_and_ngspice_agree(tmp_path):
     assert np.all(np.diff(rise, axis=0) < 0)  # columns sit higher further from the sense end
     figure = ir_drop_figure(nodal, tmp_path / "ir.png", title="8x6")
     assert figure.stat().st_size > 10_000
+
+
+def test_irdrop_command_writes_figure_and_maps(tmp_path):
+    toml = Path(__file__).parents[1] / "netlists" / "crossbar_read_4x4_1r.toml"
+    maps = {}
+    for backend in ("nodal", "ngspice"):
+        res = cli("irdrop", "--config", str(toml), "--backend", backend, "-o", str(tmp_path / f"{backend}.png"),
+                  "--csv", str(tmp_path / f"{backend}.csv"))
+        assert res.exit_code == 0, res.output
+        assert (tmp_path / f"{backend}.png").stat().st_size > 10_000
+        maps[backend] = pd.read_csv(tmp_path / f"{backend}.csv")
+    np.testing.assert_allclose(maps["nodal"]["v_row_V"], maps["ngspice"]["v_row_V"], rtol=1e-6)
+    np.testing.assert_allclose(maps["nodal"]["i_cell_A"], maps["ngspice"]["i_cell_A"], rtol=1e-3)
+    res = cli("irdrop", "--config", str(toml), "--backend", "xyz", "-o", str(tmp_path / "x.png"))
+    assert res.exit_code == 2 and "nodal or ngspice" in res.output and not (tmp_path / "x.png").exists()

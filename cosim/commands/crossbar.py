@@ -155,7 +155,53 @@ def mdm(
         write_text_atomic(json_out, json.dumps(report, indent=2, default=float) + "\n")
 
 
+def irdrop(
+    config: Path = typer.Option(..., "--config", help="Crossbar TOML (read bench)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Heatmap figure to write (.png, .pdf, .svg)."),
+    backend: str = typer.Option("nodal", "--backend", help="nodal (exact solver, 1R) or ngspice."),
+    csv: Optional[Path] = typer.Option(None, "--csv", help="Also write the maps: i, j, v_row_V, v_col_V, v_cell_V, i_cell_A."),
+) -> None:
+    """IR-drop maps of a read: row-wire drop, column-wire rise and cell voltage per cell."""
+    import numpy as np
+    import pandas as pd
+
+    from cosim.crossbar import config as cfg
+    from cosim.crossbar.netlist import read_netlist
+    from cosim.crossbar.probes import CellArrays, ir_drop_figure
+    from cosim.fileio import atomic_path
+
+    try:
+        parsed = cfg.parse_config(cfg.load_toml(config), str(config))
+        crossbar = cfg.build_crossbar(parsed, config.parent)
+        if backend == "nodal":
+            from cosim.crossbar.solver import simulate
+
+            result = simulate(crossbar, save_nodes=True)
+        elif backend == "ngspice":
+            from cosim.spice.batch import run_batch
+
+            result = run_batch(read_netlist(crossbar, spice_options=parsed.spice_options, save="cells"))
+        else:
+            raise CosimError(f"--backend must be nodal or ngspice, got {backend!r}")
+        cells = CellArrays.from_result(result, crossbar)
+        ir_drop_figure(cells, output, title=f"{config.name}: {crossbar.rows}x{crossbar.cols}, {backend}")
+        if csv is not None:
+            maps = cells.at(0)
+            i, j = np.indices(crossbar.shape)
+            frame = pd.DataFrame({"i": i.ravel(), "j": j.ravel(), "v_row_V": maps["v_row"].ravel(),
+                                  "v_col_V": maps["v_col"].ravel(), "v_cell_V": maps["v_cell"].ravel(),
+                                  "i_cell_A": maps["i_cell"].ravel()})
+            with atomic_path(csv) as tmp:
+                frame.to_csv(tmp, index=False, float_format="%.12g")
+    except CosimError as exc:
+        raise _fail(exc) from exc
+    worst = float(cells.row_drop[0].max() + cells.col_rise[0].max())
+    typer.echo(f"wrote {output}: worst row drop {1e3 * cells.row_drop[0].max():.3f} mV, "
+               f"column rise {1e3 * cells.col_rise[0].max():.3f} mV (sum {1e3 * worst:.3f} mV)")
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``cosim netlist crossbar`` and ``cosim mdm``."""
+    """Add ``cosim netlist crossbar``, ``cosim irdrop`` and ``cosim mdm``."""
     netlist_group(app).command("crossbar")(netlist_crossbar)
+    app.command("irdrop")(irdrop)
     app.command("mdm")(mdm)

@@ -147,16 +147,20 @@ def ir_drop_figure(cells: CellArrays, output: Path | str, point: int = -1, title
     from cosim.fileio import atomic_path
 
     maps = cells.at(point)
-    panels = [("row wire drop v_in − v_row", 1e3 * maps["row_drop"], "mV"),
-              ("column wire rise v_col − v_sense", 1e3 * maps["col_rise"], "mV"),
-              ("cell voltage v_cell", maps["v_cell"], "V")]
+    from matplotlib.ticker import MaxNLocator
+
+    panels = [("row wire drop v_in − v_row", 1e3 * maps["row_drop"], "row wire drop [mV]"),
+              ("column wire rise v_col − v_sense", 1e3 * maps["col_rise"], "column wire rise [mV]"),
+              ("voltage across each cell", maps["v_cell"], "cell voltage [V]")]
     fig, axes = plt.subplots(1, 3, figsize=(13.5, 4.2), constrained_layout=True)
-    for ax, (name, data, unit) in zip(axes, panels):
+    for ax, (name, data, label) in zip(axes, panels):
         image = ax.imshow(data, origin="upper", cmap="viridis", aspect="auto")
         ax.set_title(name)
-        ax.set_xlabel("column j (driver side → far end)")
-        ax.set_ylabel("row i (sense end = last row)")
-        fig.colorbar(image, ax=ax, label=f"{name.split()[0]} {name.split()[1]} [{unit}]")
+        ax.set_xlabel("column j (0 = driver side)")
+        ax.set_ylabel("row i (last row = sense end)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        fig.colorbar(image, ax=ax, label=label)
     if title:
         fig.suptitle(title)
     output = Path(output)
