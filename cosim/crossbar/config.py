@@ -49,6 +49,22 @@ A TOML file (all tables and keys optional except ``rows`` and ``cols``)::
     scheme = "v2"            # or "v3"
     width = 1e-6
 
+    [sequence]               # bench = "sequence": steps played in order (cosim.crossbar.stimulus)
+    tstep = 1e-8             # largest time step [s]
+    [[sequence.steps]]
+    kind = "write"           # pulse(s) on one cell: row, col, v_write, scheme, width, repeat, gap
+    row = 1
+    col = 2
+    v_write = -1.3
+    repeat = 2
+    [[sequence.steps]]
+    kind = "read"            # rows at v_read (or inputs = [...]), columns at 0 V, for width
+    [[sequence.steps]]
+    kind = "pwl"             # explicit waveforms per line, t from the step start, 0 V at both ends
+    duration = 2e-6
+    rows = { 0 = [[0, 0], [1e-6, 0.5], [2e-6, 0]] }
+    cols = { 3 = [[0, 0], [1e-6, -0.5], [2e-6, 0]] }
+
     [transistor]             # 1T1R access NMOS (ngspice level 1)
     vto = 0.4
     kp = 2e-4
@@ -69,7 +85,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from cosim.crossbar.cells import LinearCells, PolynomialCells, VerilogACells
-from cosim.crossbar.netlist import WritePulse, read_netlist, write_netlist
+from cosim.crossbar.netlist import WritePulse, read_netlist, sequence_netlist, write_netlist
+from cosim.crossbar.stimulus import PwlStep, ReadStep, Stimulus, WriteStep
 from cosim.crossbar.spec import Crossbar, Transistor
 from cosim.errors import CosimError, DataFileError
 from cosim.validation import validate
@@ -126,6 +143,34 @@ class WriteConfig(BaseModel):
     tstep: float = Field(1e-8, gt=0)
 
 
+class StepConfig(BaseModel):
+    """One step of ``[[sequence.steps]]`` (see :mod:`cosim.crossbar.stimulus`)."""
+
+    model_config = _STRICT
+    kind: Literal["write", "read", "pwl"]
+    row: int = Field(0, ge=0)
+    col: int = Field(0, ge=0)
+    v_write: float = 1.5
+    scheme: Literal["v2", "v3"] = "v3"
+    repeat: int = Field(1, ge=1, le=10000)
+    v_read: float = 0.2
+    inputs: Optional[list[float]] = None
+    width: float = Field(1e-6, gt=0)
+    rise: float = Field(1e-8, gt=0)
+    fall: float = Field(1e-8, gt=0)
+    gap: float = Field(1e-7, ge=0)
+    duration: Optional[float] = Field(None, gt=0)
+    rows: dict[str, list[list[float]]] = Field(default_factory=dict)
+    cols: dict[str, list[list[float]]] = Field(default_factory=dict)
+
+
+class SequenceConfig(BaseModel):
+    model_config = _STRICT
+    tstep: float = Field(1e-8, gt=0)
+    delay: float = Field(1e-7, ge=0)
+    steps: list[StepConfig] = Field(min_length=1)
+
+
 class TransistorConfig(BaseModel):
     model_config = _STRICT
     model: str = "nacc"
@@ -145,7 +190,7 @@ class CrossbarConfig(BaseModel):
     cols: int = Field(ge=1, le=4096)
     access: Literal["1r", "1t1r"] = "1r"
     differential: bool = False
-    bench: Literal["read", "write"] = "read"
+    bench: Literal["read", "write", "sequence"] = "read"
     save: Literal["terminals", "cells", "all"] = "terminals"
     spice_options: dict[str, float] = Field(default_factory=dict)
     wires: WiresConfig = Field(default_factory=WiresConfig)
@@ -153,6 +198,7 @@ class CrossbarConfig(BaseModel):
     read: ReadConfig = Field(default_factory=ReadConfig)
     write: WriteConfig = Field(default_factory=WriteConfig)
     transistor: TransistorConfig = Field(default_factory=TransistorConfig)
+    sequence: Optional[SequenceConfig] = None
 
 
 def load_toml(path: Path) -> dict[str, Any]:
@@ -315,6 +361,35 @@ def _device_cells(config: CrossbarConfig, base_dir: Path, resistance: np.ndarray
     return PolynomialCells.from_device_model(load_model(path), resistance)
 
 
+def stimulus(config: CrossbarConfig) -> Stimulus:
+    """The :class:`Stimulus` of ``[sequence]`` (``bench = "sequence"``)."""
+    if config.sequence is None:
+        raise CosimError('bench = "sequence" needs a [sequence] table with [[sequence.steps]]')
+    steps: list[Any] = []
+    for index, step in enumerate(config.sequence.steps):
+        if step.kind == "write":
+            steps.append(WriteStep(row=step.row, col=step.col, v_write=step.v_write, scheme=step.scheme,
+                                   width=step.width, rise=step.rise, fall=step.fall, gap=step.gap, repeat=step.repeat))
+        elif step.kind == "read":
+            steps.append(ReadStep(v_read=step.v_read, inputs=None if step.inputs is None else tuple(step.inputs),
+                                  width=step.width, rise=step.rise, fall=step.fall, gap=step.gap))
+        else:
+            if step.duration is None:
+                raise CosimError(f"sequence step {index + 1}: kind = \"pwl\" needs duration")
+            steps.append(PwlStep(duration=step.duration, rows=_lines(step.rows, index, "rows"),
+                                 cols=_lines(step.cols, index, "cols")))
+    return Stimulus(steps=tuple(steps), tstep=config.sequence.tstep, delay=config.sequence.delay)
+
+
+def _lines(table: dict[str, list[list[float]]], index: int, what: str) -> dict[int, list[list[float]]]:
+    out = {}
+    for key, wave in table.items():
+        if not key.isdigit():
+            raise CosimError(f"sequence step {index + 1}: {what} key {key!r} must be a line index (0, 1, ...)")
+        out[int(key)] = wave
+    return out
+
+
 def render(config: CrossbarConfig, base_dir: Path = Path(".")) -> str:
     """Netlist text (read or write bench) for ``config``."""
     crossbar = build_crossbar(config, base_dir)
@@ -327,6 +402,9 @@ def render(config: CrossbarConfig, base_dir: Path = Path(".")) -> str:
         title += f" seed={config.cells.seed} first_device={config.cells.first_device}"
     if config.bench == "read":
         return read_netlist(crossbar, spice_options=config.spice_options, save=config.save, title=title)
+    if config.bench == "sequence":
+        return sequence_netlist(crossbar, stimulus(config), spice_options=config.spice_options, save=config.save,
+                                title=title)
     w = config.write
     pulse = WritePulse(
         row=w.row, col=w.col, v_write=w.v_write, scheme=w.scheme, delay=w.delay,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Mapping
+from typing import TYPE_CHECKING, Literal, Mapping
 
 import numpy as np
 
@@ -18,6 +18,9 @@ from cosim.crossbar.cells import LinearCells, PolynomialCells, VerilogACells
 from cosim.crossbar.spec import Crossbar
 from cosim.errors import CosimError, NetlistError
 from cosim.spice.render import Spice, format_number, ident, render_netlist
+
+if TYPE_CHECKING:
+    from cosim.crossbar.stimulus import Stimulus
 
 Save = Literal["terminals", "cells", "all"]
 SAVE_CHOICES = ("terminals", "cells", "all")
@@ -199,3 +202,27 @@ def write_netlist(
     return render_netlist("crossbar_write.cir.j2", **context)
 
 
+
+
+def sequence_netlist(
+    crossbar: Crossbar,
+    stimulus: "Stimulus",
+    spice_options: Mapping[str, float] | None = None,
+    save: str = "terminals",
+    title: str | None = None,
+) -> str:
+    """Sequence testbench (``.tran``): PWL sources from a :class:`~cosim.crossbar.stimulus.Stimulus`.
+
+    The time step is capped at ``stimulus.tstep`` [s] so that read plateaus and pulse tops are
+    resolved; :meth:`Stimulus.read_times` gives the sampling time of each read.
+    """
+    waves = stimulus.waveforms(crossbar.rows, crossbar.cols)
+    name = title or f"cosim crossbar sequence {crossbar.rows}x{crossbar.cols} {len(stimulus.steps)} steps"
+    context = _common(crossbar, name, spice_options, save)
+    context.update(
+        row_pwl=[[(float(t), float(v)) for t, v in w] for w in waves.rows],
+        col_pwl=[[(float(t), float(v)) for t, v in w] for w in waves.cols],
+        tstep=float(stimulus.tstep),
+        tstop=float(waves.stop_time),
+    )
+    return render_netlist("crossbar_sequence.cir.j2", **context)
