@@ -156,7 +156,7 @@ class PolynomialCells:
     ) -> "PolynomialCells":
         """Device cells whose static resistance at ``v_read`` is ``resistance`` [Ω].
 
-        Uses r(R) = (G_LLRS − 1/R)/(G_LLRS − G_HHRS) with G_X = P_X(U0)/U0 (docs/device-model.md).
+        Uses r(R) = (G_LLRS − 1/R)/(G_LLRS − G_HHRS) with G_X = P_X(U0)/U0.
         """
         res = _as_matrix("resistances", resistance)
         if (res <= 0).any():
