@@ -164,3 +164,26 @@ def test_irdrop_command_writes_figure_and_maps(tmp_path):
     np.testing.assert_allclose(maps["nodal"]["i_cell_A"], maps["ngspice"]["i_cell_A"], rtol=1e-3)
     res = cli("irdrop", "--config", str(toml), "--backend", "xyz", "-o", str(tmp_path / "x.png"))
     assert res.exit_code == 2 and "nodal or ngspice" in res.output and not (tmp_path / "x.png").exists()
+
+
+def test_one_transistor_cells_probe_the_device_node():
+    g = np.random.default_rng(5).uniform(1 / 75e3, 1 / 4.5e3, size=(3, 4))
+    crossbar = Crossbar(LinearCells(g), access="1t1r")
+    cells = run_batch(read_netlist(crossbar, save="cells", spice_options=ACCURATE_OPTIONS)).cells(crossbar)
+    assert np.all(cells.v_row[0] > cells.v_dev[0])  # the access transistor drops some voltage
+    np.testing.assert_allclose(cells.i_cell[0], g * cells.v_cell[0], rtol=1e-6)
+
+
+def test_values_from_files_cannot_inject(tmp_path):
+    (tmp_path / "a.osdi").write_bytes(b"")
+    evil = "1\n.control\nshell touch /tmp/pwned\n.endc"
+    data = {"rows": 2, "cols": 2, "cells": {"kind": "veriloga", "osdi_file": "a.osdi", "va_params": {"r": evil}}}
+    with pytest.raises(CosimError):
+        cfg.render(cfg.parse_config(data), tmp_path)
+    (tmp_path / "r.csv").write_text("1,2\n3,.control\n")
+    data["cells"]["va_params"] = {"r": "r.csv"}
+    with pytest.raises(CosimError, match="r.csv"):
+        cfg.render(cfg.parse_config(data), tmp_path)
+    for step in ({"kind": "write", "v_write": evil}, {"kind": "pwl", "duration": 1e-6, "rows": {"0": [[0, evil]]}}):
+        with pytest.raises(CosimError, match="field"):
+            cfg.parse_config({"rows": 2, "cols": 2, "bench": "sequence", "sequence": {"steps": [step]}})
