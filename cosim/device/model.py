@@ -303,7 +303,7 @@ def adc_quantize(i: ArrayLike, bits: int, full_scale: float) -> ArrayLike:
 
 # --------------------------------------------------------------------------- state machine
 class DeviceArray:
-    """N devices switched by quasi-static voltage levels (docs/device-model.md).
+    """N devices switched by quasi-static voltage levels (docs/device-model.md, Switching).
 
     Every device starts in HRS of cycle 0. :meth:`apply` moves devices according to the
     voltage level (V, scalar or per device); :meth:`read` returns the current at U0.
