@@ -302,6 +302,12 @@ def adc_quantize(i: ArrayLike, bits: int, full_scale: float) -> ArrayLike:
 
 
 # --------------------------------------------------------------------------- state machine
+def _index(mask: np.ndarray) -> Union[slice, np.ndarray]:
+    """``mask`` as an index: the whole axis when every entry is selected (a view, no
+    gather), else the mask itself."""
+    return slice(None) if mask.all() else mask
+
+
 class DeviceArray:
     """N devices switched by quasi-static voltage levels (docs/device-model.md, Switching).
 
@@ -354,12 +360,12 @@ class DeviceArray:
         self.precision = precision
         self._store = np.float32 if precision == "float32" else np.float64
         p = model.var_order
-        if self._fast:  # lag history as ring buffers by block of devices (see ``hist``)
+        # lag history as ring buffers (see ``hist``): slot s of a device holds x_m, m ≡ s mod p
+        if self._fast:  # by block of devices, feature-major inside a block
             self._ring = np.zeros((-(-n // _fast.SWITCH_BLOCK), p, 4, _fast.SWITCH_BLOCK),
                                   dtype=self._store)
-            self._hist = np.zeros((n, 0))
-        else:
-            self._hist = np.zeros((n, 4 * p))
+        else:  # (p, N, 4)
+            self._ring = np.zeros((p if method == "var" else 0, n, 4))
         self.in_hrs = np.ones(n, dtype=bool)
         self.in_lrs = np.zeros(n, dtype=bool)
         self.ur_thr = np.empty(n)
@@ -368,6 +374,7 @@ class DeviceArray:
         self.r_lrs_reset = np.zeros(n)
         self.read_count = np.zeros(n, dtype=np.int64)
         self._kernel_consts: Optional[tuple] = None
+        self._normals: Optional[rng.C2CNormals] = None
         self._advance(np.ones(n, dtype=bool), first=True)
         self.ur_thr[:] = self.ur
         self.r = self.r_of_resistance(self.hrs)
@@ -375,18 +382,19 @@ class DeviceArray:
     @property
     def hist(self) -> np.ndarray:
         """Lag history (N, 4p): ``[x_n, x_{n−1}, …, x_{n−p+1}]`` of every device at its
-        current cycle n (zero before cycle 0). The compiled path keeps it as ring buffers
-        and returns a copy in this order."""
-        if not self._fast:
-            return self._hist
-        p = self.model.var_order
+        current cycle n (zero before cycle 0), a copy in this order of the ring buffers
+        kept internally."""
+        p = self.model.var_order if self.method == "var" else 0
         n = self.n_devices
         dev = np.arange(n)
-        blk, pos = dev // _fast.SWITCH_BLOCK, dev % _fast.SWITCH_BLOCK
         out = np.empty((n, 4 * p))
         for i in range(p):
             slot = (self.cycle - i) % p
-            out[:, 4 * i: 4 * i + 4] = self._ring[blk, slot, :, pos]
+            if self._fast:
+                rows = self._ring[dev // _fast.SWITCH_BLOCK, slot, :, dev % _fast.SWITCH_BLOCK]
+            else:
+                rows = self._ring[slot, dev]
+            out[:, 4 * i: 4 * i + 4] = rows
         return out
 
     # ------------------------------------------------------------ features
@@ -421,20 +429,28 @@ class DeviceArray:
         """Latent x at the (already incremented) cycle of the selected devices."""
         cyc = self.cycle[sel]
         if self.method == "var":
-            eps = self._eps(sel, cyc)
+            if not self._fast and cyc.size == self.n_devices and cyc.min() == cyc.max():
+                if self._normals is None:  # all devices in step: allocation-free normals
+                    self._normals = rng.C2CNormals(self._prefix, backend="numpy")
+                    self._eps_fm = np.empty((4, self.n_devices))
+                eps = self._normals.fill(int(cyc[0]), self._eps_fm).T
+            else:
+                eps = self._eps(sel, cyc)
             x = eps @ self.model.var_chol.T
-            if self._fast:  # only cycle 0 comes here: x_0 goes into ring slot 0
-                if self.model.var_order:
-                    dev = np.flatnonzero(sel)
-                    self._ring[dev // _fast.SWITCH_BLOCK, 0, :, dev % _fast.SWITCH_BLOCK] = x
+            p = self.model.var_order
+            if not p:
                 return x
-            if self.model.var_order:
-                h = self._hist[sel]
-                if not first:
-                    x += h @ self._big
-                h[:, 4:] = h[:, :-4]
-                h[:, :4] = x
-                self._hist[sel] = h
+            dev = np.flatnonzero(sel)
+            if self._fast:  # only cycle 0 comes here: x_0 goes into ring slot 0
+                self._ring[dev // _fast.SWITCH_BLOCK, 0, :, dev % _fast.SWITCH_BLOCK] = x
+                return x
+            n_dev = self.n_devices
+            if not first:  # x_n += [x_{n−1}, …, x_{n−p}] @ [A_1ᵀ; …; A_pᵀ]
+                x += self._gather_history(dev, cyc) @ self._big
+            if dev.size == n_dev and cyc.min() == cyc.max():
+                self._ring[int(cyc[0]) % p] = x
+            else:
+                self._ring.reshape(-1, 4)[(cyc % p) * n_dev + dev] = x
             return x
         x = np.zeros((int(sel.sum()), 4))
         for k in range(self.ma_order + 1):
@@ -446,6 +462,22 @@ class DeviceArray:
             x[ok] += eps @ self._ma[k].T
         return x
 
+    def _gather_history(self, dev: np.ndarray, cyc: np.ndarray) -> np.ndarray:
+        """[x_{n−1}, …, x_{n−p}] (m, 4p) of devices ``dev`` at their cycles n = ``cyc``
+        (numpy path; ring (p, N, 4))."""
+        p, n_dev = self.model.var_order, self.n_devices
+        out = np.empty((dev.size, 4 * p))
+        if cyc.min() == cyc.max():  # devices in step: whole slots
+            full = dev.size == n_dev
+            for i in range(p):
+                slot = self._ring[(int(cyc[0]) - 1 - i) % p]
+                out[:, 4 * i: 4 * i + 4] = slot if full else slot[dev]
+            return out
+        rows = self._ring.reshape(-1, 4)  # row s·N + d: slot s of device d
+        for i in range(p):
+            out[:, 4 * i: 4 * i + 4] = rows[((cyc - 1 - i) % p) * n_dev + dev]
+        return out
+
     def _eps(self, sel: np.ndarray, cyc: np.ndarray) -> np.ndarray:
         return self._eps_idx(np.flatnonzero(sel), cyc)
 
@@ -456,12 +488,13 @@ class DeviceArray:
 
     def _advance(self, sel: np.ndarray, first: bool = False) -> None:
         """Move the selected devices to their next cycle (or set up cycle 0)."""
+        ix = _index(sel)
         if not first:
-            self.cycle[sel] += 1
+            self.cycle[ix] += 1
         x = self._latent(sel, first)
-        mu, sigma = self.params.mu[sel], self.params.sigma[sel]
-        self.y[sel] = mu + sigma * gamma_transform(self.model, x)
-        self.read_count[sel] = 0
+        mu, sigma = self.params.mu[ix], self.params.sigma[ix]
+        self.y[ix] = mu + sigma * gamma_transform(self.model, x)
+        self.read_count[ix] = 0
 
     # ------------------------------------------------------------ switching
     def apply(self, voltage: ArrayLike) -> None:
@@ -471,38 +504,47 @@ class DeviceArray:
             return
         u = np.broadcast_to(np.asarray(voltage, dtype=np.float64), self.ids.shape)
         m = self.model
+        do_set_ = None
         # SET: not in LRS and U <= US_n
         do_set = (~self.in_lrs) & (u <= self.us)
         if do_set.any():
-            self.r[do_set] = self.r_of_resistance(self.lrs[do_set])
+            do_set_ = do_set
+            do_set = _index(do_set)
+            self.r[do_set] = self.r_of_resistance(self.y[do_set, LRS])
             self.in_lrs[do_set] = True
             self.in_hrs[do_set] = False
-            self.ur_thr[do_set] = self.ur[do_set]
+            self.ur_thr[do_set] = self.y[do_set, UR]
         # first RESET after LRS
-        first = self.in_lrs & (u > self.ur_thr) & ~do_set
+        first = self.in_lrs & (u > self.ur_thr)
+        if do_set_ is not None:
+            first &= ~do_set_
         if first.any():
+            first_ = first
+            first = _index(first)
             u1 = self.ur_thr[first]
             r_lrs = self.r[first]
             self.r_lrs_reset[first] = r_lrs
-            self._advance(first)
+            self._advance(first_)
             self.in_lrs[first] = False
             i1 = current(m, u1, r_lrs)
-            i2 = current(m, m.umax, self.r_of_resistance(self.hrs[first]))
+            i2 = current(m, m.umax, self.r_of_resistance(hrs_ohm(m, self.y[first, HRS])))
             span = np.maximum(m.umax - u1, 1e-12)
             self.tr_c[first] = i2
             self.tr_a[first] = (i1 - i2) / span**m.eta
         # partial / full RESET of devices that are in neither state
         moving = (~self.in_lrs) & (~self.in_hrs) & (u > self.ur_thr)
-        full = moving & (u >= m.umax)
-        if full.any():
-            self.r[full] = self.r_of_resistance(self.hrs[full])
+        full_ = moving & (u >= m.umax)
+        full = _index(full_)
+        if full_.any():
+            self.r[full] = self.r_of_resistance(hrs_ohm(m, self.y[full, HRS]))
             self.in_hrs[full] = True
-        part = moving & ~full
+        part = moving & ~full_
         if part.any():
+            part = _index(part)
             up = u[part]
             i_tr = self.tr_a[part] * np.abs(m.umax - up) ** m.eta + self.tr_c[part]
             r_new = r_from_point(m, i_tr, up)
-            r_hrs = self.r_of_resistance(self.hrs[part])
+            r_hrs = self.r_of_resistance(hrs_ohm(m, self.y[part, HRS]))
             lo = np.minimum(self.r_lrs_reset[part], r_hrs)
             hi = np.maximum(self.r_lrs_reset[part], r_hrs)
             self.r[part] = np.clip(r_new, lo, np.minimum(hi, self._r_max))
