@@ -33,10 +33,11 @@ TABLE = {
 STATS = ("mean", "within_sd", "sd_of_means", "q01", "q99", "acf1", "acf10", "acf50")
 
 
-@pytest.fixture(scope="module")
-def run() -> dict[str, np.ndarray]:
+@pytest.fixture(scope="module", params=["float64", "float32"])
+def run(request) -> dict[str, np.ndarray]:
+    """The validation run; ``float32``: the compiled path with its float32 lag history."""
     model = load_model(DEFAULT_MODEL)
-    d = DeviceArray(model, N_DEV, seed=SEED)
+    d = DeviceArray(model, N_DEV, seed=SEED, precision=request.param)
     out = {k: np.empty((N_DEV, N_CYC)) for k in ("HRS", "US", "LRS", "UR", "I_LRS", "I_HRS")}
     for c in range(N_CYC):
         out["US"][:, c] = d.us  # threshold that the −2 V level crosses in this cycle
