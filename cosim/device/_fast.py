@@ -585,7 +585,7 @@ def pow_array(x: np.ndarray, e: float, out: np.ndarray) -> None:
 
 # --------------------------------------------------------------------------- switching
 #: devices per block of the switching kernel; the lag history is stored by block
-SWITCH_BLOCK = 512
+SWITCH_BLOCK = 2048
 #: coefficients of the I–V polynomials as the kernels take them (leading zeros pad P_HHRS)
 POLY_N = 7
 #: coefficients of each Γ polynomial
