@@ -39,6 +39,7 @@ import pyarrow.parquet as pq
 from cosim.batch.config import Sweep
 from cosim.batch.runner import FAILED_STATUSES, STATUS_OK, JobOutcome
 from cosim.errors import CosimError
+from cosim.fileio import make_ordinary
 
 MANIFEST = "manifest.json"
 LOCK = ".lock"
@@ -60,6 +61,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     os.close(fd)
     tmp = Path(tmp_name)
     try:
+        make_ordinary(tmp)
         write(tmp)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
