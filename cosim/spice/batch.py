@@ -155,7 +155,7 @@ def _run_in(
     raw = folder / RAW_NAME
     raw.unlink(missing_ok=True)
     run, log = run_logged(
-        [str(executable), "-b", "-r", str(raw), str(source)],
+        [str(executable), "-n", "-b", "-r", str(raw), str(source)],
         cwd=cwd,
         log_stem=folder / LOG_STEM,
         timeout_s=timeout_s,
