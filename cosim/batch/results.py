@@ -54,6 +54,61 @@ class ResultDirError(CosimError):
     """The output folder cannot be used (different sweep, unreadable manifest)."""
 
 
+_LOCK_HANDLES: set[Any] = set()
+"""Open lock files of this process (closed in forked children, see below)."""
+
+
+def _close_inherited_locks() -> None:
+    """In a freshly forked child: close the copies of the parent's lock files, so that only
+    the parent holds the lock and its death frees the folder."""
+    for handle in list(_LOCK_HANDLES):
+        try:
+            os.close(handle.fileno())
+        except (OSError, ValueError):
+            pass
+    _LOCK_HANDLES.clear()
+
+
+os.register_at_fork(after_in_child=_close_inherited_locks)
+
+
+def _lock_holders(lock: Path) -> list[int]:
+    """Pids of this user's processes that have ``lock`` open (Linux ``/proc``)."""
+    target = str(lock.resolve())
+    holders = []
+    for name in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if not name.isdigit():
+            continue
+        try:
+            fds = os.listdir(f"/proc/{name}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{name}/fd/{fd}") == target:
+                    holders.append(int(name))
+                    break
+            except OSError:
+                continue
+    return sorted(holders)
+
+
+def _lock_refusal(root: Path, owner: str) -> str:
+    """Why the lock of ``root`` is busy: its live owner, or the leftovers of a dead one."""
+    import psutil
+
+    if owner.isdigit() and psutil.pid_exists(int(owner)):
+        return f"{root}: another `cosim batch` (pid {owner}) is writing to this folder"
+    holders = [pid for pid in _lock_holders(root / LOCK) if pid != os.getpid()]
+    who = f"the run of pid {owner}" if owner else "the run that locked it"
+    held = (f"processes {', '.join(map(str, holders))} still hold {root / LOCK}"
+            if holders else "another process holds the lock")
+    return (
+        f"{root}: {who} is no longer running, but {held} (leftovers of a killed run?); "
+        "stop them, then rerun"
+    )
+
+
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Call ``write(tmp)`` on a temporary file next to ``path``, fsync it, then rename it."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -164,21 +219,37 @@ class ResultStore:
             raise ResultDirError(f"{self.manifest_path}: unreadable manifest: {exc}") from None
 
     def lock(self) -> None:
-        """Take the folder's lock (released when this process ends, even by kill -9)."""
+        """Take the folder's lock and record this process as its owner.
+
+        The lock is an ``flock`` on ``.lock``: the kernel drops it when the owner dies, even by
+        ``kill -9``; processes forked from the owner close their copy at once
+        (:func:`_close_inherited_locks`). A refusal names the owner, or, if the recorded owner
+        is gone, the processes still holding the file open.
+        """
         self.root.mkdir(parents=True, exist_ok=True)
-        self._lock_handle = open(self.root / LOCK, "a+", encoding="utf-8")
+        handle = open(self.root / LOCK, "a+", encoding="utf-8")
         try:
-            fcntl.flock(self._lock_handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            self._lock_handle.close()
-            raise ResultDirError(
-                f"{self.root}: another `cosim batch` is writing to this folder"
-            ) from None
+            handle.seek(0)
+            owner = handle.read().strip()
+            handle.close()
+            raise ResultDirError(_lock_refusal(self.root, owner)) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        _LOCK_HANDLES.add(handle)
+        self._lock_handle = handle
 
     def release(self) -> None:
         """Drop the folder's lock (no-op when not held)."""
         handle = getattr(self, "_lock_handle", None)
         if handle is not None and not handle.closed:
+            handle.seek(0)
+            handle.truncate()
+            handle.flush()
+            _LOCK_HANDLES.discard(handle)
             handle.close()
 
     def begin(self, sweep: Sweep, *, force: bool, runner: dict[str, Any]) -> None:

@@ -38,7 +38,9 @@ def batch(
 
     from cosim.batch.config import load_sweep
     from cosim.batch.runner import FAILED_STATUSES, run_sweep
+    from cosim.spice._process import Terminated, exit_on_sigterm
 
+    exit_on_sigterm()  # SIGTERM: stop the pool and release the folder before exiting
     try:
         loaded = load_sweep(sweep)
         counts = run_sweep(
@@ -52,6 +54,12 @@ def batch(
         )
     except CosimError as exc:
         raise _fail(exc) from None
+    except Terminated:
+        typer.echo(
+            f"error: terminated (SIGTERM); finished jobs are kept in {out}, rerun to resume",
+            err=True,
+        )
+        raise typer.Exit(code=143) from None
     failed = sum(counts[s] for s in FAILED_STATUSES)
     summary = ", ".join(f"{k} {v}" for k, v in counts.items() if v)
     Console(stderr=False).print(

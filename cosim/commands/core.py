@@ -105,11 +105,14 @@ def run_command(
     """Simulate NETLIST and write every vector (long format) to a Parquet file."""
     from cosim.spice.batch import run_batch
     from cosim.fileio import write_frame_atomic
+    from cosim.spice._process import Terminated, check_timeout, exit_on_sigterm
     from cosim.spice.netlist_io import read_netlist_file
 
     if backend is None:
         backend = Backend.vacask if netlist.suffix.lower() == ".sim" else Backend.batch
+    exit_on_sigterm()  # SIGTERM: kill the simulator and remove its folder before exiting
     try:
+        timeout = check_timeout(timeout, "--timeout")
         if backend is Backend.vacask:  # VACASK's own dialect: run the file where it lies
             from cosim.spice.vacask import run_vacask
 
@@ -118,14 +121,16 @@ def run_command(
             text = read_netlist_file(netlist)
             result = run_batch(text, timeout_s=timeout, cwd=netlist.resolve().parent)
         else:
-            text = read_netlist_file(netlist)
             from cosim.spice.pyspice_backend import run_pyspice
 
-            result = run_pyspice(text, timeout_s=timeout)
+            result = run_pyspice(netlist, timeout_s=timeout)  # relative paths: beside it
         frame = result.to_long_frame()
         write_frame_atomic(output, frame)
     except CosimError as exc:
         raise _fail(exc) from None
+    except Terminated:
+        typer.echo(f"error: {netlist}: terminated (SIGTERM); the simulator was stopped", err=True)
+        raise typer.Exit(code=143) from None
     typer.echo(
         f"{netlist}: {len(result.plots)} plot(s), {len(frame)} rows -> {output} "
         f"({result.backend}, {result.elapsed_s:.3f} s)"

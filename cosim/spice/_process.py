@@ -4,18 +4,140 @@ Shared by the subprocess backends (:mod:`cosim.spice.batch` for ngspice,
 :mod:`cosim.spice.vacask` for VACASK). The child starts a new session, so it and anything it
 starts form one process group; stdout and stderr go to files (a pipe that nobody reads could
 block a chatty simulator). Past the time limit, or if the caller is interrupted, the whole group
-gets SIGKILL and is reaped, so nothing is left running.
+gets SIGKILL and is reaped.
+
+Descendants can leave a process group (``setsid``) or the process tree (a double fork). To
+find them anyway every run gets a *mark*: an environment variable with a value unique to the
+run, which every descendant inherits unless it clears its environment. When the run ends (exit,
+timeout or interrupt) every process of this user carrying the mark is killed
+(:func:`kill_marked`, Linux ``/proc``). The child also gets ``PR_SET_PDEATHSIG`` = SIGKILL
+(:func:`die_with_parent`), so that ``kill -9`` of the caller does not orphan the simulator.
+The batch runner (:mod:`cosim.batch.runner`) uses the same helpers for its job processes.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import math
 import os
+import secrets
 import signal
 import subprocess
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+
+RUN_MARK_ENV = "COSIM_RUN_MARK"
+"""Environment variable marking the descendants of one simulator run (see the module doc)."""
+_PR_SET_PDEATHSIG = 1
+_KILL_ROUNDS = 5
+
+
+def check_timeout(value: float, what: str = "timeout") -> float:
+    """``value`` as a float if it is a finite number of seconds > 0; else a CosimError."""
+    from cosim.errors import CosimError
+
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise CosimError(f"{what} must be a finite number of seconds > 0, got {value!r}")
+    return seconds
+
+
+def new_mark() -> str:
+    """A value for a mark variable that no other run uses."""
+    return f"{os.getpid()}-{secrets.token_hex(8)}"
+
+
+def marked_pids(variable: str, mark: str) -> list[int]:
+    """Pids of this user's processes whose environment holds ``variable=mark``."""
+    needle = f"{variable}={mark}".encode()
+    found = []
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return []
+    for name in names:
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{name}/environ", "rb") as handle:
+                data = handle.read()
+        except OSError:  # gone, or another user's process
+            continue
+        if data.startswith(needle + b"\0") or b"\0" + needle + b"\0" in data:
+            found.append(int(name))
+    return found
+
+
+def kill_marked(variable: str, mark: str) -> list[int]:
+    """SIGKILL every process carrying ``variable=mark``; return their pids.
+
+    Repeats a few rounds so that a process forking while it is being killed is caught too;
+    children of this process among them are reaped.
+    """
+    killed: list[int] = []
+    for _ in range(_KILL_ROUNDS):
+        pids = [pid for pid in marked_pids(variable, mark) if pid not in killed]
+        if not pids:
+            break
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                continue
+            killed.append(pid)
+        for pid in pids:
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+    return killed
+
+
+def _prctl():  # type: ignore[no-untyped-def]
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _prctl()
+
+
+def die_with_parent() -> None:
+    """Ask the kernel to SIGKILL this process when its parent exits (Linux; else no-op).
+
+    Call it in a freshly forked child. If the parent already exited, exits at once.
+    """
+    parent = os.getppid()
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+class Terminated(SystemExit):
+    """Raised in the main thread when the process receives SIGTERM (exit status 143)."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated(128 + signum)
+
+
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM into :class:`Terminated` (a ``SystemExit(143)``) in this process, so that
+    ``finally`` blocks run (kill the simulator, delete temporary folders, release locks) before
+    it exits. Main thread only; a no-op elsewhere."""
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
 
 
 @dataclass(frozen=True)
@@ -61,6 +183,8 @@ def run_in_group(
     group) when it is exceeded; any other exception while waiting (e.g. ``KeyboardInterrupt``)
     also kills the group before it propagates.
     """
+    timeout_s = check_timeout(timeout_s)
+    mark = new_mark()
     started = time.perf_counter()
     with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
         process = subprocess.Popen(
@@ -69,7 +193,9 @@ def run_in_group(
             stdout=out,
             stderr=err,
             cwd=cwd,
+            env={**os.environ, RUN_MARK_ENV: mark},
             start_new_session=True,
+            preexec_fn=die_with_parent,
         )
         try:
             returncode = process.wait(timeout=timeout_s)
@@ -79,6 +205,7 @@ def run_in_group(
         finally:
             if process.poll() is None:  # interrupted: leave nothing running
                 kill_group(process)
+            kill_marked(RUN_MARK_ENV, mark)  # descendants that left the group
     return GroupRun(returncode, process.pid, time.perf_counter() - started)
 
 
