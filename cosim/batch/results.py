@@ -6,6 +6,7 @@ Layout of an output folder ``DIR``::
     DIR/parts/<job_id>.parquet   one file per finished job, written as soon as it finishes
     DIR/results.parquet      all parts of the sweep, in job order (written at the end)
     DIR/stale/<time>/        parts of jobs no longer in the config (moved there by --force)
+    DIR/corrupt/<time>/      part files that could not be read or hold another job's result
 
 Table format (long / tidy): one row per job and result row; never a pivot over grid values.
 Columns: ``job_id, kind, status, error, seed, attempt, elapsed_s, pid``, then one column per
@@ -14,12 +15,18 @@ job returning one dict), then one column per result field. A failed job has one 
 its ``status`` (``error``, ``nonconverged``, ``timeout``, ``crashed``) and ``error`` message and
 empty result columns. Every file is written to a temporary file in the same folder and moved
 into place with ``os.replace``, so a killed run never leaves a partial file.
+
+A part file that cannot be read (empty, truncated, not Parquet) or whose ``job_id`` column is
+not its own name (a copied file) is never trusted: a run moves it to ``DIR/corrupt/<time>/``,
+logs a warning naming it and runs its job again; ``cosim report`` leaves it out (the job
+counts as missing).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import fcntl
+import logging
 import hashlib
 import json
 import os
@@ -40,6 +47,8 @@ from cosim.batch.config import Sweep
 from cosim.batch.runner import FAILED_STATUSES, STATUS_OK, JobOutcome
 from cosim.errors import CosimError
 from cosim.fileio import make_ordinary
+
+log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 LOCK = ".lock"
@@ -319,15 +328,32 @@ class ResultStore:
         }
 
     def finished_ids(self, *, failed_count_as_finished: bool) -> set[str]:
-        """Ids of jobs with a part file (only successful ones unless failed ones count)."""
-        if failed_count_as_finished:
-            return {p.stem for p in self.parts.glob("*.parquet")}
+        """Ids of jobs with a sound part file (only successful ones unless failed ones count).
+
+        Unreadable part files and part files holding another job's result are moved to
+        ``corrupt/`` (with a logged warning), so their jobs run again.
+        """
         done = set()
-        for part in self.parts.glob("*.parquet"):
-            status = pq.read_table(part, columns=["status"]).column("status").to_pylist()
-            if all(s == STATUS_OK for s in status):
+        bad: list[tuple[Path, str]] = []
+        for part in sorted(self.parts.glob("*.parquet")):
+            table = read_part(part, ["job_id", "status"])
+            if isinstance(table, str):
+                bad.append((part, table))
+                continue
+            statuses = table.column("status").to_pylist()
+            if failed_count_as_finished or all(s == STATUS_OK for s in statuses):
                 done.add(part.stem)
+        if bad:
+            self._quarantine(bad)
         return done
+
+    def _quarantine(self, bad: list[tuple[Path, str]]) -> None:
+        target = self.root / "corrupt" / dt.datetime.now().strftime("%Y%m%dT%H%M%S%f")
+        target.mkdir(parents=True, exist_ok=True)
+        for part, reason in bad:
+            shutil.move(str(part), target / part.name)
+            log.warning("corrupt part file %s: %s; moved to %s, the job runs again",
+                        part, reason, target)
 
     def write_part(self, outcome: JobOutcome) -> None:
         """Store one finished job atomically as ``parts/<job_id>.parquet``."""
@@ -353,12 +379,44 @@ class ResultStore:
         return counts
 
 
+def read_part(path: Path, columns: list[str] | None = None) -> pa.Table | str:
+    """The table of one part file, or the reason it cannot be trusted (a one-line text).
+
+    A part must be a readable Parquet file with at least one row whose ``job_id`` column
+    holds only the file's own name (``<job_id>.parquet``).
+    """
+    wanted = None if columns is None else list(dict.fromkeys(["job_id", *columns]))
+    try:
+        if path.stat().st_size == 0:
+            return "empty file (0 bytes)"
+        table = pq.read_table(path, columns=wanted)
+    except (OSError, pa.ArrowException, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return f"unreadable ({first})"
+    if table.num_rows == 0:
+        return "no rows"
+    ids = set(table.column("job_id").to_pylist())
+    if ids != {path.stem}:
+        other = ", ".join(sorted(str(i) for i in ids - {path.stem})) or "none"
+        return f"holds the result of job {other}, not of job {path.stem}"
+    return table
+
+
 def read_parts_table(parts_dir: Path, job_ids: list[str]) -> pa.Table | None:
-    """Concatenate the part files of ``job_ids`` that exist, in that order (None if none)."""
-    paths = [p for jid in job_ids if (p := parts_dir / f"{jid}.parquet").is_file()]
-    if not paths:
+    """Concatenate the sound part files of ``job_ids`` that exist, in that order (None if
+    none); unsound ones are left out with a logged warning."""
+    tables = []
+    for jid in dict.fromkeys(job_ids):
+        path = parts_dir / f"{jid}.parquet"
+        if not path.is_file():
+            continue
+        table = read_part(path)
+        if isinstance(table, str):
+            log.warning("corrupt part file %s left out: %s", path, table)
+            continue
+        tables.append(table)
+    if not tables:
         return None
-    tables = [pq.read_table(p) for p in paths]
     try:
         return pa.concat_tables(tables, promote_options="permissive")
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
@@ -406,5 +464,9 @@ def load_results(root: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     job_ids = [job["id"] for job in manifest.get("jobs", [])]
     results = root / RESULTS
     if manifest.get("status") == "complete" and results.is_file():
-        return pd.read_parquet(results), manifest
+        try:
+            return pd.read_parquet(results), manifest
+        except (OSError, pa.ArrowException, ValueError) as exc:
+            log.warning("%s is unreadable (%s); reading the part files instead", results,
+                        str(exc).strip().splitlines()[0] if str(exc).strip() else "empty")
     return read_parts(store.parts, job_ids), manifest
