@@ -32,6 +32,8 @@ from pathlib import Path
 
 RUN_MARK_ENV = "COSIM_RUN_MARK"
 """Environment variable marking the descendants of one simulator run (see the module doc)."""
+POLL_INTERVAL_S = 0.5
+"""How often a running simulator's progress is looked at, seconds."""
 _PR_SET_PDEATHSIG = 1
 _KILL_ROUNDS = 5
 
@@ -176,12 +178,14 @@ def run_in_group(
     stdout_path: Path,
     stderr_path: Path,
     timeout_s: float,
+    poll: Callable[[], None] | None = None,
 ) -> GroupRun:
     """Run ``argv`` in a new session with ``cwd``; write its output to the two files.
 
     ``timeout_s``: wall-clock limit in seconds. Raises :class:`GroupTimeout` (after killing the
     group) when it is exceeded; any other exception while waiting (e.g. ``KeyboardInterrupt``)
-    also kills the group before it propagates.
+    also kills the group before it propagates. ``poll`` (if given) is called about every
+    :data:`POLL_INTERVAL_S` seconds while the child runs (progress reports).
     """
     timeout_s = check_timeout(timeout_s)
     mark = new_mark()
@@ -198,7 +202,7 @@ def run_in_group(
             preexec_fn=die_with_parent,
         )
         try:
-            returncode = process.wait(timeout=timeout_s)
+            returncode = _wait(process, started + timeout_s, poll)
         except subprocess.TimeoutExpired:
             kill_group(process)
             raise GroupTimeout(process.pid, timeout_s) from None
@@ -207,6 +211,21 @@ def run_in_group(
                 kill_group(process)
             kill_marked(RUN_MARK_ENV, mark)  # descendants that left the group
     return GroupRun(returncode, process.pid, time.perf_counter() - started)
+
+
+def _wait(process: subprocess.Popen[bytes], deadline: float,
+          poll: Callable[[], None] | None) -> int:
+    """Wait for ``process`` until ``deadline`` (``perf_counter`` time), calling ``poll``."""
+    while True:
+        left = deadline - time.perf_counter()
+        if left <= 0:
+            raise subprocess.TimeoutExpired(process.args, 0)
+        try:
+            return process.wait(timeout=left if poll is None else min(left, POLL_INTERVAL_S))
+        except subprocess.TimeoutExpired:
+            if poll is None:
+                raise
+            poll()
 
 
 def read_text(path: Path) -> str:
@@ -233,6 +252,7 @@ def run_logged(
     timeout_s: float,
     what: str,
     tail: Callable[[str], str],
+    poll: Callable[[], None] | None = None,
 ) -> tuple[GroupRun, str]:
     """Run ``argv`` with :func:`run_in_group`, stdout/stderr in ``log_stem`` + ``.out``/``.err``.
 
@@ -244,7 +264,9 @@ def run_logged(
 
     out, err = log_stem.with_suffix(".out"), log_stem.with_suffix(".err")
     try:
-        run = run_in_group(argv, cwd=cwd, stdout_path=out, stderr_path=err, timeout_s=timeout_s)
+        run = run_in_group(
+            argv, cwd=cwd, stdout_path=out, stderr_path=err, timeout_s=timeout_s, poll=poll
+        )
     except GroupTimeout as timeout:
         log = read_text(out) + read_text(err)
         error = SimulationTimeout(
