@@ -180,3 +180,19 @@ def test_worker_runs_in_a_private_folder_removed_with_it(tmp_path: Path,
     finally:
         worker.close()
     assert not cwd.exists()
+
+
+def test_vacask_postprocess_steps_do_not_run(tmp_path: Path) -> None:
+    from cosim.spice.vacask import run_vacask
+
+    script = tmp_path / "post.py"
+    script.write_text(f"open({str(_marker(tmp_path))!r}, 'w').write('x')\n")
+    netlist = tmp_path / "post.sim"
+    netlist.write_text(
+        'post test\nload "spice/resistor.osdi"\nmodel vsource vsource\nmodel rspice sp_resistor\n'
+        "ground 0\nv1 (in 0) vsource dc=1\nr1 (in out) rspice r=1k\nr2 (out 0) rspice r=3k\n"
+        'control\n  options rawfile="binary"\n  save default\n  analysis op1 op\n'
+        f'  postprocess(PYTHON, "{script}")\nendc\n'
+    )
+    assert run_vacask(netlist, timeout_s=60)["v(out)"][0] == pytest.approx(0.75)
+    assert not _marker(tmp_path).exists()
