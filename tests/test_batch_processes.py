@@ -80,7 +80,12 @@ def _assert_lock_free(out: Path) -> None:
 def test_killed_runner_takes_workers_and_jobs_with_it(tmp_path: Path, sig: int) -> None:
     proc, out, descendants = _start_batch(tmp_path)
     proc.send_signal(sig)  # the runner only, not its process group
-    proc.wait(timeout=30)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail(f"runner still alive 30 s after signal {sig}: "
+                    f"{(tmp_path / 'stderr.txt').read_text()}")
     _assert_gone(descendants)
     _assert_lock_free(out)
     if sig == signal.SIGTERM:

@@ -62,9 +62,11 @@ def test_star_hash_comment_commands_are_refused(tmp_path: Path) -> None:
     assert not _marker(tmp_path).exists()
 
 
-def test_ng_script_decks_are_refused() -> None:
+def test_ng_script_decks_and_command_titles_are_refused() -> None:
     with pytest.raises(NetlistError, match="ng_script"):
         prepare_netlist(f"*ng_script\n{CIRCUIT}")
+    with pytest.raises(NetlistError, match=r"line 1.*\*#"):
+        prepare_netlist(f"*# shell ls\n{CIRCUIT}")
 
 
 def test_included_control_block_is_refused_and_never_runs(tmp_path: Path) -> None:

@@ -68,11 +68,14 @@ _LOCK_HANDLES: set[Any] = set()
 
 
 def _close_inherited_locks() -> None:
-    """In a freshly forked child: close the copies of the parent's lock files, so that only
-    the parent holds the lock and its death frees the folder."""
+    """In a freshly forked child: drop the copies of the parent's lock files, so that only
+    the parent holds the lock and its death frees the folder. The descriptor is pointed at
+    /dev/null rather than closed, so the child's file object never closes a reused number."""
     for handle in list(_LOCK_HANDLES):
         try:
-            os.close(handle.fileno())
+            null = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(null, handle.fileno())
+            os.close(null)
         except (OSError, ValueError):
             pass
     _LOCK_HANDLES.clear()

@@ -201,7 +201,9 @@ def flatten(lines: list[SourceLine], folder: Path, top: Path | None = None) -> l
 
 
 def check_title(title: str, origin: str) -> None:
-    """Refuse a ``*ng_script`` title: ngspice would run the whole deck as a script."""
+    """Refuse a ``*ng_script`` title (ngspice would run the whole deck as a script) and a
+    ``*#`` title (a command line wherever it stands)."""
+    refuse_command_lines(title, origin, 1, included=False)
     if title.strip().lower().startswith("*ng_script"):
         raise NetlistError(
             f"{_where(origin, 1)}: a '*ng_script' deck is an ngspice script; the in-process "
