@@ -198,3 +198,14 @@ def test_vacask_postprocess_steps_do_not_run(tmp_path: Path) -> None:
     )
     assert run_vacask(netlist, timeout_s=60)["v(out)"][0] == pytest.approx(0.75)
     assert not _marker(tmp_path).exists()
+
+
+def test_cosim_doctor_does_not_read_spiceinit(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    (tmp_path / ".spiceinit").write_text(_shell(tmp_path) + "\n")
+    done = subprocess.run([sys.executable, "-m", "cosim.cli", "doctor"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert "OSDI chain" in done.stdout, done.stderr
+    assert not _marker(tmp_path).exists()
