@@ -17,9 +17,13 @@ Per request the pipe costs tens of microseconds (see ``benchmarks/bench_pyspice.
 Shared mode and ``.control`` blocks: the netlist's ``.control`` … ``.endc`` block (from
 ``templates/base.cir.j2``) is removed before the circuit is handed to ``ngSpice_Circ``; its
 ``pre_osdi FILE`` lines become the shared-mode command ``osdi FILE`` (run once per worker
-per file, before the circuit is parsed) and its ``set`` / ``unset`` / ``option`` lines are
-run as commands. Any other control command (``run``, ``write``, ``shell``, …) is refused with
-a :class:`~cosim.errors.NetlistError`: analyses belong in dot cards (``.op``, ``.tran``).
+per file, before the circuit is parsed; a relative path is resolved beside the netlist file)
+and its ``set`` / ``unset`` / ``option`` lines are run as commands if they hold no shell or
+substitution syntax. Any other control command (``run``, ``write``, ``shell``, …) is refused
+with a :class:`~cosim.errors.NetlistError`: analyses belong in dot cards (``.op``, ``.tran``).
+Included files are read, checked and spliced in by :mod:`cosim.spice.deck`, and the worker
+runs in an empty private folder (no ``.spiceinit``): a netlist cannot make this backend run a
+shell command (``docs/security.md``).
 
 Memory: after every run the circuit and all plots are removed (``remcirc``, ``destroy all``);
 the worker serving :func:`run_pyspice` is additionally replaced after
