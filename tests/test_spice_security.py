@@ -209,3 +209,22 @@ def test_cosim_doctor_does_not_read_spiceinit(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=300)
     assert "OSDI chain" in done.stdout, done.stderr
     assert not _marker(tmp_path).exists()
+
+
+def test_a_spiceinit_in_the_account_home_is_reported_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import pwd
+    from types import SimpleNamespace
+
+    from cosim.spice import pyspice_backend
+
+    monkeypatch.setattr(pwd, "getpwuid", lambda uid: SimpleNamespace(pw_dir=str(tmp_path)))
+    monkeypatch.setattr(pyspice_backend, "_warned_spiceinit", set())
+    assert pyspice_backend.user_spiceinit() is None
+    (tmp_path / ".spiceinit").write_text("* empty\n")
+    assert pyspice_backend.user_spiceinit() == tmp_path / ".spiceinit"
+    pyspice_backend._warn_user_spiceinit()
+    pyspice_backend._warn_user_spiceinit()
+    warnings = [r.getMessage() for r in caplog.records if ".spiceinit" in r.getMessage()]
+    assert len(warnings) == 1 and str(tmp_path) in warnings[0]

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import atexit
 import glob
+import logging
 import os
 import re
 import shutil
@@ -61,6 +62,8 @@ from cosim.errors import (
 from cosim.spice.deck import SourceLine, check_title, flatten
 from cosim.spice.render import PATH_PATTERN, format_number, ident
 from cosim.spice.result import Plot, SimResult, normalise_vector_name
+
+log = logging.getLogger(__name__)
 
 WORKER_FILE = Path(__file__).with_name("worker.py")
 LIBRARY_GLOBS = (
@@ -237,11 +240,36 @@ def change_triples(changes: Mapping[Any, float]) -> list[tuple[str, str, str]]:
 # --------------------------------------------------------------------------------------
 
 
+_warned_spiceinit: set[str] = set()
+
+
+def user_spiceinit() -> Path | None:
+    """The account's ``~/.spiceinit`` if it exists (libngspice reads it at start-up; it finds
+    the home folder in the password database, so ``HOME`` does not matter)."""
+    import pwd
+
+    try:
+        home = pwd.getpwuid(os.getuid()).pw_dir
+    except KeyError:
+        return None
+    path = Path(home) / ".spiceinit"
+    return path if path.is_file() else None
+
+
+def _warn_user_spiceinit() -> None:
+    found = user_spiceinit()
+    if found is not None and str(found) not in _warned_spiceinit:
+        _warned_spiceinit.add(str(found))
+        log.warning("%s exists: libngspice (the pyspice backend) runs its commands at start-up, "
+                    "the batch backend does not; empty or remove it for identical runs", found)
+
+
 class NgSpiceWorker:
     """One worker process hosting libngspice; requests go over a pipe, with deadlines."""
 
     def __init__(self, startup_timeout_s: float = STARTUP_TIMEOUT_S) -> None:
         self.library_path = find_libngspice()
+        _warn_user_spiceinit()
         self.requests = 0
         self._log_file = tempfile.TemporaryFile(prefix="cosim-ngspice-worker-")
         # libngspice reads ./.spiceinit at start-up (its commands may run shell commands):
