@@ -14,7 +14,8 @@ Nothing outlives the run that started it: every job process carries a mark in it
 still carrying the attempt's mark is killed, also those that left the process tree with
 ``setsid`` or a double fork. Pool workers and job processes get SIGKILL from the kernel when
 their parent dies (``PR_SET_PDEATHSIG``), so ``kill -9`` of the runner leaves no worker behind;
-SIGTERM (or Ctrl-C) of the runner kills the pool at once.
+Ctrl-C kills the pool at once, and so does SIGTERM (``cosim batch`` calls
+:func:`kill_local_pools` from its signal handler and exits).
 """
 
 from __future__ import annotations
@@ -293,6 +294,22 @@ def _init_worker(modules: list[str], kind_name: str) -> None:
             warmup()
 
 
+_LOCAL_POOLS: set[ProcessPoolExecutor] = set()
+"""Pools of this process whose jobs are running (for :func:`kill_local_pools`)."""
+
+
+def kill_local_pools() -> None:
+    """SIGKILL the workers of every running local pool, their job processes and whatever
+    those started (also outside the process tree, by the workers' job marks).
+
+    Safe to call from a signal handler: it takes no lock the interrupted code may hold.
+    """
+    for pool in list(_LOCAL_POOLS):
+        for pid in list(getattr(pool, "_processes", None) or {}):
+            _kill_tree(pid)
+            kill_marked(JOB_MARK_ENV, f"{pid}-", prefix=True)
+
+
 def _local_outcomes(jobs: list[Job], sweep: Sweep, workers: int) -> Iterator[JobOutcome]:
     """Submit every job to a new process pool now; the iterator yields their outcomes."""
     cfg = sweep.config
@@ -306,6 +323,7 @@ def _local_outcomes(jobs: list[Job], sweep: Sweep, workers: int) -> Iterator[Job
         pool.submit(run_job_isolated, job, cfg.timeout_s, cfg.retries, cfg.modules): job
         for job in jobs
     }
+    _LOCAL_POOLS.add(pool)
 
     def outcomes() -> Iterator[JobOutcome]:
         complete = False
@@ -314,9 +332,9 @@ def _local_outcomes(jobs: list[Job], sweep: Sweep, workers: int) -> Iterator[Job
                 yield _outcome_from_future(futures[future], future)
             complete = True
         finally:
-            if not complete:  # interrupted (SIGTERM, Ctrl-C, an error storing a result)
-                for pid in list(getattr(pool, "_processes", None) or {}):
-                    _kill_tree(pid)
+            if not complete:  # interrupted (Ctrl-C, an error storing a result)
+                kill_local_pools()
+            _LOCAL_POOLS.discard(pool)
             pool.shutdown(wait=True, cancel_futures=True)
 
     return outcomes()

@@ -16,6 +16,27 @@ def _fail(exc: CosimError) -> typer.Exit:
     return typer.Exit(code=2)
 
 
+def _stop_on_sigterm(out: Path) -> None:
+    """On SIGTERM: kill the pool's workers and jobs, say so, exit 143 at once.
+
+    The handler does not raise into the main thread: an exception landing inside the
+    executor's bookkeeping could leave a lock held and hang the exit. Finished jobs are safe
+    (each part file is written atomically); the folder's lock goes with the process.
+    """
+    import os
+    import signal
+
+    def stop(signum: int, frame: object) -> None:
+        from cosim.batch.runner import kill_local_pools
+
+        kill_local_pools()
+        message = f"error: terminated (SIGTERM); finished jobs are kept in {out}, rerun to resume\n"
+        os.write(2, message.encode("utf-8", "replace"))
+        os._exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+
+
 def batch(
     sweep: Path = typer.Argument(..., help="Sweep file (TOML), see docs/batch.md."),
     out: Path = typer.Option(..., "-o", "--out", help="Output folder (created; resumable)."),
@@ -38,9 +59,8 @@ def batch(
 
     from cosim.batch.config import load_sweep
     from cosim.batch.runner import FAILED_STATUSES, run_sweep
-    from cosim.spice._process import Terminated, exit_on_sigterm
 
-    exit_on_sigterm()  # SIGTERM: stop the pool and release the folder before exiting
+    _stop_on_sigterm(out)
     try:
         loaded = load_sweep(sweep)
         counts = run_sweep(
@@ -54,12 +74,6 @@ def batch(
         )
     except CosimError as exc:
         raise _fail(exc) from None
-    except Terminated:
-        typer.echo(
-            f"error: terminated (SIGTERM); finished jobs are kept in {out}, rerun to resume",
-            err=True,
-        )
-        raise typer.Exit(code=143) from None
     failed = sum(counts[s] for s in FAILED_STATUSES)
     summary = ", ".join(f"{k} {v}" for k, v in counts.items() if v)
     Console(stderr=False).print(

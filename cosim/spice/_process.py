@@ -52,13 +52,16 @@ def check_timeout(value: float, what: str = "timeout") -> float:
 
 
 def new_mark() -> str:
-    """A value for a mark variable that no other run uses."""
+    """A value for a mark variable that no other run uses: ``<this pid>-<random hex>``, so that
+    :func:`kill_marked` with ``prefix=f"{pid}-"`` finds every mark a process handed out."""
     return f"{os.getpid()}-{secrets.token_hex(8)}"
 
 
-def marked_pids(variable: str, mark: str) -> list[int]:
-    """Pids of this user's processes whose environment holds ``variable=mark``."""
+def marked_pids(variable: str, mark: str, *, prefix: bool = False) -> list[int]:
+    """Pids of this user's processes whose environment holds ``variable=mark`` (with
+    ``prefix``: a value starting with ``mark``)."""
     needle = f"{variable}={mark}".encode()
+    end = b"" if prefix else b"\0"
     found = []
     try:
         names = os.listdir("/proc")
@@ -72,20 +75,21 @@ def marked_pids(variable: str, mark: str) -> list[int]:
                 data = handle.read()
         except OSError:  # gone, or another user's process
             continue
-        if data.startswith(needle + b"\0") or b"\0" + needle + b"\0" in data:
+        if data.startswith(needle + end) or b"\0" + needle + end in data:
             found.append(int(name))
     return found
 
 
-def kill_marked(variable: str, mark: str) -> list[int]:
-    """SIGKILL every process carrying ``variable=mark``; return their pids.
+def kill_marked(variable: str, mark: str, *, prefix: bool = False) -> list[int]:
+    """SIGKILL every process carrying ``variable=mark`` (``prefix``: a value starting with
+    ``mark``); return their pids.
 
     Repeats a few rounds so that a process forking while it is being killed is caught too;
     children of this process among them are reaped.
     """
     killed: list[int] = []
     for _ in range(_KILL_ROUNDS):
-        pids = [pid for pid in marked_pids(variable, mark) if pid not in killed]
+        pids = [pid for pid in marked_pids(variable, mark, prefix=prefix) if pid not in killed]
         if not pids:
             break
         for pid in pids:
