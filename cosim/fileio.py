@@ -52,6 +52,19 @@ def make_ordinary(path: str | os.PathLike[str], mode: int = 0o666) -> None:
     os.chmod(path, mode & ~current_umask())
 
 
+_PENDING: set[str] = set()
+"""Temporary files of atomic writes in progress (removed by :func:`remove_pending_temporaries`)."""
+
+
+def remove_pending_temporaries() -> None:
+    """Delete the temporary files of atomic writes in progress (before a hard exit)."""
+    for name in list(_PENDING):
+        try:
+            os.unlink(name)
+        except OSError:
+            pass
+
+
 @contextmanager
 def atomic_path(destination: str | os.PathLike[str], *, fsync: bool = False) -> Iterator[Path]:
     """Yield a temporary path next to ``destination``; rename it into place on success.
@@ -66,6 +79,7 @@ def atomic_path(destination: str | os.PathLike[str], *, fsync: bool = False) -> 
     )
     os.close(fd)
     temp = Path(temp_name)
+    _PENDING.add(temp_name)
     try:
         make_ordinary(temp)
         yield temp
@@ -75,6 +89,7 @@ def atomic_path(destination: str | os.PathLike[str], *, fsync: bool = False) -> 
         os.replace(temp, destination)
     finally:
         temp.unlink(missing_ok=True)
+        _PENDING.discard(temp_name)
 
 
 def write_text_atomic(destination: str | os.PathLike[str], text: str) -> Path:

@@ -19,22 +19,16 @@ def _fail(exc: CosimError) -> typer.Exit:
 def _stop_on_sigterm(out: Path) -> None:
     """On SIGTERM: kill the pool's workers and jobs, say so, exit 143 at once.
 
-    The handler does not raise into the main thread: an exception landing inside the
-    executor's bookkeeping could leave a lock held and hang the exit. Finished jobs are safe
-    (each part file is written atomically); the folder's lock goes with the process.
+    Finished jobs are safe (each part file is written atomically); the folder's lock goes
+    with the process. See :func:`cosim.spice._process.exit_on_sigterm`.
     """
-    import os
-    import signal
+    from cosim.batch.runner import kill_local_pools
+    from cosim.spice._process import exit_on_sigterm
 
-    def stop(signum: int, frame: object) -> None:
-        from cosim.batch.runner import kill_local_pools
-
-        kill_local_pools()
-        message = f"error: terminated (SIGTERM); finished jobs are kept in {out}, rerun to resume\n"
-        os.write(2, message.encode("utf-8", "replace"))
-        os._exit(128 + signum)
-
-    signal.signal(signal.SIGTERM, stop)
+    exit_on_sigterm(
+        f"error: terminated (SIGTERM); finished jobs are kept in {out}, rerun to resume",
+        cleanup=kill_local_pools,
+    )
 
 
 def batch(

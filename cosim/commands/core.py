@@ -140,11 +140,12 @@ def run_command(
 ) -> None:
     """Simulate NETLIST and write every vector (long format) to a Parquet file."""
     from cosim.fileio import write_frame_atomic
-    from cosim.spice._process import Terminated, check_timeout, exit_on_sigterm
+    from cosim.spice._process import check_timeout, exit_on_sigterm
 
     if backend is None:
         backend = Backend.vacask if netlist.suffix.lower() == ".sim" else Backend.batch
-    exit_on_sigterm()  # SIGTERM: kill the simulator and remove its folder before exiting
+    # SIGTERM: kill the simulator, remove its folder and any partial output, then exit 143
+    exit_on_sigterm(f"error: {netlist}: terminated (SIGTERM); the simulator was stopped")
     try:
         timeout = check_timeout(timeout, "--timeout")
         if backend is Backend.vacask:  # VACASK's own dialect: run the file where it lies
@@ -168,9 +169,6 @@ def run_command(
         write_frame_atomic(output, frame)
     except CosimError as exc:
         raise _fail(exc) from None
-    except Terminated:
-        typer.echo(f"error: {netlist}: terminated (SIGTERM); the simulator was stopped", err=True)
-        raise typer.Exit(code=143) from None
     typer.echo(
         f"{netlist}: {len(result.plots)} plot(s), {len(frame)} rows -> {output} "
         f"({result.backend}, {result.elapsed_s:.3f} s)"

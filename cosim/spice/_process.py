@@ -128,22 +128,77 @@ def die_with_parent() -> None:
         os._exit(1)
 
 
-class Terminated(SystemExit):
-    """Raised in the main thread when the process receives SIGTERM (exit status 143)."""
+_RUNNING: dict[int, tuple[subprocess.Popen[bytes], str | None]] = {}
+"""Simulator processes started by this process and still running: pid → (process, mark)."""
+_FOLDERS: set[str] = set()
+"""Temporary folders to delete if this process is stopped by SIGTERM."""
 
 
-def _terminate(signum: int, frame: object) -> None:
-    raise Terminated(128 + signum)
+def track_process(process: subprocess.Popen[bytes], mark: str | None = None) -> None:
+    """Remember a running simulator (and its mark) for :func:`stop_everything`."""
+    _RUNNING[process.pid] = (process, mark)
 
 
-def exit_on_sigterm() -> None:
-    """Turn SIGTERM into :class:`Terminated` (a ``SystemExit(143)``) in this process, so that
-    ``finally`` blocks run (kill the simulator, delete temporary folders, release locks) before
-    it exits. Main thread only; a no-op elsewhere."""
+def untrack_process(process: subprocess.Popen[bytes]) -> None:
+    _RUNNING.pop(process.pid, None)
+
+
+def track_folder(folder: str | os.PathLike[str]) -> None:
+    """Remember a temporary folder to delete on SIGTERM (:func:`stop_everything`)."""
+    _FOLDERS.add(str(folder))
+
+
+def untrack_folder(folder: str | os.PathLike[str]) -> None:
+    _FOLDERS.discard(str(folder))
+
+
+def stop_everything() -> None:
+    """SIGKILL every tracked simulator (its process group and marked descendants), delete the
+    tracked temporary folders and the atomic writers' temporary files. For signal handlers:
+    it only sends signals and deletes files, and takes no lock the interrupted code may hold.
+    """
+    import shutil
+
+    from cosim.fileio import remove_pending_temporaries
+
+    for pid, (process, mark) in list(_RUNNING.items()):
+        try:  # a marked run leads its own process group; os calls only, no Popen locks
+            if mark is not None:
+                os.killpg(pid, signal.SIGKILL)
+            else:
+                os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        if mark is not None:
+            kill_marked(RUN_MARK_ENV, mark)
+    for folder in list(_FOLDERS):
+        shutil.rmtree(folder, ignore_errors=True)
+    remove_pending_temporaries()
+
+
+def exit_on_sigterm(message: str, cleanup: Callable[[], None] | None = None) -> None:
+    """On SIGTERM: run ``cleanup``, :func:`stop_everything`, print ``message`` (an ``error:``
+    line) on stderr and exit with status 143 at once.
+
+    The handler does not raise into the interrupted code: an exception raised from a signal
+    handler can land in a callback that ignores it, or inside bookkeeping that then keeps a
+    lock, so the exit would be lost or hang. Main thread only; a no-op elsewhere.
+    """
     import threading
 
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _terminate)
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        try:
+            if cleanup is not None:
+                cleanup()
+            stop_everything()
+        finally:
+            os.write(2, (message.rstrip("\n") + "\n").encode("utf-8", "replace"))
+            os._exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
 
 
 @dataclass(frozen=True)
@@ -205,6 +260,7 @@ def run_in_group(
             start_new_session=True,
             preexec_fn=die_with_parent,
         )
+        track_process(process, mark)
         try:
             returncode = _wait(process, started + timeout_s, poll)
         except subprocess.TimeoutExpired:
@@ -214,6 +270,7 @@ def run_in_group(
             if process.poll() is None:  # interrupted: leave nothing running
                 kill_group(process)
             kill_marked(RUN_MARK_ENV, mark)  # descendants that left the group
+            untrack_process(process)
     return GroupRun(returncode, process.pid, time.perf_counter() - started)
 
 

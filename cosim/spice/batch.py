@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cosim.errors import ConvergenceError, SimulationError
-from cosim.spice._process import quote_lines, run_logged
+from cosim.spice._process import quote_lines, run_logged, track_folder, untrack_folder
 from cosim.spice.rawfile import RawFileError, last_time_point, read_raw
 from cosim.spice.result import SimResult
 from cosim.toolchain import find_ngspice
@@ -186,6 +186,8 @@ def run_batch(
     engine = find_ngspice()
     own_folder = workdir is None
     folder = Path(tempfile.mkdtemp(prefix="cosim-batch-")) if own_folder else Path(workdir)
+    if own_folder and not keep_files:
+        track_folder(folder)
     folder.mkdir(parents=True, exist_ok=True)
     folder = folder.resolve()
     if cwd is None:
@@ -198,6 +200,7 @@ def run_batch(
     finally:
         if own_folder and not keep_files:
             shutil.rmtree(folder, ignore_errors=True)
+            untrack_folder(folder)
 
 
 def _run_in(

@@ -59,6 +59,7 @@ from cosim.errors import (
     SimulationTimeout,
     ToolchainError,
 )
+from cosim.spice._process import track_folder, track_process, untrack_folder, untrack_process
 from cosim.spice.deck import SourceLine, check_title, flatten
 from cosim.spice.render import PATH_PATTERN, format_number, ident
 from cosim.spice.result import Plot, SimResult, normalise_vector_name
@@ -296,6 +297,8 @@ class NgSpiceWorker:
         finally:
             os.close(request_r)
             os.close(answer_w)
+        track_process(self._process)  # SIGTERM of a CLI command kills it (stop_everything)
+        track_folder(self.cwd)
         self._send_conn = Connection(request_w, readable=False)
         self._recv_conn = Connection(answer_r, writable=False)
         self.pid = self._process.pid
@@ -381,6 +384,8 @@ class NgSpiceWorker:
         self._process.wait()
         self._close_pipes()
         shutil.rmtree(self.cwd, ignore_errors=True)
+        untrack_process(self._process)
+        untrack_folder(self.cwd)
 
     def close(self, timeout_s: float = 5.0) -> None:
         """Ask the worker to quit; kill it if it does not within ``timeout_s``."""

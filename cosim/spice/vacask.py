@@ -63,7 +63,7 @@ from cosim.errors import (
     ConvergenceError,
     SimulationError,
 )
-from cosim.spice._process import quote_lines, run_logged
+from cosim.spice._process import quote_lines, run_logged, track_folder, untrack_folder
 from cosim.spice.batch import LogVerdict
 from cosim.spice.netlist_io import read_netlist_text
 from cosim.spice.rawfile import RawFileError, read_raw
@@ -231,6 +231,8 @@ def run_vacask(
     limit = DEFAULT_TIMEOUT_S if timeout_s is None else float(timeout_s)
     own_folder = workdir is None
     folder = Path(tempfile.mkdtemp(prefix="cosim-vacask-")) if own_folder else Path(workdir)
+    if own_folder and not keep_files:
+        track_folder(folder)
     folder.mkdir(parents=True, exist_ok=True)
     folder = folder.resolve()
     try:
@@ -241,6 +243,7 @@ def run_vacask(
     finally:
         if own_folder and not keep_files:
             shutil.rmtree(folder, ignore_errors=True)
+            untrack_folder(folder)
 
 
 def _prepare(netlist: str | os.PathLike[str], folder: Path) -> tuple[Path, str, str]:
