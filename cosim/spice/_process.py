@@ -13,6 +13,9 @@ timeout or interrupt) every process of this user carrying the mark is killed
 (:func:`kill_marked`, Linux ``/proc``). The child also gets ``PR_SET_PDEATHSIG`` = SIGKILL
 (:func:`die_with_parent`), so that ``kill -9`` of the caller does not orphan the simulator.
 The batch runner (:mod:`cosim.batch.runner`) uses the same helpers for its job processes.
+
+Running simulators and temporary folders are tracked, so that a CLI command stopped by SIGTERM
+(:func:`exit_on_sigterm`) kills them and deletes the folders before it exits with status 143.
 """
 
 from __future__ import annotations
