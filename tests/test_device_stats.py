@@ -22,6 +22,7 @@ from cosim.device.modelfile import load_model
 from cosim.paths import DEFAULT_MODEL
 
 N_DEV, N_CYC, SEED = 512, 3000, 2024
+V_SET, V_RESET = -2.0, 1.5
 
 # feature: (mean, within-device sd, sd of device means, q01, q99, acf1, acf10, acf50), digits
 TABLE = {
@@ -33,21 +34,28 @@ TABLE = {
 STATS = ("mean", "within_sd", "sd_of_means", "q01", "q99", "acf1", "acf10", "acf50")
 
 
-@pytest.fixture(scope="module")
-def run() -> dict[str, np.ndarray]:
-    model = load_model(DEFAULT_MODEL)
-    d = DeviceArray(model, N_DEV, seed=SEED)
-    out = {k: np.empty((N_DEV, N_CYC)) for k in ("HRS", "US", "LRS", "UR", "I_LRS", "I_HRS")}
-    for c in range(N_CYC):
+def simulate(model, seed: int, n_dev: int = N_DEV, n_cyc: int = N_CYC) -> dict[str, np.ndarray]:
+    """Features per device and cycle, plus ``switched``: devices whose SET fired in every cycle."""
+    d = DeviceArray(model, n_dev, seed=seed)
+    out = {k: np.empty((n_dev, n_cyc)) for k in ("HRS", "US", "LRS", "UR", "I_LRS", "I_HRS")}
+    switched = np.ones(n_dev, dtype=bool)
+    for c in range(n_cyc):
         out["US"][:, c] = d.us  # threshold that the −2 V level crosses in this cycle
-        d.apply(-2.0)
+        d.apply(V_SET)
+        switched &= d.in_lrs
         out["I_LRS"][:, c] = d.read()
         out["UR"][:, c] = d.ur_thr
-        d.apply(1.5)
+        d.apply(V_RESET)
         out["I_HRS"][:, c] = d.read()
     out["LRS"] = model.u0 / out["I_LRS"]
     out["HRS"] = np.log10(model.u0 / out["I_HRS"])
+    out["switched"] = switched
     return out
+
+
+@pytest.fixture(scope="module")
+def run() -> dict[str, np.ndarray]:
+    return simulate(load_model(DEFAULT_MODEL), SEED)
 
 
 def _acf_per_device(a: np.ndarray, lag: int) -> np.ndarray:
