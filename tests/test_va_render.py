@@ -110,7 +110,8 @@ def test_cli_writes_file_and_reports_errors(tmp_path):
     cmd = [sys.executable, "-m", "cosim.cli", "va", "-J", "3", "--module", "myreram", "-o", str(out)]
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=PROJECT_ROOT)
     assert done.returncode == 0, done.stderr
-    assert out.read_text() == render_reram(MODEL, RenderOptions(order=3, module="myreram"))
+    assert_same_text_and_numbers(out.read_text(), render_reram(MODEL, RenderOptions(order=3, module="myreram")),
+                                 "subprocess rendering")
     bad = tmp_path / "bad.json"
     bad.write_text('{"schema_version": 1}')
     target = tmp_path / "never.va"
