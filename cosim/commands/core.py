@@ -82,9 +82,12 @@ def compile_command(
     opt_level: int = typer.Option(3, "-O", "--opt-level", help="optimisation level 0-3"),
 ) -> None:
     """Compile a Verilog-A file to OSDI with openvaf-r (cached); print the library path."""
+    from cosim.commands._guard import check_output_file
     from cosim.compile import compile_va
 
     try:
+        if output is not None:
+            check_output_file(output)
         result = compile_va(source, output, opt_level=opt_level)
     except CosimError as exc:
         raise _fail(exc) from None
@@ -107,9 +110,12 @@ def run_command(
     from cosim.fileio import write_frame_atomic
     from cosim.spice.netlist_io import read_netlist_file
 
+    from cosim.commands._guard import check_output_file
+
     if backend is None:
         backend = Backend.vacask if netlist.suffix.lower() == ".sim" else Backend.batch
     try:
+        check_output_file(output)
         if backend is Backend.vacask:  # VACASK's own dialect: run the file where it lies
             from cosim.spice.vacask import run_vacask
 

@@ -53,8 +53,11 @@ def synth_command(
     )
     from cosim.paths import DEFAULT_MODEL
 
+    from cosim.commands._guard import check_output_file
+
     model_path = model or DEFAULT_MODEL
     try:
+        check_output_file(output)
         m = load_model(model_path)
         # validate the settings on one device before streaming blocks of devices
         if fmt is SynthFormat.cycles:
@@ -108,9 +111,11 @@ def import_synaptogen_command(
     var_order: int = typer.Option(10, "--var-order", min=1, max=10, help="VAR order p (VAR_00p)"),
 ) -> None:
     """Convert the published Synaptogen parameter file into a cosim model file."""
+    from cosim.commands._guard import check_output_file
     from cosim.device.modelfile import import_synaptogen, save_model
 
     try:
+        check_output_file(output)
         m = import_synaptogen(source, var_order=var_order)
         save_model(m, output)
     except CosimError as exc:
@@ -169,9 +174,11 @@ def plots_command(
     )
     from cosim.fileio import save_figure_atomic
     from cosim.device.synth import synth_cycles, synth_iv
+    from cosim.commands._guard import check_output_folder
     from cosim.paths import DEFAULT_MODEL
 
     try:
+        check_output_folder(output_dir, "--output-dir")
         m = load_model(model or DEFAULT_MODEL)
     except CosimError as exc:
         raise _fail(exc) from None

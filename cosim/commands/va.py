@@ -24,7 +24,10 @@ def va_command(
     from cosim.paths import DEFAULT_MODEL
     from cosim.veriloga import RenderOptions, write_reram
 
+    from cosim.commands._guard import check_output_file
+
     try:
+        check_output_file(output)
         m = load_model(model or DEFAULT_MODEL)
         options = RenderOptions(order=DEFAULT_MA_ORDER if order is None else order, module=module, latch=latch)
         path = write_reram(m, output, options)

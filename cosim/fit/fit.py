@@ -34,7 +34,7 @@ import scipy.linalg
 import scipy.optimize
 import scipy.stats
 
-from cosim.errors import DataFileError
+from cosim.errors import DataFileError, ModelFileError
 from cosim.fit.extract import ExtractConfig, Segments, extract_features
 from cosim.fit.qc import QCConfig, QCReport, check_cycle_table
 from cosim.fit.readers import CYCLE_FEATURES, Format, Measurement, read_measurements
@@ -45,6 +45,14 @@ GAMMA_RANGE = 5.0
 
 
 HrsRead = Literal["after_reset", "before_set"]
+
+
+class FitError(DataFileError):
+    """The data could not be fitted; ``qc`` holds the quality-control findings so far."""
+
+    def __init__(self, message: str, qc: QCReport) -> None:
+        super().__init__(message)
+        self.qc = qc
 
 
 @dataclass
@@ -463,12 +471,19 @@ def fit_table(table: pd.DataFrame, config: FitConfig | None = None,
     """
     from threadpoolctl import threadpool_limits
 
+    report = report if report is not None else QCReport()
     with threadpool_limits(limits=1):
         try:
             return _fit_table(table, config, report, segments, base_model, kind, provenance)
         except (np.linalg.LinAlgError, scipy.linalg.LinAlgError) as exc:
-            raise DataFileError(f"numerical failure while fitting ({exc}); the data may be "
-                                "degenerate (see the QC entries)") from None
+            raise FitError(f"numerical failure while fitting ({exc}); the data may be "
+                           "degenerate (see the QC entries)", report) from None
+        except FitError:
+            raise
+        except DataFileError as exc:
+            raise FitError(str(exc), report) from None
+        except ModelFileError as exc:
+            raise FitError(f"the fitted model is not valid: {exc}", report) from None
 
 
 def _fit_table(table: pd.DataFrame, config: FitConfig | None, report: QCReport | None,
@@ -480,15 +495,15 @@ def _fit_table(table: pd.DataFrame, config: FitConfig | None, report: QCReport |
     config = config or FitConfig()
     rows, report = check_cycle_table(table, config.qc, report)
     if rows.empty:
-        raise DataFileError("no usable rows after quality control "
+        raise FitError("no usable rows after quality control "
                             f"({len(report)} QC entries; first: "
-                            f"{report.entries[0].detail if report.entries else 'none'})")
+                       f"{report.entries[0].detail if report.entries else 'none'})", report)
     kept = align_vectors(rows, config.hrs_read, report)
     codes, names = device_codes(kept)
     if names.size < config.min_devices:
-        raise DataFileError(
+        raise FitError(
             f"{names.size} usable device(s) after quality control; the device-to-device "
-            f"statistics need at least {config.min_devices} (see the QC entries)")
+            f"statistics need at least {config.min_devices} (see the QC entries)", report)
     y = feature_matrix(kept)
     mu, sigma = location_scale(y, codes)
     z = (y - mu[codes]) / sigma[codes]

@@ -19,6 +19,7 @@ import pandas as pd
 
 from cosim.fit.fit import FEATURE_NAMES, FitResult, device_codes, feature_matrix
 from cosim.fileio import write_text_atomic
+from cosim.fit.qc import QCReport
 from cosim.fit.readers import write_table
 
 FEATURE_LABELS = ("log10 HRS [log10 Ω]", "US [V]", "LRS [Ω]", "UR [V]")
@@ -391,4 +392,20 @@ def write_report(result: FitResult, folder: str | Path, seed: int = 0,
     write_table(result.mixture_table, folder / "mixture.csv")
     report = folder / "report.md"
     write_text_atomic(report, render_markdown(result, comp, list(figures), model_path))
+    return report
+
+
+def write_failed_report(qc: QCReport, folder: str | Path, error: str,
+                        input_path: str | None = None) -> Path:
+    """Report of a fit that stopped: ``qc.csv`` and a ``report.md`` with the reason and the
+    quality-control entries that led to it. Returns the path of ``report.md``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_table(qc.to_frame(), folder / "qc.csv")
+    parts = ["# Fit report: no model", ""]
+    if input_path:
+        parts += [f"Input: `{input_path}`", ""]
+    parts += [f"The fit stopped: {error}", "", "## Quality control", "", qc.to_markdown()]
+    report = folder / "report.md"
+    write_text_atomic(report, "\n".join(parts))
     return report
