@@ -46,10 +46,29 @@ class DeviceParams:
     component: np.ndarray  # (N,) int64
     mu: np.ndarray  # (N, 4)
     sigma: np.ndarray  # (N, 4)
+    redrawn: int = 0
+    """Devices whose first draw had a σ ≤ 0 or a mean LRS ≤ 0 and were drawn again."""
+
+
+#: redraws of a device whose D2D vector has σ ≤ 0 or mean LRS ≤ 0 (each with fresh normals)
+D2D_MAX_REDRAWS = 64
+
+
+def _d2d_invalid(vec: np.ndarray) -> np.ndarray:
+    """Rows of [μ; σ] (N, 8) with some σ ≤ 0 or a mean LRS (μ[2], Ω) ≤ 0."""
+    return np.any(vec[:, 4:] <= 0.0, axis=1) | (vec[:, 2] <= 0.0)
 
 
 def draw_d2d(model: DeviceModel, seed: int, device_ids: np.ndarray) -> DeviceParams:
-    """Pick a mixture component per device, then ``[μ; σ] = μDtD[:, k] + L_k z``."""
+    """Pick a mixture component per device, then ``[μ; σ] = μDtD[:, k] + L_k z``.
+
+    A Gaussian draw can give σ ≤ 0 (about 1e-4 of the devices of the published parameters),
+    which flips or freezes a feature's cycle-to-cycle variation, or a mean LRS ≤ 0 Ω. Such a
+    device is drawn again within its component with fresh normals (key cycle word = attempt
+    1, 2, ...), i.e. the D2D distribution is truncated to σ > 0 and μ_LRS > 0; the number of
+    redrawn devices is ``DeviceParams.redrawn``. Model files whose mixture would need this for
+    more than 1 % of devices are refused (:data:`cosim.device.modelfile.MAX_NONPOSITIVE_D2D`).
+    """
     seed = rng.check_seed(seed)
     ids = check_device_ids(device_ids)
     u = rng.uniform(seed, ids, 0, rng.STREAM_D2D_COMPONENT, 0)
@@ -59,7 +78,18 @@ def draw_d2d(model: DeviceModel, seed: int, device_ids: np.ndarray) -> DevicePar
     means = model.d2d_means.T[comp]  # (N, 8)
     chol = model.d2d_chol[comp]  # (N, 8, 8)
     vec = means + np.einsum("nij,nj->ni", chol, z)
-    return DeviceParams(ids, comp.astype(np.int64), vec[:, :4].copy(), vec[:, 4:].copy())
+    bad = np.flatnonzero(_d2d_invalid(vec))
+    redrawn = int(bad.size)
+    for attempt in range(1, D2D_MAX_REDRAWS + 1):
+        if bad.size == 0:
+            break
+        z = rng.normal(seed, ids[bad, None], attempt, rng.STREAM_D2D_NORMAL, np.arange(8)[None, :])
+        vec[bad] = means[bad] + np.einsum("nij,nj->ni", chol[bad], z)
+        bad = bad[_d2d_invalid(vec[bad])]
+    if bad.size:  # not reached for a valid model file (probability < 0.01 ** 64)
+        vec[bad, 4:] = np.abs(vec[bad, 4:]) + np.finfo(float).tiny
+        vec[bad, 2] = np.abs(vec[bad, 2]) + np.finfo(float).tiny
+    return DeviceParams(ids, comp.astype(np.int64), vec[:, :4].copy(), vec[:, 4:].copy(), redrawn)
 
 
 # --------------------------------------------------------------------------- C2C

@@ -1,4 +1,4 @@
-"""Versioned JSON model file of the generative ReRAM device model (DESIGN §3).
+"""Versioned JSON model file of the generative ReRAM device model (docs/device-model.md).
 
 The file is plain JSON, one object, whose keys mirror the fields of :class:`DeviceModel`
 (schema version 1)::
@@ -23,6 +23,16 @@ The file is plain JSON, one object, whose keys mirror the fields of :class:`Devi
 
 The VAR order ``p`` is ``len(var_lags)``; the lag order is explicit (newest lag first),
 unlike the reference JSON which stores ``[L | A_p | ... | A_1]``.
+
+Types are strict: numbers must be JSON numbers (``"0.2"`` is refused), ``hrs_log10`` a JSON
+boolean (``"false"`` is refused), ``name`` a string. Besides shapes, validation refuses
+
+* a VAR whose truncated MA(J) form, at the default J = :data:`DEFAULT_MA_ORDER`, keeps less
+  than :data:`MIN_MA_VARIANCE_CAPTURED` of any feature's stationary latent variance (spectral
+  radius too close to 1: the Verilog-A model would lose the cycle-to-cycle variation);
+* a D2D mixture that draws σ ≤ 0 (any feature) or a mean LRS ≤ 0 Ω for more than
+  :data:`MAX_NONPOSITIVE_D2D` of the devices (the rarer draws are redrawn, see
+  :func:`cosim.device.model.draw_d2d`).
 """
 
 from __future__ import annotations
@@ -45,6 +55,14 @@ GAMMA_CHECK_RANGE = (-4.0, 4.0)
 #: default order J of the truncated MA form: keeps >= 0.98 of the stationary latent variance
 #: of every feature for the default model (LRS is the slowest: 0.988 at J = 50, 0.983 at 45)
 DEFAULT_MA_ORDER = 50
+#: a model file is refused when the MA(DEFAULT_MA_ORDER) form keeps less than this fraction of
+#: the stationary latent variance of some feature (the default model keeps 0.988)
+MIN_MA_VARIANCE_CAPTURED = 0.9
+#: a model file is refused when more than this fraction of D2D draws (mixture-weighted) has a
+#: non-positive σ or mean LRS (the published Synaptogen parameters: about 1e-4)
+MAX_NONPOSITIVE_D2D = 0.01
+#: deepest JSON nesting read from a model file (the schema needs 3)
+MAX_JSON_DEPTH = 32
 
 
 @dataclass(eq=False)
@@ -76,6 +94,17 @@ class DeviceModel:
             setattr(self, name, _as_float_array(name, getattr(self, name)))
         for name in ("u0", "umax", "eta", "read_temperature_K", "read_bandwidth_Hz"):
             setattr(self, name, _as_float(name, getattr(self, name)))
+        if not isinstance(self.name, str):
+            raise ModelFileError(f"field 'name' must be a string, got {_json_type(self.name)}")
+        if not isinstance(self.hrs_log10, (bool, np.bool_)):
+            raise ModelFileError("field 'hrs_log10' must be true or false (a JSON boolean), "
+                                 f"got {_json_type(self.hrs_log10)}")
+        self.hrs_log10 = bool(self.hrs_log10)
+        if isinstance(self.features, str) or not all(isinstance(f, str) for f in self.features):
+            raise ModelFileError(f"field 'features' must be a list of strings, got {self.features!r}")
+        if isinstance(self.schema_version, bool) or not isinstance(self.schema_version, int):
+            raise ModelFileError(f"field 'schema_version' must be an integer, got "
+                                 f"{_json_type(self.schema_version)}")
         self.features = tuple(self.features)
         validate(self)
 
@@ -145,7 +174,7 @@ class DeviceModel:
         if not isinstance(data, dict):
             raise ModelFileError(f"{source}: top level must be a JSON object")
         version = data.get("schema_version")
-        if version != SCHEMA_VERSION:
+        if isinstance(version, bool) or version != SCHEMA_VERSION:
             raise ModelFileError(
                 f"{source}: field 'schema_version' is {version!r}; this cosim reads version {SCHEMA_VERSION}")
         required = ["d2d_weights", "d2d_means", "d2d_chol", "var_lags", "var_chol", "gamma",
@@ -159,8 +188,8 @@ class DeviceModel:
         if unknown:
             raise ModelFileError(f"{source}: unknown field(s) {', '.join(unknown)}")
         kwargs = {k: data[k] for k in known if k in data and k != "schema_version"}
-        if "features" in kwargs:
-            kwargs["features"] = tuple(kwargs["features"])
+        if "features" in kwargs and not isinstance(kwargs["features"], list):
+            raise ModelFileError(f"{source}: field 'features' must be a list of strings")
         try:
             return cls(**kwargs)
         except ModelFileError as exc:
@@ -168,21 +197,55 @@ class DeviceModel:
 
 
 # ----------------------------------------------------------------- validation
+def _json_type(value: Any) -> str:
+    """How a value reads in JSON terms, for messages (``null``, ``string "0.2"`` ...)."""
+    if value is None:
+        return "null"
+    if isinstance(value, (bool, np.bool_)):
+        return f"boolean {str(bool(value)).lower()}"
+    if isinstance(value, str):
+        return f"string {value[:40]!r}"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
 def _as_float_array(name: str, value: Any) -> np.ndarray:
+    """Strict: nested lists of numbers (or a numeric array); no strings, booleans or null."""
     try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ModelFileError(f"field '{name}' is not a numeric array") from None
+        raw = np.asarray(value)
+    except (TypeError, ValueError):  # ragged nesting
+        raise ModelFileError(f"field '{name}' is not a numeric array (ragged nesting)") from None
+    if raw.dtype.kind == "O":
+        bad = next((v for v in raw.ravel() if isinstance(v, (str, bool, type(None), list, dict))),
+                   None)
+        if bad is not None or not all(isinstance(v, (int, float)) for v in raw.ravel()):
+            shown = _json_type(bad) if bad is not None else "a ragged array"
+            raise ModelFileError(f"field '{name}' is not a numeric array (contains {shown})")
+        try:
+            raw = raw.astype(np.float64)
+        except OverflowError:
+            raise ModelFileError(f"field '{name}' holds a number too large for a double") from None
+    if raw.dtype.kind not in "iuf":
+        what = {"U": "strings", "S": "strings", "b": "booleans"}.get(raw.dtype.kind, raw.dtype.name)
+        raise ModelFileError(f"field '{name}' is not a numeric array (contains {what})")
+    arr = raw.astype(np.float64)
     if not np.all(np.isfinite(arr)):
         raise ModelFileError(f"field '{name}' contains non-finite values")
     return arr
 
 
 def _as_float(name: str, value: Any) -> float:
+    """Strict: a number (not a string, boolean or null), finite."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer,
+                                                                       np.floating)):
+        raise ModelFileError(f"field '{name}' must be a number, got {_json_type(value)}")
     try:
         out = float(value)
-    except (TypeError, ValueError):
-        raise ModelFileError(f"field '{name}' must be a number, got {value!r}") from None
+    except OverflowError:
+        raise ModelFileError(f"field '{name}' is too large for a double") from None
     if not np.isfinite(out):
         raise ModelFileError(f"field '{name}' must be finite")
     return out
@@ -254,6 +317,36 @@ def var_spectral_radius(lags: np.ndarray) -> float:
     return float(np.max(np.abs(np.linalg.eigvals(companion_matrix(lags)))))
 
 
+def d2d_nonpositive_fraction(model: DeviceModel) -> np.ndarray:
+    """Per component, the probability that a D2D draw has some σ ≤ 0 or a mean LRS ≤ 0.
+
+    Each entry of ``[μ; σ] = m_k + L_k z`` is normal with sd ‖row of L_k‖; the per-entry
+    probabilities are combined as for independent entries (an upper bound up to correlation).
+    """
+    out = np.empty(model.n_components)
+    rows = [4, 5, 6, 7, 2]  # σ_HRS, σ_US, σ_LRS, σ_UR, μ_LRS
+    from scipy.special import ndtr
+
+    for k in range(model.n_components):
+        sd = np.linalg.norm(model.d2d_chol[k][rows], axis=1)
+        mean = model.d2d_means[rows, k]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            p = np.where(sd > 0, ndtr(-mean / sd), (mean <= 0).astype(float))
+        out[k] = 1.0 - np.prod(1.0 - p)
+    return out
+
+
+def _check_d2d_draws(model: DeviceModel) -> None:
+    frac = d2d_nonpositive_fraction(model)
+    total = float(frac @ (model.d2d_weights / model.d2d_weights.sum()))
+    if total > MAX_NONPOSITIVE_D2D:
+        k = int(np.argmax(frac))
+        raise ModelFileError(
+            f"fields 'd2d_means'/'d2d_chol': {total:.3g} of the D2D draws would have σ <= 0 "
+            f"or a mean LRS <= 0 Ω (component {k}: {frac[k]:.3g}); at most "
+            f"{MAX_NONPOSITIVE_D2D} is accepted")
+
+
 def gamma_is_monotone(coeffs: np.ndarray, lo: float = -4.0, hi: float = 4.0) -> bool:
     """True when the polynomial (highest power first) is strictly increasing on [lo, hi]."""
     deriv = np.polyder(coeffs)
@@ -290,6 +383,14 @@ def validate(model: DeviceModel) -> None:
     rho = var_spectral_radius(lags)
     if rho >= 1.0:
         raise ModelFileError(f"field 'var_lags': VAR is not stable (companion spectral radius {rho:.4f} >= 1)")
+    kept = ma_variance_captured(lags, model.var_chol, DEFAULT_MA_ORDER)
+    if not np.all(kept >= MIN_MA_VARIANCE_CAPTURED):  # NaN (near-singular) is refused too
+        worst = int(np.argmin(np.nan_to_num(kept, nan=-1.0)))
+        raise ModelFileError(
+            f"field 'var_lags': companion spectral radius {rho:.7g} is too close to 1: the "
+            f"MA({DEFAULT_MA_ORDER}) form keeps {kept[worst]:.3g} of the {FEATURES[worst]} "
+            f"variance (need >= {MIN_MA_VARIANCE_CAPTURED})")
+    _check_d2d_draws(model)
     _shape("gamma", model.gamma, (N_FEAT, 5))
     for i, name in enumerate(FEATURES):
         if not gamma_is_monotone(model.gamma[i], *GAMMA_CHECK_RANGE):
@@ -315,11 +416,46 @@ def load_model(path: str | os.PathLike[str]) -> DeviceModel:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ModelFileError(f"{path}: cannot read model file ({exc.strerror})") from None
+    return DeviceModel.from_dict(parse_json(text, str(path)), source=str(path))
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def parse_json(text: str, source: str) -> Any:
+    """Strict JSON: no NaN/Infinity, no integer beyond a double, nesting <= MAX_JSON_DEPTH."""
+    depth = max_depth = 0
+    in_string = escaped = False
+    for ch in text:  # cheap bracket scan: refuse deep nesting before the recursive parser
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            max_depth = max(max_depth, depth)
+            if depth > MAX_JSON_DEPTH:
+                raise ModelFileError(f"{source}: JSON nested deeper than {MAX_JSON_DEPTH} levels")
+        elif ch in "]}":
+            depth -= 1
     try:
-        data = json.loads(text)
+        return json.loads(text, parse_constant=_refuse_constant, parse_int=_parse_int)
     except json.JSONDecodeError as exc:
-        raise ModelFileError(f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
-    return DeviceModel.from_dict(data, source=str(path))
+        raise ModelFileError(f"{source}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except (ValueError, RecursionError) as exc:
+        raise ModelFileError(f"{source}: invalid JSON: {exc}") from None
+
+
+def _parse_int(text: str) -> int | float:
+    if len(text.lstrip("-")) > 300:  # beyond any double (1.8e308)
+        raise ValueError(f"integer literal of {len(text)} digits is too large")
+    return int(text)
 
 
 def save_model(model: DeviceModel, path: str | os.PathLike[str]) -> None:
