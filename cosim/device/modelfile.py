@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -389,14 +390,18 @@ def validate(model: DeviceModel) -> None:
     rho = var_spectral_radius(lags)
     if rho >= 1.0:
         raise ModelFileError(f"field 'var_lags': VAR is not stable (companion spectral radius {rho:.4f} >= 1)")
-    kept = ma_variance_captured(lags, model.var_chol, DEFAULT_MA_ORDER)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # an ill-conditioned Lyapunov solve is judged below
+        kept = ma_variance_captured(lags, model.var_chol, DEFAULT_MA_ORDER)
+    if not np.all((kept > -1e-6) & (kept < 1 + 1e-6)):  # a fraction: else round-off dominates
+        raise ModelFileError("fields 'var_lags'/'var_chol': the stationary covariance of the VAR "
+                             "is numerically singular (innovations nearly collinear)")
     if not np.all(kept >= MIN_MA_VARIANCE_CAPTURED):  # NaN (near-singular) is refused too
         worst = int(np.argmin(np.nan_to_num(kept, nan=-1.0)))
         raise ModelFileError(
             f"field 'var_lags': companion spectral radius {rho:.7g} is too close to 1: the "
             f"MA({DEFAULT_MA_ORDER}) form keeps {kept[worst]:.3g} of the {FEATURES[worst]} "
             f"variance (need >= {MIN_MA_VARIANCE_CAPTURED})")
-    _check_d2d_draws(model)
     _shape("gamma", model.gamma, (N_FEAT, 5))
     for i, name in enumerate(FEATURES):
         if not gamma_is_monotone(model.gamma[i], *GAMMA_CHECK_RANGE):
@@ -412,6 +417,7 @@ def validate(model: DeviceModel) -> None:
         raise ModelFileError("fields 'iv_llrs'/'iv_hhrs': need P_LLRS(u0) > P_HHRS(u0)")
     if not isinstance(model.provenance, dict):
         raise ModelFileError("field 'provenance' must be a JSON object")
+    _check_d2d_draws(model)  # last: it evaluates Γ_LRS, checked above
 
 
 # ----------------------------------------------------------------- file I/O

@@ -1,4 +1,4 @@
-"""Fit the generative device model (DESIGN §3) to measured cycle tables or I–V loops.
+"""Fit the generative device model (docs/device-model.md) to measured cycle tables or I–V loops.
 
 Steps (each a function below, so that tests can check them one by one):
 
@@ -13,10 +13,11 @@ Steps (each a function below, so that tests can check them one by one):
    the order chosen by an information criterion (AIC/BIC/HQIC as in statsmodels'
    ``VAR.select_order``, all orders compared on the same rows), the innovation covariance
    and its Cholesky factor L;
-5. the D2D Gaussian mixture over the 8-vectors (μ_d, σ_d), K chosen by BIC
-   (:class:`sklearn.mixture.GaussianMixture`);
+5. the D2D Gaussian mixture over the 8-vectors (μ_d, σ_d), K chosen by BIC over seeded
+   restarts (:class:`sklearn.mixture.GaussianMixture`); an uncertain K (restarts disagree,
+   or a BIC margin below 10) is reported as a QC note;
 6. from I–V loops also the I–V basis polynomials (P_LLRS degree 6, P_HHRS degree 5, no
-   constant term) and the transition-curve parameters η and Umax (DESIGN §3.5/§3.6); from
+   constant term) and the transition-curve parameters η and Umax; from
    a cycle table these are taken from a base model (default: the shipped default model).
 """
 
@@ -127,7 +128,7 @@ def location_scale(y: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.nda
 
 
 def align_vectors(kept: pd.DataFrame, hrs_read: HrsRead, report: QCReport) -> pd.DataFrame:
-    """Model feature vectors (DESIGN §3.6 order) from QC-passed cycle-table rows.
+    """Model feature vectors (model order HRS, US, LRS, UR) from QC-passed cycle-table rows.
 
     The model's vector n holds the HRS that cycle n starts from, then US_n, LRS_n, UR_n.
     With ``after_reset`` rows, that HRS is in row n−1 of the same device: the first cycle of
@@ -311,13 +312,57 @@ def fit_var(x: np.ndarray, devices: np.ndarray, cycles: np.ndarray,
 
 
 # --------------------------------------------------------------------------- D2D
-def fit_mixture(vectors: np.ndarray, max_components: int, seed: int
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, pd.DataFrame]:
-    """Gaussian mixture over the per-device 8-vectors, K by BIC.
+MIXTURE_RESTARTS = 8
+"""Seeded restarts (seeds seed, seed+1, ...) of the mixture fit for every K."""
+MIXTURE_STRONG_BIC_MARGIN = 10.0
+"""A BIC difference above this is 'very strong' evidence (Kass & Raftery 1995): a smaller
+margin between the best and the next K is reported as a QC note."""
 
-    The vectors are standardized before sklearn's fit (its ``reg_covar`` is absolute) and the
-    means / covariances transformed back. Returns (weights (K,), means (8, K),
-    Cholesky factors (K, 8, 8), BIC table).
+
+@dataclass
+class MixtureChoice:
+    """How the number K of D2D mixture components was chosen."""
+
+    components: int
+    """The chosen K (smallest BIC over all restarts)."""
+    bic_margin: float
+    """BIC of the next-best K minus BIC of the chosen K (inf when only one K was tried)."""
+    k_by_restart: list[int]
+    """The K each restart alone would have chosen."""
+
+    @property
+    def stable(self) -> bool:
+        """Every restart chose the same K."""
+        return len(set(self.k_by_restart)) == 1
+
+    def note(self) -> str | None:
+        """A QC note when K is uncertain (restarts disagree or a weak BIC margin), else None."""
+        problems = []
+        if not self.stable:
+            counts = {k: self.k_by_restart.count(k) for k in sorted(set(self.k_by_restart))}
+            problems.append("the restarts chose different K (" + ", ".join(
+                f"K={k}: {n}" for k, n in counts.items()) + ")")
+        if self.bic_margin < MIXTURE_STRONG_BIC_MARGIN:
+            problems.append(f"the BIC margin to the next K is only {self.bic_margin:.3g} "
+                            f"(< {MIXTURE_STRONG_BIC_MARGIN:g})")
+        if not problems:
+            return None
+        return (f"D2D mixture K = {self.components} is uncertain: " + "; ".join(problems)
+                + "; the number of components is not well determined by these devices")
+
+
+def fit_mixture(vectors: np.ndarray, max_components: int, seed: int,
+                restarts: int = MIXTURE_RESTARTS
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, pd.DataFrame]:
+    """Gaussian mixture over the per-device 8-vectors, K by BIC over seeded restarts.
+
+    Every K = 1..K_max is fitted ``restarts`` times (k-means++ starts from seeds ``seed``,
+    ``seed + 1``, ...); K is the one with the smallest BIC over all restarts, and the model
+    is that best fit. The BIC table has, per K, the best and worst BIC over the restarts and
+    how many restarts alone chose that K (``chosen_by``); :func:`mixture_choice` summarises
+    it. The vectors are standardized before sklearn's fit (its ``reg_covar`` is absolute) and
+    the means / covariances transformed back. Returns (weights (K,), means (8, K), Cholesky
+    factors (K, 8, 8), BIC table).
     """
     from sklearn.mixture import GaussianMixture
 
@@ -327,25 +372,47 @@ def fit_mixture(vectors: np.ndarray, max_components: int, seed: int
     scale = np.where(scale > 0, scale, np.maximum(np.abs(centre) * 1e-6, 1e-12))
     data = (vectors - centre) / scale
     k_max = int(max(1, min(max_components, n // 10)))
-    best, records = None, []
+    bics = np.empty((k_max, restarts))
+    fits: list[Any] = []
     for k in range(1, k_max + 1):
-        gmm = GaussianMixture(n_components=k, covariance_type="full", n_init=5,
-                              init_params="k-means++", random_state=seed, reg_covar=1e-4,
-                              max_iter=500)
-        gmm.fit(data)
-        bic = float(gmm.bic(data))
-        records.append({"components": k, "bic": bic, "converged": bool(gmm.converged_)})
-        if best is None or bic < best[0]:
-            best = (bic, gmm)
-    gmm = best[1]
+        best = None
+        for r in range(restarts):
+            gmm = GaussianMixture(n_components=k, covariance_type="full", n_init=1,
+                                  init_params="k-means++", random_state=seed + r,
+                                  reg_covar=1e-4, max_iter=500)
+            gmm.fit(data)
+            bics[k - 1, r] = float(gmm.bic(data))
+            if best is None or bics[k - 1, r] < best[0]:
+                best = (bics[k - 1, r], gmm)
+        fits.append(best[1])
+    best_k = int(np.argmin(bics.min(axis=1))) + 1
+    gmm = fits[best_k - 1]
     order = np.argsort(-gmm.weights_)
     weights = gmm.weights_[order] / gmm.weights_[order].sum()
     means = (gmm.means_[order] * scale + centre).T
     covs = gmm.covariances_[order] * np.outer(scale, scale)
     chols = np.stack([np.linalg.cholesky(c) for c in covs])
-    table = pd.DataFrame(records)
-    table["selected"] = table["components"] == len(weights)
+    chosen = np.argmin(bics, axis=0) + 1
+    table = pd.DataFrame({
+        "components": np.arange(1, k_max + 1),
+        "bic": bics.min(axis=1),
+        "bic_worst_restart": bics.max(axis=1),
+        "chosen_by": [int(np.sum(chosen == k)) for k in range(1, k_max + 1)],
+        "converged": [bool(f.converged_) for f in fits],
+    })
+    table["selected"] = table["components"] == best_k
     return weights, means, chols, table
+
+
+def mixture_choice(table: pd.DataFrame) -> MixtureChoice:
+    """Summary of a BIC table from :func:`fit_mixture`: chosen K, BIC margin, K per restart."""
+    ordered = table.sort_values("bic")
+    best = int(ordered["components"].iloc[0])
+    margin = (float(ordered["bic"].iloc[1] - ordered["bic"].iloc[0]) if len(ordered) > 1
+              else float("inf"))
+    by_restart = [int(k) for k, n in zip(table["components"], table["chosen_by"])
+                  for _ in range(int(n))]
+    return MixtureChoice(best, margin, by_restart)
 
 
 # --------------------------------------------------------------------------- I–V
@@ -412,7 +479,7 @@ def _basis_current(llrs: np.ndarray, hhrs: np.ndarray, u0: float, u: np.ndarray,
 def fit_transition(segments: Segments, llrs: np.ndarray, hhrs: np.ndarray, u0: float,
                    eta0: float = 3.0, seed: int = 0,
                    max_samples: int = 50_000) -> tuple[float, float, dict[str, float]]:
-    """η and Umax of the partial-RESET transition curve (DESIGN §3.6) by least squares.
+    """η and Umax of the partial-RESET transition curve by least squares.
 
     For UR < U < Umax the model current is I_tr(U) = c + (I_LRS(UR) − c)·((Umax−U)/(Umax−UR))^η
     with c = I(HRS_next, Umax); for U ≥ Umax it is I(HRS_next, U). Relative residuals.
@@ -526,6 +593,10 @@ def _fit_table(table: pd.DataFrame, config: FitConfig | None, report: QCReport |
     var_chol = np.linalg.cholesky(sigma_u)
     weights, means, chols, mixtures = fit_mixture(np.hstack([mu, sigma]),
                                                   config.max_components, config.seed)
+    choice = mixture_choice(mixtures)
+    note = choice.note()
+    if note is not None:
+        report.add("info", None, None, note, "kept")
     base = base_model if base_model is not None else load_model(DEFAULT_MODEL)
     iv_info: dict[str, Any] = {"source": "base model (cycle-table input has no I–V data)",
                                "base_model": base.name}
@@ -556,6 +627,10 @@ def _fit_table(table: pd.DataFrame, config: FitConfig | None, report: QCReport |
         "var_order_criterion": config.ic if config.var_order is None else "fixed",
         "var_rows": var_rows,
         "mixture_components": int(weights.size),
+        "mixture_restarts": len(choice.k_by_restart),
+        "mixture_bic_margin": (round(choice.bic_margin, 3) if np.isfinite(choice.bic_margin)
+                               else None),
+        "mixture_k_by_restart": choice.k_by_restart,
         "iv": iv_info,
         "qc_counts": {f"{r.kind}/{r.action}": int(r.entries)
                       for r in report.counts().itertuples(index=False)},
@@ -602,7 +677,8 @@ def fit_measurement(measurement: Measurement, config: FitConfig | None = None,
     if measurement.kind == "cycles":
         return fit_table(measurement.frame, config, base_model=base_model, kind="cycles",
                          provenance=provenance)
-    table, segments, report = extract_features(measurement.frame, config.extract)
+    table, segments, report = extract_features(measurement.frame, config.extract,
+                                               glitch_factor=config.qc.glitch_v_factor)
     result = fit_table(table, config, report=report, segments=segments,
                        base_model=base_model, kind="iv", provenance=provenance)
     result.iv_frame = measurement.frame

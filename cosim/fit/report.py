@@ -1,6 +1,6 @@
 """Validation report of a fit: the data and the fitted model side by side.
 
-:func:`feature_statistics` computes the statistics of DESIGN §3.7 (mean, within-device sd,
+:func:`feature_statistics` computes the validation statistics of the model (mean, within-device sd,
 sd of device means, 1 %/99 % quantiles, within-device autocorrelation at given lags) and
 :func:`correlation_matrix` the lag-0 correlation of the within-device standardized features.
 :func:`write_report` draws the fitted model's own data (same devices × cycles, seeded), and
@@ -58,7 +58,7 @@ def autocorrelation(y: np.ndarray, codes: np.ndarray, cycles: np.ndarray,
 
 def feature_statistics(table: pd.DataFrame,
                        lags: tuple[int, ...] = DEFAULT_LAGS) -> pd.DataFrame:
-    """DESIGN §3.7 statistics per feature (HRS in log10 Ω, LRS in Ω, US/UR in V)."""
+    """Validation statistics per feature (HRS in log10 Ω, LRS in Ω, US/UR in V)."""
     y, codes, cycles = _sorted_arrays(table)
     frame = pd.DataFrame(y).groupby(codes)
     dev_mean = frame.mean().to_numpy()
@@ -323,13 +323,16 @@ def render_markdown(result: FitResult, comp: Comparison, figures: list[str],
         f"{_latent_corr(m)[0, 1]:+.3f}, (LRS, UR) {_latent_corr(m)[2, 3]:+.3f} "
         "(the shipped default model: −0.23, +0.19).",
         f"* D2D mixture: K = {m.n_components}, weights "
-        + ", ".join(f"{w:.3f}" for w in m.d2d_weights) + ".",
+        + ", ".join(f"{w:.3f}" for w in m.d2d_weights) + f"; chosen by BIC over "
+        f"{prov.get('mixture_restarts', '?')} seeded restarts per K, BIC margin to the next K "
+        f"{prov.get('mixture_bic_margin')}, K chosen by each restart "
+        f"{prov.get('mixture_k_by_restart')}.",
         f"* I–V basis, η = {m.eta:.4g}, Umax = {m.umax:.4g} V: {prov.get('iv', {}).get('source')}.",
         "", "Information criteria per VAR order (same rows for every order):", "",
         _frame_md(result.order_table), "",
         "BIC per number of mixture components:", "",
         _frame_md(result.mixture_table), "",
-        "## Statistics of data and model (DESIGN §3.7)", "",
+        "## Statistics of data and model", "",
         "The model columns come from data drawn from the fitted model with the same number of "
         "devices and cycles (seeded). HRS in log10 Ω, LRS in Ω, US/UR in V; `acfK` is the "
         "within-device autocorrelation at lag K.", "",
