@@ -29,7 +29,7 @@ from cosim.errors import DataFileError
 Format = Literal["auto", "cycles", "iv"]
 
 CYCLE_FEATURES: tuple[str, ...] = ("HRS_ohm", "US_V", "LRS_ohm", "UR_V")
-"""Canonical feature columns of a cycle table, SI units, in the model's feature order."""
+"""Canonical feature columns of a cycle table, SI units, in docs/device-model.md order."""
 
 #: canonical column → (dimension, squashed lower-case aliases)
 _COLUMNS: dict[str, tuple[str, frozenset[str]]] = {
