@@ -62,10 +62,12 @@ def test_existing_output_file_is_replaced(tmp_path: Path) -> None:
     assert result.exit_code == 0 and out.read_text().startswith("*")
 
 
-def test_negative_random_seed(tmp_path: Path) -> None:
+def test_negative_seeds(tmp_path: Path, cycles_csv: Path) -> None:
     out = tmp_path / "x.cir"
     fails_cleanly(["netlist", "crossbar", "--rows", "2", "--cols", "2", "--random-seed", "-1",
                    "-o", str(out)], "random_seed", "greater than or equal to 0")
+    fails_cleanly(["mdm", "--rows", "4", "--cols", "4", "--seed", "-1"], "--seed must be in")
+    fails_cleanly(["fit", str(cycles_csv), "-o", str(out), "--seed", "-1"], "--seed must be in")
     assert not out.exists()
 
 

@@ -111,6 +111,8 @@ def mdm(
     from cosim.commands._guard import check_memory, check_output_file
 
     try:
+        if not 0 <= seed < 2**32 - 1:
+            raise CosimError(f"--seed must be in 0..{2**32 - 2} (got {seed})")
         if json_out is not None:
             check_output_file(json_out, "--json")
         if matrix is not None:

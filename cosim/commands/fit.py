@@ -57,6 +57,8 @@ def _run(input_csv: Path, output: Path, report: Optional[Path], fmt: str, seed: 
         if report.resolve() == output.resolve():
             raise CosimError(f"--report {report} and --output {output} are the same path")
 
+    if not 0 <= seed <= 2**31 - 1 - 16:  # restarts use seed, seed + 1, ...
+        raise CosimError(f"--seed must be in 0..{2**31 - 17} (got {seed})")
     if fmt not in ("auto", "cycles", "iv"):
         raise CosimError(f"--format must be auto, cycles or iv (got {fmt!r})")
     if ic not in ("aic", "bic", "hqic"):
