@@ -251,7 +251,7 @@ def _cycle_column(series: pd.Series, lines: np.ndarray, path: Path, header: str)
     if frac.any():
         i = int(np.flatnonzero(frac)[0])
         raise DataFileError(f"{path}: line {lines[i]}, column {header!r}: cycle index "
-                            f"{values[i]!r} is not an integer")
+                            f"{float(values[i]):.10g} is not an integer")
     if np.abs(values).max(initial=0) > 2**53:
         raise DataFileError(f"{path}: column {header!r}: cycle index out of range")
     return values.astype(np.int64)
