@@ -134,6 +134,7 @@ def show_command(
     from cosim.device.model import basis_conductances
     from cosim.device.modelfile import (
         DEFAULT_MA_ORDER,
+        d2d_invalid_fraction,
         load_model,
         ma_variance_captured,
         var_spectral_radius,
@@ -149,6 +150,8 @@ def show_command(
     g_l, g_h = basis_conductances(m)
     typer.echo(f"name: {m.name}  schema {m.schema_version}")
     typer.echo(f"D2D components K = {m.n_components}, weights {np.round(m.d2d_weights, 4).tolist()}")
+    invalid = float(d2d_invalid_fraction(m) @ (m.d2d_weights / m.d2d_weights.sum()))
+    typer.echo(f"D2D draws redrawn (sigma <= 0 or LRS reaching 0 ohm): {invalid:.2g} of devices")
     typer.echo(f"VAR order p = {m.var_order}, companion spectral radius {var_spectral_radius(m.var_lags):.4f}")
     typer.echo(f"MA order J = {j}: stationary variance kept "
                + ", ".join(f"{f} {k:.3f}" for f, k in zip(m.features, kept)))
