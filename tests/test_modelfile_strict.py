@@ -128,3 +128,10 @@ def test_d2d_draws_never_give_negative_resistances() -> None:
 def test_mixture_with_many_invalid_draws_is_refused() -> None:
     with pytest.raises(ModelFileError, match=r"'d2d_means'/'d2d_chol': 0\.\d+ of the D2D draws"):
         DeviceModel.from_dict(wide_lrs_spread(1.5))
+
+
+def test_model_show_reports_the_redraw_fraction() -> None:
+    result = CliRunner().invoke(app, ["model", "show"])
+    assert result.exit_code == 0, result.output
+    line = next(l for l in result.output.splitlines() if l.startswith("D2D draws redrawn"))
+    assert 1e-5 < float(line.split(":")[1].split()[0]) < 1e-3  # about 1e-4 of devices
