@@ -135,3 +135,16 @@ def test_model_show_reports_the_redraw_fraction() -> None:
     assert result.exit_code == 0, result.output
     line = next(l for l in result.output.splitlines() if l.startswith("D2D draws redrawn"))
     assert 1e-5 < float(line.split(":")[1].split()[0]) < 1e-3  # about 1e-4 of devices
+
+
+def test_non_utf8_and_nested_files_are_refused_by_every_reader(tmp_path: Path) -> None:
+    from cosim.device.modelfile import import_synaptogen
+
+    binary, nested = tmp_path / "bin.json", tmp_path / "nested.json"
+    binary.write_bytes(b'{"name": "caf\xe9"}')
+    nested.write_text("[" * 5000 + "]" * 5000)
+    for reader in (load_model, import_synaptogen):
+        with pytest.raises(ModelFileError, match="not UTF-8"):
+            reader(binary)
+        with pytest.raises(ModelFileError, match="nested deeper"):
+            reader(nested)

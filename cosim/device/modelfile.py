@@ -428,6 +428,8 @@ def load_model(path: str | os.PathLike[str]) -> DeviceModel:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ModelFileError(f"{path}: cannot read model file ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise ModelFileError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     return DeviceModel.from_dict(parse_json(text, str(path)), source=str(path))
 
 
@@ -489,11 +491,14 @@ def import_synaptogen(json_path: str | os.PathLike[str], var_order: int = 10) ->
     """
     path = Path(json_path)
     try:
-        src = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ModelFileError(f"{path}: cannot read ({exc.strerror})") from None
-    except json.JSONDecodeError as exc:
-        raise ModelFileError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
+    except UnicodeDecodeError as exc:
+        raise ModelFileError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    src = parse_json(text, str(path))
+    if not isinstance(src, dict):
+        raise ModelFileError(f"{path}: top level must be a JSON object")
     missing = [k for k in SYNAPTOGEN_KEYS if k not in src]
     var_key = f"VAR_{var_order:03d}"
     if var_key not in src:
