@@ -15,7 +15,7 @@ from cosim.cli import app
 from cosim.device.modelfile import load_model
 from cosim.device.synth import synth_cycles, synth_iv
 from cosim.errors import DataFileError
-from cosim.fit.extract import extract_features
+from cosim.fit.extract import clean_samples, extract_features
 from cosim.fit.fit import fit_mixture, mixture_choice
 from cosim.fit.qc import QCConfig, check_cycle_table
 from cosim.fit.readers import read_measurements
@@ -77,6 +77,8 @@ def test_iv_glitches_are_excluded_and_reported(loops: pd.DataFrame) -> None:
     assert missing["column"].tolist() == ["t_s"] and missing["cycle"].tolist() == [1]
     features = ["HRS_ohm", "US_V", "LRS_ohm", "UR_V"]
     np.testing.assert_allclose(table[features].to_numpy(), clean[features].to_numpy(), rtol=0.02)
+    kept = clean_samples(bad)  # what the report's I–V figure shows
+    assert len(kept) == len(bad) - 3 and kept["V"].abs().max() < 2.5
 
 
 def test_device_in_other_units_is_flagged() -> None:

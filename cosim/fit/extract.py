@@ -283,6 +283,16 @@ def _drop_voltage_glitches(frame: pd.DataFrame, factor: float, report: QCReport)
     return frame.loc[~spikes].reset_index(drop=True)
 
 
+def clean_samples(frame: pd.DataFrame, glitch_factor: float = QCConfig.glitch_v_factor
+                  ) -> pd.DataFrame:
+    """The I–V samples without overflow codes, empty time stamps and voltage glitches (what
+    :func:`extract_features` excludes as ``glitch``/``missing``), e.g. for plots."""
+    scratch = QCReport()
+    frame = _drop_bad_samples(frame, scratch)
+    finite = np.isfinite(frame["V"].to_numpy(dtype=float)) & np.isfinite(frame["I"].to_numpy(dtype=float))
+    return _drop_voltage_glitches(frame.loc[finite].reset_index(drop=True), glitch_factor, scratch)
+
+
 def extract_features(frame: pd.DataFrame, cfg: ExtractConfig | None = None,
                      report: QCReport | None = None,
                      glitch_factor: float = QCConfig.glitch_v_factor

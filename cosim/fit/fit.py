@@ -36,7 +36,7 @@ import scipy.optimize
 import scipy.stats
 
 from cosim.errors import DataFileError, ModelFileError
-from cosim.fit.extract import ExtractConfig, Segments, extract_features
+from cosim.fit.extract import ExtractConfig, Segments, clean_samples, extract_features
 from cosim.fit.qc import QCConfig, QCReport, check_cycle_table
 from cosim.fit.readers import CYCLE_FEATURES, Format, Measurement, read_measurements
 
@@ -701,7 +701,7 @@ def fit_measurement(measurement: Measurement, config: FitConfig | None = None,
                                                glitch_factor=config.qc.glitch_v_factor)
     result = fit_table(table, config, report=report, segments=segments,
                        base_model=base_model, kind="iv", provenance=provenance)
-    result.iv_frame = measurement.frame
+    result.iv_frame = clean_samples(measurement.frame, config.qc.glitch_v_factor)
     return result
 
 
