@@ -313,11 +313,18 @@ def read_measurements(path: str | Path, fmt: Format = "auto") -> Measurement:
     if frame is None:
         raise DataFileError(f"{path}: not a text CSV file (undecodable bytes)")
     lines = None
-    if b'"' in body:  # a quoted field may span lines: count the lines of every record
+    if _quoted_newline(body):  # a quoted field spans lines: count the lines of every record
         lines = _record_lines(body.decode(encoding, errors="replace"), sep, len(frame))
     if lines is not None:
         lines = lines + (header_line - 1)
     return measurement_from_frame(frame, fmt, path, first_line=header_line + 1, lines=lines)
+
+
+def _quoted_newline(body: bytes) -> bool:
+    """True when a line break lies inside quotes (between an odd and the next double quote)."""
+    if b'"' not in body:
+        return False
+    return any(b"\n" in inside for inside in body.split(b'"')[1::2])
 
 
 def _device_headers(first_line: str, sep: str, path: Path) -> dict[str, type]:
