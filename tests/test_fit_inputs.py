@@ -81,6 +81,16 @@ def test_iv_glitches_are_excluded_and_reported(loops: pd.DataFrame) -> None:
     assert len(kept) == len(bad) - 3 and kept["V"].abs().max() < 2.5
 
 
+def test_a_sweep_after_many_reads_is_not_a_glitch(loops: pd.DataFrame) -> None:
+    """Loops dominated by reads at U0: the 90th percentile of |V| is U0, the sweeps are not
+    spikes (their neighbours are sweep samples too)."""
+    one = loops[(loops["device"] == "0") & (loops["cycle"] == 0)]
+    reads = one.iloc[[0] * 20000].assign(V=0.2, I=1e-6)
+    reads["t_s"] = one["t_s"].min() - 1.0 - np.arange(20000)[::-1] * 1e-6
+    frame = pd.concat([reads, one], ignore_index=True)
+    assert len(clean_samples(frame)) == len(frame)
+
+
 def test_device_in_other_units_is_flagged() -> None:
     table = synth_cycles(MODEL, 6, 40, seed=3)
     table["device"] = table["device"].astype(str)

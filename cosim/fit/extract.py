@@ -24,6 +24,7 @@ polynomials and for η, Umax.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -268,18 +269,31 @@ def _drop_bad_samples(frame: pd.DataFrame, report: QCReport) -> pd.DataFrame:
 
 
 def _drop_voltage_glitches(frame: pd.DataFrame, factor: float, report: QCReport) -> pd.DataFrame:
-    """Exclude samples with |V| above ``factor`` × their loop's 90th percentile of |V|."""
+    """Exclude voltage spikes: samples (in time order) whose |V| exceeds ``factor`` times both
+    their loop's 90th percentile of |V| and the median |V| of their four nearest neighbours
+    in the loop (so a sweep after a long train of reads at U0 is not a spike)."""
     if frame.empty:
         return frame
     loop = pd.factorize(pd.MultiIndex.from_arrays([sort_key(frame["device"]),
                                                    frame["cycle"].to_numpy()]))[0]
     size = np.abs(frame["V"].to_numpy(dtype=float))
     scale = pd.Series(size).groupby(loop).quantile(0.9).to_numpy()[loop]
-    spikes = size > factor * scale
+    n = size.size
+    neighbours = np.full((4, n), np.nan)
+    for row, shift in enumerate((-2, -1, 1, 2)):
+        index = np.arange(n) + shift
+        ok = (index >= 0) & (index < n)
+        ok[ok] &= loop[index[ok]] == loop[ok]
+        neighbours[row, ok] = size[index[ok]]
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a loop of one sample: no neighbours
+        local = np.nanmedian(neighbours, axis=0)
+    spikes = size > factor * np.fmax(scale, local)
     if not spikes.any():
         return frame
-    _report_loops(frame, spikes, "glitch", f"with |V| above {factor:g} × the loop's "
-                  f"90th percentile of |V| (largest {fmt(size[spikes].max())} V)", report, "V")
+    _report_loops(frame, spikes, "glitch", f"with |V| above {factor:g} × both the loop's 90th "
+                  f"percentile of |V| and its neighbours' (largest {fmt(size[spikes].max())} V)",
+                  report, "V")
     return frame.loc[~spikes].reset_index(drop=True)
 
 

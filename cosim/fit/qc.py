@@ -91,8 +91,8 @@ class QCConfig:
     """A device whose median HRS, LRS, |US| or |UR| differs from the median over devices by
     more than this factor (up or down) is excluded as recorded in other units ('units')."""
     glitch_v_factor: float = 3.0
-    """I–V samples with |V| above this multiple of their loop's 90th percentile of |V| are
-    voltage glitches (excluded)."""
+    """I–V samples with |V| above this multiple of both their loop's 90th percentile of |V|
+    and the median |V| of their four neighbours are voltage glitches (excluded)."""
 
 
 @dataclass
