@@ -315,7 +315,7 @@ def fit_var(x: np.ndarray, devices: np.ndarray, cycles: np.ndarray,
 MIXTURE_RESTARTS = 5
 """Seeded restarts (seeds seed, seed+1, ...) of the mixture fit for every K; each restart
 keeps the best of MIXTURE_INITS k-means++ starts, as one fit would."""
-MIXTURE_INITS = 4
+MIXTURE_INITS = 2
 MIXTURE_SAME_OPTIMUM_BIC = 2.0
 """Restarts whose BIC is within this of the best one found the same optimum."""
 MIXTURE_STRONG_BIC_MARGIN = 10.0
