@@ -105,6 +105,14 @@ def test_real_bugs_keep_their_traceback(monkeypatch) -> None:
     assert isinstance(result.exception, ZeroDivisionError)
 
 
+def test_traceback_on_request(tmp_path: Path, monkeypatch) -> None:
+    from cosim.errors import CosimError
+
+    monkeypatch.setenv("COSIM_TRACEBACK", "1")
+    result = runner.invoke(app, ["netlist", "crossbar", "--rows", "2", "--cols", "2", "-o", str(tmp_path)])
+    assert isinstance(result.exception, CosimError) and "is a folder" in str(result.exception)
+
+
 def test_every_command_is_guarded() -> None:
     def callbacks(typer_app):
         for info in typer_app.registered_commands:

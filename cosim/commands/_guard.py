@@ -3,7 +3,8 @@
 :func:`guard_commands` wraps every registered command once: a :class:`~cosim.errors.CosimError`,
 an :class:`OSError` (a path that cannot be read or written) or a :class:`MemoryError` becomes
 ``error: <message>`` on stderr and exit status 2, without a traceback. Every other exception
-is a bug and keeps its traceback.
+is a bug and keeps its traceback; ``COSIM_TRACEBACK=1`` in the environment shows the traceback
+of the handled ones too.
 
 Output policy (see docs/commands/index.md): an output *file* that exists is replaced
 atomically; an output file path that is a folder, or an output *folder* path that is a file,
@@ -39,6 +40,8 @@ def guarded(callback: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(callback)
     def run(*args: Any, **kwargs: Any) -> Any:
+        if os.environ.get("COSIM_TRACEBACK"):  # debugging: let everything through
+            return callback(*args, **kwargs)
         try:
             return callback(*args, **kwargs)
         except CosimError as exc:
