@@ -109,7 +109,7 @@ def test_traceback_on_request(tmp_path: Path, monkeypatch) -> None:
     from cosim.errors import CosimError
 
     monkeypatch.setenv("COSIM_TRACEBACK", "1")
-    result = runner.invoke(app, ["netlist", "crossbar", "--rows", "2", "--cols", "2", "-o", str(tmp_path)])
+    result = runner.invoke(app, ["fit", str(tmp_path / "in.csv"), "-o", str(tmp_path)])
     assert isinstance(result.exception, CosimError) and "is a folder" in str(result.exception)
 
 
