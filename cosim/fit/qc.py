@@ -343,7 +343,7 @@ def _unit_mismatch(frame: pd.DataFrame, usable: np.ndarray, config: QCConfig,
         parts = []
         for j in off:
             name, unit = CYCLE_FEATURES[j], units[CYCLE_FEATURES[j]]
-            factor = f"{fmt(ratio[j], 3)} ×" if ratio[j] >= 1 else f"1/{fmt(1 / ratio[j], 3)} of"
+            factor = f"{fmt(ratio[j])} ×" if ratio[j] >= 1 else f"1/{fmt(1 / ratio[j])} of"
             parts.append(f"median |{name}| {fmt(row[j])} {unit} is {factor} the median over "
                          f"devices ({fmt(overall[j])} {unit})")
         report.add("units", names[d], None, "; ".join(parts) + ": recorded in other units "
