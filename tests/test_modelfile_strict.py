@@ -148,3 +148,13 @@ def test_non_utf8_and_nested_files_are_refused_by_every_reader(tmp_path: Path) -
             reader(binary)
         with pytest.raises(ModelFileError, match="nested deeper"):
             reader(nested)
+
+
+def test_synth_metadata_counts_redrawn_devices(tmp_path: Path) -> None:
+    out = tmp_path / "s.csv"
+    result = CliRunner().invoke(app, ["synth", "--devices", "20000", "--cycles", "1", "--seed", "0",
+                                      "--no-noise", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    meta = json.loads((tmp_path / "s.csv.meta.json").read_text())
+    expected = draw_d2d(load_model(DEFAULT_MODEL), 0, np.arange(20_000)).redrawn
+    assert meta["d2d_redrawn"] == expected > 0

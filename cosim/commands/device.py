@@ -74,11 +74,13 @@ def synth_command(
         for first in range(0, devices, step):
             n = min(step, devices - first)
             if fmt is SynthFormat.cycles:
-                yield synth_cycles(m, n, cycles, seed, v_set=v_set, v_reset=v_reset, noise=noise,
-                                   first_device=first)
+                part = synth_cycles(m, n, cycles, seed, v_set=v_set, v_reset=v_reset,
+                                    noise=noise, first_device=first)
             else:
-                yield synth_iv(m, n, cycles, seed, v_set=v_set, v_reset=v_reset, dv=dv,
-                               sweep_rate=sweep_rate, noise=noise, first_device=first)
+                part = synth_iv(m, n, cycles, seed, v_set=v_set, v_reset=v_reset, dv=dv,
+                                sweep_rate=sweep_rate, noise=noise, first_device=first)
+            meta["d2d_redrawn"] += part.attrs.get("d2d_redrawn", 0)
+            yield part
 
     meta = {
         "generator": "cosim synth",
@@ -96,6 +98,7 @@ def synth_command(
         "noise": noise,
         "columns": CYCLE_COLUMNS if fmt is SynthFormat.cycles else IV_COLUMNS,
         "rng": "cosim counter hash RNG (docs/rng.md)",
+        "d2d_redrawn": 0,  # devices whose D2D draw had σ <= 0 or an LRS reaching 0 Ω (redrawn)
     }
     try:
         rows = write_csv_atomic(blocks(), output, meta)
