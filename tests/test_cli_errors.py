@@ -84,7 +84,11 @@ def test_huge_array_fails_before_work_with_an_estimate(tmp_path: Path, monkeypat
     fails_cleanly(["netlist", "crossbar", "--rows", "4096", "--cols", "4096", "-o", str(out)],
                   "4096x4096 netlist", "GB of memory", "2.0 GB is available")
     fails_cleanly(["mdm", "--rows", "4096", "--cols", "4096"], "4096x4096", "GB of memory")
-    assert not out.exists()
+    config = tmp_path / "big.toml"
+    config.write_text("rows = 4096\ncols = 4096\n")
+    fails_cleanly(["irdrop", "--config", str(config), "-o", str(tmp_path / "ir.png")],
+                  "4096x4096 crossbar", "GB of memory")
+    assert not out.exists() and not (tmp_path / "ir.png").exists()
 
 
 def test_memory_error_becomes_an_error_line(monkeypatch) -> None:

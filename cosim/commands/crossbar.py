@@ -20,6 +20,8 @@ _NETLIST_GROUP: typer.Typer | None = None
 NETLIST_BYTES_BASE, NETLIST_BYTES_PER_CELL = 150e6, 1.5e3
 #: peak memory of `cosim mdm` per logical weight (differential pairs, nodal solves), bytes
 MDM_BYTES_BASE, MDM_BYTES_PER_WEIGHT = 200e6, 5e3
+#: peak memory of `cosim irdrop` (nodal, measured at 128x128 and 512x512 cells), bytes
+IRDROP_BYTES_BASE, IRDROP_BYTES_PER_CELL = 200e6, 2.2e3
 
 
 def _fail(exc: CosimError) -> typer.Exit:
@@ -185,10 +187,17 @@ def irdrop(
     from cosim.crossbar import config as cfg
     from cosim.crossbar.netlist import read_netlist
     from cosim.crossbar.probes import CellArrays, ir_drop_figure
+    from cosim.commands._guard import check_memory, check_output_file
     from cosim.fileio import atomic_path
 
     try:
+        check_output_file(output)
+        if csv is not None:
+            check_output_file(csv, "--csv")
         parsed = cfg.parse_config(cfg.load_toml(config), str(config))
+        cells_total = parsed.rows * parsed.cols * (2 if parsed.differential else 1)
+        check_memory(IRDROP_BYTES_BASE + IRDROP_BYTES_PER_CELL * cells_total,
+                     f"IR-drop maps of a {parsed.rows}x{parsed.cols} crossbar")
         crossbar = cfg.build_crossbar(parsed, config.parent)
         if backend == "nodal":
             from cosim.crossbar.solver import simulate
