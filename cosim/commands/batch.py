@@ -54,8 +54,11 @@ def batch(
     from cosim.batch.config import load_sweep
     from cosim.batch.runner import FAILED_STATUSES, run_sweep
 
+    from cosim.commands._guard import check_output_folder
+
     _stop_on_sigterm(out)
     try:
+        check_output_folder(out, "--out")
         loaded = load_sweep(sweep)
         counts = run_sweep(
             loaded,

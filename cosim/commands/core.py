@@ -89,10 +89,13 @@ def compile_command(
     lint_only: bool = typer.Option(False, "--lint-only", help="only lint (exit 1 if there are warnings)"),
 ) -> None:
     """Compile a Verilog-A file to OSDI with openvaf-r (cached); print the library path."""
+    from cosim.commands._guard import check_output_file
     from cosim.compile import compile_va
     from cosim.valint import lint_file
 
     try:
+        if output is not None:
+            check_output_file(output)
         if lint or lint_only:
             warnings = lint_file(source)
             for warning in warnings:
@@ -139,6 +142,7 @@ def run_command(
     timeout: float = typer.Option(600.0, "--timeout", help="time limit in seconds"),
 ) -> None:
     """Simulate NETLIST and write every vector (long format) to a Parquet file."""
+    from cosim.commands._guard import check_output_file
     from cosim.fileio import write_frame_atomic
     from cosim.spice._process import check_timeout, exit_on_sigterm
 
@@ -148,6 +152,7 @@ def run_command(
     exit_on_sigterm(f"error: {netlist}: terminated (SIGTERM); the simulator was stopped")
     try:
         timeout = check_timeout(timeout, "--timeout")
+        check_output_file(output)
         if backend is Backend.vacask:  # VACASK's own dialect: run the file where it lies
             from cosim.spice.vacask import run_vacask
 
