@@ -373,8 +373,6 @@ class DeviceArray:
         self._prefix = rng.hash_prefix(np.uint32(self.seed), self.ids.astype(np.uint32))
         self._g_l, self._g_h = basis_conductances(model)
         self._r_max = passive_r_limit(model)
-        self._big = (np.concatenate([a.T for a in model.var_lags], axis=0)
-                     if model.var_order else np.zeros((0, 4)))
         self._ma = model.ma_coefficients(self.ma_order) if method == "ma" else None
         self.cycle = np.zeros(n, dtype=np.int64)
         self._yf = np.empty((4, n))  # feature-major; ``y`` is its (N, 4) view
@@ -471,8 +469,8 @@ class DeviceArray:
                 self._ring[dev // _fast.SWITCH_BLOCK, 0, :, dev % _fast.SWITCH_BLOCK] = x
                 return x
             n_dev = self.n_devices
-            if not first:  # x_n += [x_{n−1}, …, x_{n−p}] @ [A_1ᵀ; …; A_pᵀ]
-                x += self._gather_history(dev, cyc) @ self._big
+            if not first:  # x_n += Σ_i A_i x_{n−i}, lag after lag
+                self._add_lags(x, dev, cyc)
             if dev.size == n_dev and cyc.min() == cyc.max():
                 self._ring[int(cyc[0]) % p] = x
             else:
@@ -488,21 +486,20 @@ class DeviceArray:
             x[ok] += eps @ self._ma[k].T
         return x
 
-    def _gather_history(self, dev: np.ndarray, cyc: np.ndarray) -> np.ndarray:
-        """[x_{n−1}, …, x_{n−p}] (m, 4p) of devices ``dev`` at their cycles n = ``cyc``
-        (numpy path; ring (p, N, 4))."""
+    def _add_lags(self, x: np.ndarray, dev: np.ndarray, cyc: np.ndarray) -> None:
+        """x += A_1 x_{n−1} + … + A_p x_{n−p} (in this order) for devices ``dev`` at their
+        cycles n = ``cyc`` (numpy path; ring (p, N, 4), slot s of device d = row s·N + d)."""
         p, n_dev = self.model.var_order, self.n_devices
-        out = np.empty((dev.size, 4 * p))
-        if cyc.min() == cyc.max():  # devices in step: whole slots
-            full = dev.size == n_dev
-            for i in range(p):
-                slot = self._ring[(int(cyc[0]) - 1 - i) % p]
-                out[:, 4 * i: 4 * i + 4] = slot if full else slot[dev]
-            return out
-        rows = self._ring.reshape(-1, 4)  # row s·N + d: slot s of device d
-        for i in range(p):
-            out[:, 4 * i: 4 * i + 4] = rows[((cyc - 1 - i) % p) * n_dev + dev]
-        return out
+        in_step = cyc.min() == cyc.max()
+        rows = self._ring.reshape(-1, 4)
+        term = np.empty_like(x)
+        for i in range(1, p + 1):
+            if in_step:  # a whole slot (or its rows of the selected devices)
+                slot = self._ring[(int(cyc[0]) - i) % p]
+                lag = slot if dev.size == n_dev else slot[dev]
+            else:
+                lag = rows[((cyc - i) % p) * n_dev + dev]
+            x += np.matmul(lag, self.model.var_lags[i - 1].T, out=term)
 
     def _eps(self, sel: np.ndarray, cyc: np.ndarray) -> np.ndarray:
         return self._eps_idx(np.flatnonzero(sel), cyc)
