@@ -95,7 +95,6 @@ def split_run(kernel: Callable[..., None], n: int, args: tuple, threads: int | N
 if AVAILABLE:
     from llvmlite import ir as _ir
     from numba import types as _types
-    from numba.core import cgutils
     from numba.extending import intrinsic as _intrinsic
 
     @_intrinsic
@@ -111,24 +110,6 @@ if AVAILABLE:
         def codegen(context, builder, sig, args):
             return builder.bitcast(args[0], _ir.DoubleType())
         return _types.float64(_types.int64), codegen
-
-    @_intrinsic
-    def prefetch(typingctx, arr, idx):
-        """Hint the CPU to fetch the cache line of ``arr.flat[idx]`` (C-contiguous array;
-        ``llvm.prefetch``: read, keep in all cache levels). No effect on results."""
-        def codegen(context, builder, sig, args):
-            aryty = sig.args[0]
-            ary = context.make_array(aryty)(context, builder, args[0])
-            base = builder.ptrtoint(ary.data, _ir.IntType(64))
-            addr = builder.add(base, builder.mul(args[1], _ir.Constant(_ir.IntType(64),
-                                                                       aryty.dtype.bitwidth // 8)))
-            ptr = builder.inttoptr(addr, _ir.PointerType())
-            i32 = _ir.IntType(32)
-            fnty = _ir.FunctionType(_ir.VoidType(), [_ir.PointerType(), i32, i32, i32])
-            fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
-            builder.call(fn, [ptr, _ir.Constant(i32, 0), _ir.Constant(i32, 3), _ir.Constant(i32, 1)])
-            return context.get_dummy_value()
-        return _types.void(arr, _types.int64), codegen
 
     # error_model="numpy": float division without a zero check (inf/nan as in numpy), which
     # lets loops vectorize
@@ -690,74 +671,19 @@ def switch_rules(start: int, nb: int, ub: np.ndarray, y_us: np.ndarray, y_lrs: n
     return nd, nm, cmin, cmax
 
 
-@_inline
-def switch_normals(start: int, b0: int, b1: int, prefix: np.ndarray, cycle: np.ndarray,
-                   e0: np.ndarray, e1: np.ndarray, e2: np.ndarray, e3: np.ndarray) -> None:
-    """ε of devices start+b0 .. start+b1-1 at their (new) cycle into e0..e3[b0:b1] (the
-    numbers of ``rng.c2c_normals``)."""
+@_jit_noalias
+def switch_normals(start: int, nb: int, prefix: np.ndarray, cycle: np.ndarray, e0: np.ndarray,
+                   e1: np.ndarray, e2: np.ndarray, e3: np.ndarray) -> None:
+    """ε of the devices of the block at their (new) cycle (the numbers of
+    ``rng.c2c_normals``)."""
     base = np.uint64(start)
-    for b in range(np.uint64(b0), np.uint64(b1)):
+    for b in range(np.uint64(nb)):
         d = base + b
         hc = mix31(np.int64(prefix[d]) ^ cycle[d])
         e0[b] = normal_of_hash(c2c_hash_after_cycle(hc, 0))
         e1[b] = normal_of_hash(c2c_hash_after_cycle(hc, 1))
         e2[b] = normal_of_hash(c2c_hash_after_cycle(hc, 2))
         e3[b] = normal_of_hash(c2c_hash_after_cycle(hc, 3))
-
-
-#: chunks of the normals of a block, each followed by prefetches of the next block's history
-PREFETCH_CHUNKS = 8
-
-
-@_inline
-def prefetch_range(arr: np.ndarray, lo: int, hi: int) -> None:
-    """Prefetch the cache lines of arr[lo:hi] (1-D, C-contiguous; indices clipped)."""
-    line = 64 // arr.itemsize
-    for i in range(max(lo, 0) // line * line, min(hi, arr.size), line):
-        prefetch(arr, i)
-
-
-@_jit_noalias
-def switch_normals_prefetch(start: int, nb: int, prefix: np.ndarray, cycle: np.ndarray,
-                            e0: np.ndarray, e1: np.ndarray, e2: np.ndarray, e3: np.ndarray,
-                            ring_next: np.ndarray, m0: np.ndarray, m1: np.ndarray,
-                            m2: np.ndarray, m3: np.ndarray, s0: np.ndarray, s1: np.ndarray,
-                            s2: np.ndarray, s3: np.ndarray, y0: np.ndarray, y1: np.ndarray,
-                            y2: np.ndarray, y3: np.ndarray, r: np.ndarray, ur_thr: np.ndarray,
-                            tr_a: np.ndarray, tr_c: np.ndarray, r_lrs_reset: np.ndarray,
-                            read_count: np.ndarray) -> None:
-    """The block's normals (compute-bound) in PREFETCH_CHUNKS parts, each followed by
-    prefetches of a part of the next block's lag history and state (memory-bound), so
-    that computing and loading overlap."""
-    step = -(-nb // PREFETCH_CHUNKS)
-    flat = ring_next.reshape(ring_next.size)
-    lines = -(-flat.size // PREFETCH_CHUNKS)
-    for c in range(PREFETCH_CHUNKS):
-        switch_normals(start, min(c * step, nb), min((c + 1) * step, nb), prefix, cycle, e0, e1,
-                       e2, e3)
-        prefetch_range(flat, c * lines, (c + 1) * lines)
-        lo = start + nb + c * step
-        hi = lo + step
-        prefetch_range(m0, lo, hi)
-        prefetch_range(m1, lo, hi)
-        prefetch_range(m2, lo, hi)
-        prefetch_range(m3, lo, hi)
-        prefetch_range(s0, lo, hi)
-        prefetch_range(s1, lo, hi)
-        prefetch_range(s2, lo, hi)
-        prefetch_range(s3, lo, hi)
-        prefetch_range(y0, lo, hi)
-        prefetch_range(y1, lo, hi)
-        prefetch_range(y2, lo, hi)
-        prefetch_range(y3, lo, hi)
-        prefetch_range(r, lo, hi)
-        prefetch_range(ur_thr, lo, hi)
-        prefetch_range(tr_a, lo, hi)
-        prefetch_range(tr_c, lo, hi)
-        prefetch_range(r_lrs_reset, lo, hi)
-        prefetch_range(read_count, lo, hi)
-        prefetch_range(cycle, lo, hi)
-        prefetch_range(prefix, lo, hi)
 
 
 @_jit_noalias
@@ -956,9 +882,9 @@ def switch_block(start: int, nb: int, ub: np.ndarray, prefix: np.ndarray, cycle:
                  r_lrs_reset: np.ndarray, y0: np.ndarray, y1: np.ndarray, y2: np.ndarray,
                  y3: np.ndarray, m0: np.ndarray, m1: np.ndarray, m2: np.ndarray, m3: np.ndarray,
                  s0: np.ndarray, s1: np.ndarray, s2: np.ndarray, s3: np.ndarray,
-                 ring: np.ndarray, ring_next: np.ndarray, chol: np.ndarray, lags: np.ndarray,
-                 gamma: np.ndarray, llrs: np.ndarray, hhrs: np.ndarray, consts: np.ndarray,
-                 hrs_log10: bool, mk_draw: np.ndarray, mk_move: np.ndarray, mk_full: np.ndarray,
+                 ring: np.ndarray, chol: np.ndarray, lags: np.ndarray, gamma: np.ndarray,
+                 llrs: np.ndarray, hhrs: np.ndarray, consts: np.ndarray, hrs_log10: bool,
+                 mk_draw: np.ndarray, mk_move: np.ndarray, mk_full: np.ndarray,
                  mk_part: np.ndarray, e0: np.ndarray, e1: np.ndarray, e2: np.ndarray,
                  e3: np.ndarray, x0: np.ndarray, x1: np.ndarray, x2: np.ndarray,
                  x3: np.ndarray, n0: np.ndarray,
@@ -972,9 +898,7 @@ def switch_block(start: int, nb: int, ub: np.ndarray, prefix: np.ndarray, cycle:
                                       r_lrs_reset, cycle, read_count, mk_draw, mk_move,
                                       consts[C_GL], consts[C_DG])
     if nd:
-        switch_normals_prefetch(start, nb, prefix, cycle, e0, e1, e2, e3, ring_next, m0, m1, m2,
-                                m3, s0, s1, s2, s3, y0, y1, y2, y3, r, ur_thr, tr_a, tr_c,
-                                r_lrs_reset, read_count)
+        switch_normals(start, nb, prefix, cycle, e0, e1, e2, e3)
         if cmin == cmax:
             switch_var_uniform(nb, p, cmin % p if p else 0, ring, chol, lags, e0, e1, e2, e3,
                                x0, x1, x2, x3, mk_draw)
@@ -1024,8 +948,8 @@ def switch_kernel(lo: int, hi: int, u: np.ndarray, prefix: np.ndarray, cycle: np
             ub[:nb] = u[start:start + nb]
         switch_block(start, nb, ub, prefix, cycle, read_count, in_hrs, in_lrs, r, ur_thr, tr_a,
                      tr_c, r_lrs_reset, yf[0], yf[1], yf[2], yf[3], muf[0], muf[1], muf[2],
-                     muf[3], sigf[0], sigf[1], sigf[2], sigf[3], ring[start // sb],
-                     ring[min(start // sb + 1, ring.shape[0] - 1)], chol, lags, gamma, llrs, hhrs, consts, hrs_log10, flags[0], flags[1], flags[2],
+                     muf[3], sigf[0], sigf[1], sigf[2], sigf[3], ring[start // sb], chol, lags,
+                     gamma, llrs, hhrs, consts, hrs_log10, flags[0], flags[1], flags[2],
                      flags[3], eps[0], eps[1], eps[2], eps[3], xs[0], xs[1], xs[2], xs[3],
                      scratch[0], scratch[1], scratch[2], scratch[3], scratch[4],
                      scratch[5], scratch[6])
