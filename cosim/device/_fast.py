@@ -2,19 +2,21 @@
 
 Every kernel computes the numbers of the numpy code in :mod:`cosim.device.rng` and
 :mod:`cosim.device.model` with the same operations in the same order where numpy fixes
-one (hash steps, Box–Muller, Γ Horner, Ψ, I–V polynomials, the switching rules), with two
-exceptions: the VAR products ``L ε`` and ``Σ A_i x_{n−i}``, whose order numpy leaves to
-BLAS, are summed left to right; and ``log``/``cos`` are the module's own branch-free
-versions (within 1 ulp of the C library's), so that the loops over devices vectorize.
-Hashes and every integer state are bit-identical; normals and features agree to 1e-15
-relative (tests/test_device_fast.py; docs/device-model.md, "Speed").
+one (hash steps, Box–Muller, Γ Horner, Ψ, I–V polynomials, the switching rules and reads),
+with these exceptions: the VAR products ``L ε`` and ``Σ A_i x_{n−i}`` are summed in the
+kernels' own order (numpy's is BLAS's or lag by lag); ``log``, ``cos`` and ``exp`` (for
+``10**y`` and the transition curve's ``x**η = exp(η ln x)``) are the module's own
+branch-free series (within 1 ulp of the C library's), so that the loops over devices
+vectorize. Hashes and every integer state are bit-identical; normals and features agree to
+1e-15 relative, the switching state to 1e-12 (tests/test_device_fast.py;
+docs/device-model.md, "Speed").
 
 Kernels are serial, release the GIL (``nogil``) and work on a device range ``[lo, hi)``;
 :func:`split_run` spreads a call over a few Python threads. (Python threads rather than
 numba's ``prange``: they need no threading layer, so they are safe when several threads
 call kernels at once and in processes forked afterwards, whatever layer a machine has.)
 Compiled code is cached on disk (``cache=True``): the first call on a machine compiles
-(about 75 CPU-seconds for all kernels), later processes load it.
+(about a minute of CPU for all kernels), later processes load it.
 
 Set the environment variable ``COSIM_DEVICE_BACKEND=numpy`` to disable this module.
 """
