@@ -327,3 +327,15 @@ def test_float32_history_stays_close_to_float64(model) -> None:
         dm.DeviceArray(model, 4, precision="float16")
     with pytest.raises(ValueError, match="compiled path"):
         dm.DeviceArray(model, 4, backend="numpy", precision="float32")
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_empty_and_odd_sized_arrays(model, backend: str) -> None:
+    for n in (0, 1, _fast.SWITCH_BLOCK + 1):
+        dev = dm.DeviceArray(model, n, seed=1, backend=backend)
+        dev.apply(-2.0)
+        dev.apply(np.full(n, 1.2))
+        dev.apply(1.5)
+        assert dev.cycle.shape == (n,) and np.all(dev.cycle == 1)
+        assert dev.read(noise=True).shape == (n,)
+        assert dev.hist.shape == (n, 4 * model.var_order)

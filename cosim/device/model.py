@@ -453,7 +453,7 @@ class DeviceArray:
         """Latent x at the (already incremented) cycle of the selected devices."""
         cyc = self.cycle[sel]
         if self.method == "var":
-            if not self._fast and cyc.size == self.n_devices and cyc.min() == cyc.max():
+            if not self._fast and 0 < cyc.size == self.n_devices and cyc.min() == cyc.max():
                 if self._normals is None:  # all devices in step: allocation-free normals
                     self._normals = rng.C2CNormals(self._prefix, backend="numpy")
                     self._eps_fm = np.empty((4, self.n_devices))
@@ -471,7 +471,7 @@ class DeviceArray:
             n_dev = self.n_devices
             if not first:  # x_n += Σ_i A_i x_{n−i}, lag after lag
                 self._add_lags(x, dev, cyc)
-            if dev.size == n_dev and cyc.min() == cyc.max():
+            if 0 < dev.size == n_dev and cyc.min() == cyc.max():
                 self._ring[int(cyc[0]) % p] = x
             else:
                 self._ring.reshape(-1, 4)[(cyc % p) * n_dev + dev] = x
@@ -490,7 +490,7 @@ class DeviceArray:
         """x += A_1 x_{n−1} + … + A_p x_{n−p} (in this order) for devices ``dev`` at their
         cycles n = ``cyc`` (numpy path; ring (p, N, 4), slot s of device d = row s·N + d)."""
         p, n_dev = self.model.var_order, self.n_devices
-        in_step = cyc.min() == cyc.max()
+        in_step = cyc.size > 0 and cyc.min() == cyc.max()
         rows = self._ring.reshape(-1, 4)
         term = np.empty_like(x)
         for i in range(1, p + 1):
