@@ -377,15 +377,15 @@ class DeviceArray:
         self.cycle = np.zeros(n, dtype=np.int64)
         self._yf = np.empty((4, n))  # feature-major; ``y`` is its (N, 4) view
         self.y = self._yf.T
-        self._fast = self.backend == "numba" and method == "var"
-        if precision == "float32" and not self._fast:
+        self._compiled = self.backend == "numba" and method == "var"
+        if precision == "float32" and not self._compiled:
             raise ValueError("precision 'float32' needs the compiled path (backend 'numba', "
                              "method 'var')")
         self.precision = precision
         self._store = np.float32 if precision == "float32" else np.float64
         p = model.var_order
         # lag history as ring buffers (see ``hist``): slot s of a device holds x_m, m ≡ s mod p
-        if self._fast:  # by block of devices, feature-major inside a block
+        if self._compiled:  # by block of devices, feature-major inside a block
             self._ring = np.zeros((-(-n // _fast.SWITCH_BLOCK), p, 4, _fast.SWITCH_BLOCK),
                                   dtype=self._store)
         else:  # (p, N, 4)
@@ -414,7 +414,7 @@ class DeviceArray:
         out = np.empty((n, 4 * p))
         for i in range(p):
             slot = (self.cycle - i) % p
-            if self._fast:
+            if self._compiled:
                 rows = self._ring[dev // _fast.SWITCH_BLOCK, slot, :, dev % _fast.SWITCH_BLOCK]
             else:
                 rows = self._ring[slot, dev]
@@ -453,7 +453,7 @@ class DeviceArray:
         """Latent x at the (already incremented) cycle of the selected devices."""
         cyc = self.cycle[sel]
         if self.method == "var":
-            if not self._fast and 0 < cyc.size == self.n_devices and cyc.min() == cyc.max():
+            if not self._compiled and 0 < cyc.size == self.n_devices and cyc.min() == cyc.max():
                 if self._normals is None:  # all devices in step: allocation-free normals
                     self._normals = rng.C2CNormals(self._prefix, backend="numpy")
                     self._eps_fm = np.empty((4, self.n_devices))
@@ -465,7 +465,7 @@ class DeviceArray:
             if not p:
                 return x
             dev = np.flatnonzero(sel)
-            if self._fast:  # only cycle 0 comes here: x_0 goes into ring slot 0
+            if self._compiled:  # only cycle 0 comes here: x_0 goes into ring slot 0
                 self._ring[dev // _fast.SWITCH_BLOCK, 0, :, dev % _fast.SWITCH_BLOCK] = x
                 return x
             n_dev = self.n_devices
@@ -522,7 +522,7 @@ class DeviceArray:
     # ------------------------------------------------------------ switching
     def apply(self, voltage: ArrayLike) -> None:
         """Apply a quasi-static voltage level (V) to every device (scalar or (N,) array)."""
-        if self._fast:
+        if self._compiled:
             self._apply_numba(voltage)
             return
         u = np.broadcast_to(np.asarray(voltage, dtype=np.float64), self.ids.shape)
