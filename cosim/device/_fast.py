@@ -125,10 +125,10 @@ if AVAILABLE:
         declared not to overlap (each is a distinct array), so loops that update several
         state arrays vectorize without run-time overlap checks."""
 
-        def __init__(self, typingctx, targetctx, library, args, return_type, flags, locals):
-            flags = flags.copy()
-            flags.noalias = True
-            super().__init__(typingctx, targetctx, library, args, return_type, flags, locals)
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.state.flags = self.state.flags.copy()
+            self.state.flags.noalias = True
 
     _jit_noalias = numba.njit(nogil=True, cache=True, error_model="numpy",
                               pipeline_class=_NoAliasCompiler)
