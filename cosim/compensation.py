@@ -98,6 +98,11 @@ class CompensationOptions:
     """Circuit solver of every read: ``"nodal"`` or ``"ngspice"``."""
     timeout_s: float = 120.0
     """ngspice: time limit per request [s]."""
+    insitu_passes: int = 3
+    """``insitu``: programming passes; after the first, only cells whose in-circuit
+    conductance is off by more than ``insitu_tolerance`` are programmed again."""
+    insitu_tolerance: float = 0.01
+    """``insitu``: relative in-circuit error that sends a cell back to programming."""
 
     def __post_init__(self) -> None:
         if self.probe_vectors < 2:
@@ -106,6 +111,8 @@ class CompensationOptions:
             raise CompensationError("max_iterations must be at least 1")
         if not 0 < self.tolerance < 1:
             raise CompensationError("tolerance must lie in (0, 1)")
+        if self.insitu_passes < 1 or not 0 < self.insitu_tolerance < 1:
+            raise CompensationError("insitu_passes must be >= 1 and insitu_tolerance in (0, 1)")
         if self.solver not in ("nodal", "ngspice"):
             raise CompensationError(f"solver must be 'nodal' or 'ngspice', got {self.solver!r}")
 
@@ -323,27 +330,44 @@ def probe_inputs(rows: int, count: int, v_read: float, seed: int) -> np.ndarray:
 # -- programming --------------------------------------------------------------------------
 def _program(spec: ArraySpec, target: np.ndarray, devices: Devices, cost: CompensationCost,
              options: CompensationOptions, insitu: bool) -> tuple[np.ndarray, np.ndarray, Any]:
-    """Write-verify the array to ``target`` (M, 2N); returns conductance, states, result."""
+    """Write-verify the array to ``target`` (M, 2N); returns conductance, states, result.
+
+    In situ, every verify round reads the whole array through the solver, one row at a time
+    (``v_read`` on row i, 0 V elsewhere: column j then carries cell (i, j)'s in-circuit
+    current), and later passes re-program the cells still off by more than
+    ``options.insitu_tolerance``."""
     from cosim.device.model import DeviceArray
     from cosim.device.programming import program
 
     ids = spec.device_offset + np.arange(target.size)
     array = DeviceArray(devices.model, device_ids=ids, seed=devices.seed)
-    verify = None
-    if insitu:
-        shape = target.shape
+    flat = target.ravel()
+    if not insitu:
+        result = program(array, flat, devices.config)
+        cost.pulses_per_device += float(result.pulses.mean())
+        return result.achieved.reshape(target.shape), array.r.reshape(target.shape).copy(), result
+    shape, m = target.shape, target.shape[0]
 
-        def verify(d: Any) -> np.ndarray:
-            reader = ArrayReader(spec, d.conductance().reshape(shape), cost, options)
-            try:
-                m = shape[0]
-                return (reader.currents(spec.v_read * np.eye(m)) / spec.v_read).ravel()
-            finally:
-                reader.close()
+    def verify(d: Any) -> np.ndarray:
+        reader = ArrayReader(spec, d.conductance().reshape(shape), cost, options)
+        try:
+            return (reader.currents(spec.v_read * np.eye(m)) / spec.v_read).ravel()
+        finally:
+            reader.close()
 
-    result = program(array, target.ravel(), devices.config, verify_read=verify)
-    cost.pulses_per_device += float(result.pulses.mean())
-    return result.achieved.reshape(target.shape), array.r.reshape(target.shape).copy(), result
+    pulses = np.zeros(flat.size)
+    select = np.ones(flat.size, dtype=bool)
+    result = None
+    for _ in range(options.insitu_passes):
+        result = program(array, flat, devices.config, verify_read=verify, select=select)
+        pulses += result.pulses
+        select = np.abs(result.verified - flat) > options.insitu_tolerance * flat
+        if not select.any():
+            break
+    assert result is not None
+    result = replace(result, set_pulses=result.set_pulses, reset_pulses=pulses - result.set_pulses)
+    cost.pulses_per_device += float(pulses.mean())
+    return result.achieved.reshape(shape), array.r.reshape(shape).copy(), result
 
 
 def _predistort(spec: ArraySpec, cost: CompensationCost, options: CompensationOptions

@@ -169,13 +169,15 @@ def achievable_levels(model: DeviceModel, n_levels: int, seed: int = 0, coverage
 
 
 def program(devices: DeviceArray, target: np.ndarray | float,
-            config: Optional[ProgramConfig] = None, verify_read: Optional[VerifyRead] = None) -> ProgramResult:
+            config: Optional[ProgramConfig] = None, verify_read: Optional[VerifyRead] = None,
+            select: Optional[np.ndarray] = None) -> ProgramResult:
     """Program every device of ``devices`` to ``target`` conductance(s) (S) by write-verify.
 
     ``devices`` is modified in place (its final states are the programmed states).
     ``verify_read``: how a verify read sees the devices (default: each device's own static
     conductance, with read noise if configured); it is called once per verify round with the
-    whole array, and once more at the end to judge success.
+    whole array, and once more at the end to judge success. ``select`` (bool, (N,)): program
+    only these devices; the others get no pulse and are judged as they are.
     """
     cfg = config or ProgramConfig()
     n = devices.n_devices
@@ -184,7 +186,7 @@ def program(devices: DeviceArray, target: np.ndarray | float,
         raise ProgrammingError("target conductances must be positive and finite")
     reader: VerifyRead = verify_read or (lambda d: d.conductance(noise=cfg.read_noise))
     umax = devices.model.umax
-    done = np.zeros(n, dtype=bool)
+    done = np.zeros(n, dtype=bool) if select is None else ~np.broadcast_to(np.asarray(select, dtype=bool), (n,)).copy()
     counters = {k: np.zeros(n, dtype=np.int64) for k in ("set", "reset", "reads", "attempts")}
     start = np.full(n, cfg.reset_start)
     step = np.full(n, cfg.reset_step)
