@@ -266,6 +266,8 @@ class CompensatedArray:
     state: np.ndarray | None = None
     programming: dict[str, Any] = field(default_factory=dict)
     failures: Any = None
+    result: Any = None
+    """The write-verify :class:`~cosim.device.programming.ProgramResult` (programmed here), or None."""
 
     def crossbar(self) -> "Crossbar":
         """The array as placed (MDM applied), linear cells at the held conductances."""
@@ -355,17 +357,19 @@ def _program(spec: ArraySpec, target: np.ndarray, devices: Devices, cost: Compen
         finally:
             reader.close()
 
-    pulses = np.zeros(flat.size)
+    totals = {name: np.zeros(flat.size, dtype=np.int64) for name in ("set_pulses", "reset_pulses", "reads", "attempts")}
     select = np.ones(flat.size, dtype=bool)
     result = None
     for _ in range(options.insitu_passes):
         result = program(array, flat, devices.config, verify_read=verify, select=select)
-        pulses += result.pulses
+        for name in totals:
+            totals[name] += getattr(result, name)
         select = np.abs(result.verified - flat) > options.insitu_tolerance * flat
         if not select.any():
             break
     assert result is not None
-    result = replace(result, set_pulses=result.set_pulses, reset_pulses=pulses - result.set_pulses)
+    result = replace(result, **totals)
+    pulses = result.pulses
     cost.pulses_per_device += float(pulses.mean())
     return result.achieved.reshape(shape), array.r.reshape(shape).copy(), result
 
@@ -447,7 +451,7 @@ def compensate(
     return CompensatedArray(
         method, spec_now, np.asarray(conductance), target, scale, gain, offset, cost, residual, tuple(history),
         state, programming=result.summary() if result is not None else {},
-        failures=result.failures() if result is not None else None,
+        failures=result.failures() if result is not None else None, result=result,
     )
 
 
@@ -551,29 +555,14 @@ def compensate_layer(
         tiles.append(replace(tile, conductance=record.conductance, target=record.target, scale=record.scale,
                              state=record.state if record.state is not None else tile.state))
     total.pulses_per_device = float(np.mean([r.cost.pulses_per_device for r in records]))
-    stats = dict(mapped.programming)
-    if records and records[0].programming:
-        stats = _merge_programming([r.programming for r in records], [r.conductance.size for r in records])
-    new = replace(mapped, tiles=tuple(tiles), programming=stats,
-                  device_seed=devices.seed if devices is not None and method in ("predistort", "insitu") else mapped.device_seed)
+    stats, failures = dict(mapped.programming), mapped.failures
+    results = [r.result for r in records if r.result is not None]
+    if results:
+        from cosim.device.programming import ProgramResult
+
+        combined = ProgramResult.concatenate(results)
+        stats, failures = combined.summary(), combined.failures()
+    reprogrammed = devices is not None and method in ("predistort", "insitu")
+    new = replace(mapped, tiles=tuple(tiles), programming=stats, failures=failures,
+                  device_seed=devices.seed if reprogrammed else mapped.device_seed)
     return CompensatedLayer(method, new, gain, offset, total, tuple(records))
-
-
-def _merge_programming(stats: list[dict[str, Any]], sizes: list[int]) -> dict[str, float]:
-    """Device-weighted means of per-tile write-verify summaries (maxima for ``_max`` keys,
-    sums for counts)."""
-    weights = np.asarray(sizes, float) / float(sum(sizes))
-    merged: dict[str, float] = {}
-    for key in stats[0]:
-        values = np.asarray([s[key] for s in stats], float)
-        if key == "rel_error_sd":  # pooled over tiles
-            means = np.asarray([s["rel_error_mean"] for s in stats], float)
-            pooled = np.sum(weights * (values**2 + means**2)) - np.sum(weights * means) ** 2
-            merged[key] = float(np.sqrt(max(pooled, 0.0)))
-        elif key in ("devices", "failures"):
-            merged[key] = float(values.sum())
-        elif key.endswith("_max") or key.endswith("max_abs"):
-            merged[key] = float(np.nanmax(values))
-        else:
-            merged[key] = float(np.nansum(values * weights))
-    return merged

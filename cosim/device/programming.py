@@ -98,6 +98,20 @@ class ProgramResult:
     device_ids: Optional[np.ndarray] = None  #: device ids (RNG keys); None: 0..N−1
     verified: Optional[np.ndarray] = None  #: conductance at the last verify read, S
 
+    @classmethod
+    def concatenate(cls, results: "list[ProgramResult]") -> "ProgramResult":
+        """One result for several device populations (e.g. the tiles of a layer)."""
+        if not results:
+            raise ProgrammingError("no programming results to combine")
+
+        def join(name: str) -> np.ndarray:
+            return np.concatenate([np.asarray(getattr(r, name)) for r in results])
+
+        ids = join("device_ids") if all(r.device_ids is not None for r in results) else None
+        verified = join("verified") if all(r.verified is not None for r in results) else None
+        return cls(join("target"), join("achieved"), join("success"), join("set_pulses"), join("reset_pulses"),
+                   join("reads"), join("attempts"), results[0].config, device_ids=ids, verified=verified)
+
     @property
     def pulses(self) -> np.ndarray:
         """SET + RESET pulses per device."""
