@@ -84,7 +84,13 @@ def test_study_covers_every_case_and_records_seeds(study):
     table = study.table()
     assert {"kernel_rel_l2", "kernel_rel_l2_sd"} <= set(table.columns)
     mdm = study.mdm_table()
-    assert sorted(mdm.seed) == [7, 8, 9]
+    assert sorted(mdm[mdm.compensation == "none"].seed) == [7, 8, 9]
+    assert sorted(mdm[mdm.compensation == "gain"].seed) == [7, 8, 9]
+    assert set(mdm.mdm_effect) <= {"helps", "hurts", "neutral"}
+    # the sign is the one of the kernel-error change, with a ±2 % neutral band
+    for row in mdm.itertuples():
+        expected = "helps" if row.kernel_change < -0.02 else "hurts" if row.kernel_change > 0.02 else "neutral"
+        assert row.mdm_effect == expected
     print("\nMDM at circuit level (test model, delta, L = 32, 1 Ω wires):\n", mdm.to_string(index=False))
 
 
