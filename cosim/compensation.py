@@ -65,6 +65,10 @@ METHODS: tuple[str, ...] = ("none", "gain", "predistort", "insitu")
 Solver = Literal["nodal", "ngspice"]
 
 
+NEGLIGIBLE_ERROR = 1e-6
+"""Output errors below this are at the solver's precision: MDM's effect on them has no sign."""
+
+
 class CompensationError(CosimError, ValueError):
     """Invalid compensation request (unknown method, missing devices, bad shapes)."""
 
@@ -566,3 +570,39 @@ def compensate_layer(
     new = replace(mapped, tiles=tuple(tiles), programming=stats, failures=failures,
                   device_seed=devices.seed if reprogrammed else mapped.device_seed)
     return CompensatedLayer(method, new, gain, offset, total, tuple(records))
+
+
+def output_error(products: np.ndarray, wanted: np.ndarray) -> float:
+    """``Σ|products − wanted| / Σ|wanted|`` over all outputs and vectors."""
+    return float(np.sum(np.abs(products - wanted)) / max(float(np.sum(np.abs(wanted))), 1e-300))
+
+
+def compare_with_mdm(
+    spec: ArraySpec,
+    remap: "Remap",
+    inputs: np.ndarray,
+    methods: Sequence[str],
+    *,
+    options: CompensationOptions | None = None,
+) -> list[dict[str, Any]]:
+    """Each method on the array as mapped and as placed by ``remap`` (MDM): the output error
+    of the corrected products against the wanted ``inputs @ W`` (inputs (K, M) [V]), the
+    residual and the cost, with the sign of MDM's effect (``helps`` / ``hurts`` beyond ±2 %,
+    else ``neutral``; ``neutral`` too when both errors are below ``NEGLIGIBLE_ERROR``). Used by ``cosim mdm --compensation``."""
+    rows = []
+    wanted = np.atleast_2d(inputs) @ spec.weights
+    for method in check_methods(methods):
+        record: dict[str, Any] = {"compensation": method}
+        for label, placement in (("before", None), ("after", remap)):
+            result = compensate(replace(spec, remap=placement), method, options=options)
+            record[f"output_error_{label}"] = output_error(result.read(inputs), wanted)
+            record[f"residual_{label}"] = result.residual
+            record[f"reads_{label}"] = result.cost.reads
+            record[f"solver_calls_{label}"] = result.cost.solver_calls
+        before, after = record["output_error_before"], record["output_error_after"]
+        change = after / before - 1.0 if before > 0 else 0.0
+        if max(before, after) < NEGLIGIBLE_ERROR:
+            change = 0.0  # both at the solver's precision: no sign to state
+        record["mdm_effect"] = "helps" if change < -0.02 else "hurts" if change > 0.02 else "neutral"
+        rows.append(record)
+    return rows
