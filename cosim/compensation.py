@@ -353,13 +353,23 @@ def _program(spec: ArraySpec, target: np.ndarray, devices: Devices, cost: Compen
         cost.pulses_per_device += float(result.pulses.mean())
         return result.achieved.reshape(target.shape), array.r.reshape(target.shape).copy(), result
     shape, m = target.shape, target.shape[0]
+    probes = spec.v_read * np.eye(m)
+    system = None
+    if options.solver == "nodal":  # one nodal system for every verify round, refactored per round
+        from cosim.crossbar.solver import build_system
+
+        physical = ArrayReader.logical_crossbar(spec, target)
+        system = build_system(physical if spec.remap is None else spec.remap.apply(physical))
 
     def verify(d: Any) -> np.ndarray:
-        reader = ArrayReader(spec, d.conductance().reshape(shape), cost, options)
-        try:
-            return (reader.currents(spec.v_read * np.eye(m)) / spec.v_read).ravel()
-        finally:
-            reader.close()
+        conductance = d.conductance().reshape(shape)
+        if system is None:
+            reader = ArrayReader(spec, conductance, cost, options)
+            try:
+                return (reader.currents(probes) / spec.v_read).ravel()
+            finally:
+                reader.close()
+        return (_nodal_reads(system, spec, conductance, probes, cost) / spec.v_read).ravel()
 
     totals = {name: np.zeros(flat.size, dtype=np.int64) for name in ("set_pulses", "reset_pulses", "reads", "attempts")}
     select = np.ones(flat.size, dtype=bool)
@@ -376,6 +386,22 @@ def _program(spec: ArraySpec, target: np.ndarray, devices: Devices, cost: Compen
     pulses = result.pulses
     cost.pulses_per_device += float(pulses.mean())
     return result.achieved.reshape(shape), array.r.reshape(shape).copy(), result
+
+
+def _nodal_reads(system: Any, spec: ArraySpec, conductance: np.ndarray, volts: np.ndarray,
+                 cost: CompensationCost) -> np.ndarray:
+    """Column currents [A] (K, 2N), logical order, of linear cells at ``conductance`` for row
+    voltages ``volts`` (K, M) [V], on a prebuilt nodal system of the placed array."""
+    from cosim.crossbar.solver import factorize
+
+    remap = spec.remap
+    placed = conductance if remap is None else conductance[np.ix_(remap.row_order, remap.col_order)]
+    batch = volts if remap is None else remap.inputs_to_physical(volts)
+    x = factorize(system.matrix(placed))(system.rhs(batch))
+    currents = (np.asarray(x).reshape(-1, len(batch))[system.sense_nodes, :] * system.g_sense).T
+    cost.reads += len(batch)
+    cost.solver_calls += 1
+    return currents if remap is None else remap.outputs_to_logical(currents)
 
 
 def _predistort(spec: ArraySpec, cost: CompensationCost, options: CompensationOptions

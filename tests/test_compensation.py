@@ -183,3 +183,22 @@ def test_mdm_command_compares_under_compensation(tmp_path):
         assert row["mdm_effect"] == ("helps" if change < -0.02 else "hurts" if change > 0.02 else "neutral")
     bad = CliRunner().invoke(app, ["mdm", "--rows", "8", "--cols", "4", "--compensation", "insitu"])
     assert bad.exit_code == 2 and "error: --compensation insitu" in bad.output and "Traceback" not in bad.output
+
+
+def test_insitu_fast_reads_equal_the_array_reader_with_mdm_placement(window):
+    from cosim.compensation import ArrayReader, CompensationCost, _nodal_reads
+    from cosim.crossbar.mdm import mdm_remap
+    from cosim.crossbar.solver import build_system
+
+    weights = np.random.default_rng(3).standard_normal((6, 3))
+    base = ArraySpec(weights=weights, window=window, wires=Wires(2.0, 2.0, 1.0, 1.0))
+    target = base.targets()
+    remap = mdm_remap(ArrayReader.logical_crossbar(base, target), np.linspace(0.05, 0.2, 6))
+    assert not np.array_equal(remap.row_order, np.arange(6))
+    spec = ArraySpec(weights=weights, window=window, wires=Wires(2.0, 2.0, 1.0, 1.0), remap=remap)
+    conductance = target * np.random.default_rng(4).uniform(0.95, 1.05, target.shape)
+    volts = 0.2 * np.eye(6)
+    system = build_system(remap.apply(ArrayReader.logical_crossbar(spec, target)))
+    fast = _nodal_reads(system, spec, conductance, volts, CompensationCost())
+    reader = ArrayReader(spec, conductance, CompensationCost(), CompensationOptions())
+    np.testing.assert_allclose(fast, reader.currents(volts), rtol=1e-10, atol=1e-18)
