@@ -581,7 +581,7 @@ def compensate_layer(
         records.append(record)
         total = total.add(record.cost)
         gain[tile.outputs] = record.gain
-        offset[tile.outputs] = record.offset * 1.0
+        offset[tile.outputs] = record.offset
         tiles.append(replace(tile, conductance=record.conductance, target=record.target, scale=record.scale,
                              state=record.state if record.state is not None else tile.state))
     total.pulses_per_device = float(np.mean([r.cost.pulses_per_device for r in records]))

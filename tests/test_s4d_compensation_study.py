@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from cosim.cli import app
 from cosim.errors import CosimError
-from cosim.s4d import ADC, DAC, calibrate_converters, ideal_matvec, init_s4d_lin, run_recurrence, test_model
+from cosim.s4d import ADC, DAC, calibrate_converters, ideal_matvec, init_s4d_lin, run_recurrence
 from cosim.s4d.config import load_study_config, parse_study_config
 from cosim.s4d.ideal import S4DLayer, balance_states, dac_range_bits
 from cosim.s4d.metrics import effective_eigenvalues
