@@ -13,10 +13,11 @@ Methods (``METHODS``):
                   input vectors (uniform in ±v_read, seed ``probe_seed``) its gain (least
                   squares against the wanted products ``V @ W``); both are applied digitally
                   after the ADC.
-``"predistort"``  parasitic-aware targets: iterate ``w ← w + (W − W_eff(w))`` where
+``"predistort"``  parasitic-aware targets: iterate ``w ← w + (W − W_eff(w))/g`` where
                   ``W_eff`` is the in-circuit matrix read through the solver (one unit vector
-                  per row), until ``‖W − W_eff‖/‖W‖ ≤ tolerance`` or ``max_iterations``; then
-                  program these targets. Output scales shrink where a predistorted weight
+                  per row) and ``g`` each output's fitted in-circuit gain (a diagonal
+                  Newton step), until ``‖W − W_eff‖/‖W‖ ≤ tolerance`` or
+                  ``max_iterations``; then program these targets. Output scales shrink where a predistorted weight
                   would leave the conductance window.
 ``"insitu"``      write-verify whose verify reads go through the array and its wires: every
                   verify round reads the whole array row by row through the solver and
@@ -94,7 +95,7 @@ class CompensationOptions:
     """``gain``: known input vectors read through the array."""
     probe_seed: int = 0
     """``gain``: seed of the probe vectors (recorded)."""
-    max_iterations: int = 8
+    max_iterations: int = 12
     """``predistort``: bound on solver iterations."""
     tolerance: float = 1e-6
     """``predistort``: stop when the relative matrix residual is at most this."""
@@ -423,7 +424,12 @@ def _predistort(spec: ArraySpec, cost: CompensationCost, options: CompensationOp
         history.append(relative_residual(effective, wanted))
         if history[-1] <= options.tolerance:
             break
-        w = w + (wanted - effective)
+        # the array acts mostly as a gain g_j < 1 per output: dividing the correction by it
+        # (a diagonal Newton step) removes that part at once instead of geometrically
+        energy = np.sum(w * w, axis=0)
+        gain = np.where(energy > 0, np.sum(effective * w, axis=0) / np.where(energy > 0, energy, 1.0), 1.0)
+        gain = np.clip(gain, 0.1, 10.0)
+        w = w + (wanted - effective) / gain[None, :]
         peak = np.abs(w).max(axis=0) * scale
         scale = np.where(peak > span, span / np.where(peak > 0, np.abs(w).max(axis=0), 1.0), scale)
     return spec.targets(w, scale), scale, history

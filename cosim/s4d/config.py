@@ -47,7 +47,7 @@ An example with every key (values are examples, not all defaults)::
     [compensation]
     methods = ["none", "gain"]    # any of "none", "gain", "predistort", "insitu"
     probe_vectors = 32            # gain: known random input vectors
-    max_iterations = 8            # predistort: solver iterations (bound)
+    max_iterations = 12           # predistort: solver iterations (bound)
     tolerance = 1e-6              # predistort: relative matrix residual to stop at
     insitu_passes = 3             # insitu: programming passes
     insitu_tolerance = 0.01       # insitu: in-circuit error that sends a cell back
@@ -142,7 +142,7 @@ class CompensationSettings(_Strict):
 
     methods: list[Literal["none", "gain", "predistort", "insitu"]] = Field(default_factory=lambda: ["none", "gain"])
     probe_vectors: int = Field(32, ge=2, le=100_000)
-    max_iterations: int = Field(8, ge=1, le=1000)
+    max_iterations: int = Field(12, ge=1, le=1000)
     tolerance: float = Field(1e-6, gt=0, lt=1)
     insitu_passes: int = Field(3, ge=1, le=100)
     insitu_tolerance: float = Field(0.01, gt=0, lt=1)
