@@ -187,7 +187,8 @@ def main() -> None:
     print("1. Test layer, L = 256, channel layout, 1 Ω wires, ideal conductances")
     report["ideal"] = part_ideal(model, window, args.repeats)
     for r in report["ideal"]:
-        print(f"  {r['variant']:5s} {r['method']:10s} kernel err {np.round(r['kernel_rel_l2'], 5)} (max {r['max_kernel_rel_l2']:.3g})"
+        errors = " / ".join(f"{e:.3g}" for e in r["kernel_rel_l2"])
+        print(f"  {r['variant']:5s} {r['method']:10s} kernel err {errors} (max {r['max_kernel_rel_l2']:.3g})"
               f"  residual {r['residual']:.2e}  reads {r['reads']}  solver calls {r['solver_calls']}"
               f"  iterations {r['iterations']}  s min {r['min_s']:.3f} median {r['median_s']:.3f}")
 
