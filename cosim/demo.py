@@ -479,7 +479,7 @@ class _Demo:
                 part = cases[(cases.variant == variant) & (cases.case == case)].set_index("compensation")
                 if "none" not in part.index:
                     continue
-                text = " | ".join(f"{'raw' if m == 'none' else m} {_stable_mean(part.loc[m])}" for m in part.index)
+                text = ", ".join(f"{'raw' if m == 'none' else m} {_stable_mean(part.loc[m])}" for m in part.index)
                 record.figures[f"{variant}: {label}"] = f"kernel err {text}"
 
     def record_ok(self, key: str) -> bool:
@@ -606,7 +606,8 @@ def render_report(demo: _Demo, figures: list[Path]) -> str:
         "",
         (f"Mode {'quick' if s.quick else 'full'}, seed {s.seed}. Measurements synthesized from the "
         "shipped default model → fitted → Verilog-A compiled with openvaf-r → one device cycled in "
-        "ngspice against the Python model → S4D on crossbars with wires, with and without MDM. "
+        "ngspice against the Python model → S4D on crossbars with wires, raw and compensated, with "
+        "and without MDM. "
         "Every seed, tool version and file hash is in [manifest.json](manifest.json)."),
         "",
         "## Summary",
