@@ -413,13 +413,24 @@ def _predistort(spec: ArraySpec, cost: CompensationCost, options: CompensationOp
     scale = spec.scale.copy()  # type: ignore[union-attr]
     span = spec.window.g_max - spec.window.g_min
     history: list[float] = []
+    m = wanted.shape[0]
+    system = None
+    if options.solver == "nodal":  # one nodal system for every iteration, refactored per iteration
+        from cosim.crossbar.solver import build_system
+
+        physical = ArrayReader.logical_crossbar(spec, spec.targets(w, scale))
+        system = build_system(physical if spec.remap is None else spec.remap.apply(physical))
     for _ in range(options.max_iterations):
         target = spec.targets(w, scale)
-        reader = ArrayReader(spec, target, cost, options)
-        try:
-            effective = reader.effective_weights(scale)
-        finally:
-            reader.close()
+        if system is not None:
+            currents = _nodal_reads(system, spec, target, spec.v_read * np.eye(m), cost)
+            effective = (currents[:, 0::2] - currents[:, 1::2]) / scale[None, :] / spec.v_read
+        else:
+            reader = ArrayReader(spec, target, cost, options)
+            try:
+                effective = reader.effective_weights(scale)
+            finally:
+                reader.close()
         cost.iterations += 1
         history.append(relative_residual(effective, wanted))
         if history[-1] <= options.tolerance:
