@@ -180,6 +180,7 @@ def mdm(
                    f"{row['output_error_after']:.4g} with MDM ({row['mdm_effect']})")
     if compensated:
         report["compensation"] = compensated
+        report["probe_seed"] = seed + 2  # gain calibration's known input vectors
     if json_out is not None:
         write_text_atomic(json_out, json.dumps(report, indent=2, default=float) + "\n")
 
