@@ -631,21 +631,25 @@ def compare_with_mdm(
     """Each method on the array as mapped and as placed by ``remap`` (MDM): the output error
     of the corrected products against the wanted ``inputs @ W`` (inputs (K, M) [V]), the
     residual and the cost, with the sign of MDM's effect (``helps`` / ``hurts`` beyond ±2 %,
-    else ``neutral``; ``neutral`` too when both errors are below ``NEGLIGIBLE_ERROR``). Used by ``cosim mdm --compensation``."""
+    else ``neutral``; ``neutral`` too when both errors are below ``NEGLIGIBLE_ERROR`` or ten times
+    the predistortion tolerance). Used by ``cosim mdm --compensation``."""
     rows = []
+    opts = options or CompensationOptions()
+    negligible = max(NEGLIGIBLE_ERROR, 10 * opts.tolerance)
     wanted = np.atleast_2d(inputs) @ spec.weights
     for method in check_methods(methods):
         record: dict[str, Any] = {"compensation": method}
         for label, placement in (("before", None), ("after", remap)):
-            result = compensate(replace(spec, remap=placement), method, options=options)
+            result = compensate(replace(spec, remap=placement), method, options=opts)
             record[f"output_error_{label}"] = output_error(result.read(inputs), wanted)
             record[f"residual_{label}"] = result.residual
             record[f"reads_{label}"] = result.cost.reads
             record[f"solver_calls_{label}"] = result.cost.solver_calls
         before, after = record["output_error_before"], record["output_error_after"]
         change = after / before - 1.0 if before > 0 else 0.0
-        if max(before, after) < NEGLIGIBLE_ERROR:
-            change = 0.0  # both at the solver's precision: no sign to state
+        if max(before, after) < negligible:
+            change = 0.0  # both at the predistortion tolerance or the solver's precision: no sign
+
         record["mdm_effect"] = "helps" if change < -0.02 else "hurts" if change > 0.02 else "neutral"
         rows.append(record)
     return rows
