@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -135,6 +135,10 @@ def mdm(
     g_min: float = typer.Option(1 / 75e3, "--g-min", help="Smallest conductance [S]."),
     g_max: float = typer.Option(1 / 4.5e3, "--g-max", help="Largest conductance [S]."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the report as JSON."),
+    compensation: Optional[str] = typer.Option(
+        None, "--compensation",
+        help="Also compare MDM under compensation: comma-separated methods among none, gain, predistort.",
+    ),
 ) -> None:
     """Report NF before and after Manhattan-distance remapping (differential pairs)."""
     from cosim.crossbar.config import load_matrix
@@ -159,6 +163,7 @@ def mdm(
         )
         vectors = random_inputs(crossbar.rows, inputs, v_read, seed + 1)
         result = study(crossbar, vectors)
+        compensated = _mdm_compensation(compensation, weights, crossbar, result.remap, vectors, seed) if compensation else []
     except CosimError as exc:
         raise _fail(exc) from exc
     report = {
@@ -170,8 +175,37 @@ def mdm(
     typer.echo(f"NF            {result.before.tile_nf:.5f} -> {result.after.tile_nf:.5f}  ({100 * report['nf_reduction']:.1f}% lower)")
     typer.echo(f"output error  {result.before.output_error:.5f} -> {result.after.output_error:.5f}")
     typer.echo(f"ideal output unchanged by the remap: {result.ideal_unchanged}")
+    for row in compensated:
+        typer.echo(f"compensation {row['compensation']:<10} output error vs wanted {row['output_error_before']:.4g} -> "
+                   f"{row['output_error_after']:.4g} with MDM ({row['mdm_effect']})")
+    if compensated:
+        report["compensation"] = compensated
+        report["probe_seed"] = seed + 2  # gain calibration's known input vectors
     if json_out is not None:
         write_text_atomic(json_out, json.dumps(report, indent=2, default=float) + "\n")
+
+
+def _mdm_compensation(methods: str, weights: object, crossbar: object, remap: object, vectors: object,
+                      seed: int) -> list[dict[str, object]]:
+    """``--compensation``: each method before/after MDM (see :func:`cosim.compensation.compare_with_mdm`)."""
+    import numpy as np
+
+    from cosim.compensation import ArraySpec, CompensationError, CompensationOptions, compare_with_mdm
+    from cosim.s4d.circuit import Wires
+    from cosim.s4d.mapping import ConductanceWindow
+
+    names = [m.strip() for m in methods.split(",") if m.strip()]
+    if "insitu" in names:
+        raise CompensationError("--compensation insitu needs programmed devices; cosim mdm reads exact conductances "
+                                "(use cosim s4d for in-situ write-verify)")
+    xb = crossbar  # type: Any
+    w = np.asarray(weights, dtype=float)
+    g = xb.conductances()
+    scale = np.full(w.shape[1], (g.max() - g.min()) / max(float(np.abs(w).max()), 1e-300))
+    window = ConductanceWindow(float(g.min()), float(g.max()))
+    spec = ArraySpec(weights=w, window=window, scale=scale, v_read=xb.v_read,
+                     wires=Wires(xb.r_row, xb.r_col, xb.r_source, xb.r_sense))
+    return compare_with_mdm(spec, remap, vectors, names, options=CompensationOptions(probe_seed=seed + 2))  # type: ignore[arg-type]
 
 
 def irdrop(
