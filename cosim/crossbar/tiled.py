@@ -235,7 +235,8 @@ class TiledReader:
              ideal: bool = False) -> tuple[np.ndarray, list[np.ndarray]]:
         """Layer outputs (K, outputs) ≈ x·W_q, and the logical-order column currents of every
         tile (P·K, N_phys) [A]; ``remaps`` (one per tile, None = as mapped) place the tiles;
-        ``ideal`` skips the circuit (wire-free currents)."""
+        ``ideal`` skips the circuit (wire-free currents of the placed cells, back in logical
+        order: exactly those of the unplaced tile, since each column sum is correctly rounded)."""
         planes, weights = self.encoding.encode(x, x_max)
         count = planes.shape[1]
         out = np.zeros((count, self.matrix.shape[1]))
@@ -244,8 +245,11 @@ class TiledReader:
             volts = planes[:, :, tile.row_start:tile.row_stop].reshape(-1, tile.row_stop - tile.row_start)
             crossbar = self.crossbar(k)
             remap = None if remaps is None else remaps[k]
-            if ideal:
+            if ideal and remap is None:
                 logical = ideal_currents(crossbar, volts)
+            elif ideal:
+                mapped = ideal_currents(remap.apply(crossbar), remap.inputs_to_physical(volts))
+                logical = remap.outputs_to_logical(mapped)
             elif self.backend == "nodal" and crossbar.cells.is_linear:
                 logical = volts @ self.transfer(k, remap)
             elif remap is None:
