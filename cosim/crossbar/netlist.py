@@ -31,7 +31,7 @@ class WritePulse:
     """Trapezoidal write pulse and transient settings [V, s].
 
     ``row``/``col``: the selected cell; ``v_write``: pulse amplitude on the selected row
-    (negative for SET with the sign convention of DESIGN §3.6); ``scheme``: ``"v2"`` or
+    (negative for SET with the sign convention of docs/device-model.md); ``scheme``: ``"v2"`` or
     ``"v3"`` half-select scheme.
     """
 
