@@ -10,6 +10,8 @@ Regenerates the figures and tables of docs/crossbar.md ("MDM on bit-sliced cross
   on the layers' own test-set activations, the distribution of the NF reduction per tile, and
   the accuracy on the test set without and with MDM (same cells; MDM loads and input full
   scales from the training set);
+* the same with the analog variant of MDM on the slices (columns sorted by load, the exact
+  minimiser of the Manhattan cost) at the first wire value;
 * a control with heavy-tailed weights (Student t, 2 degrees of freedom) of the same shape read
   with the same layer-1 activations: how much MDM gains when the high-order bits are sparse.
 
@@ -61,12 +63,13 @@ def readers_for(layers: list[Layer], config: SliceConfig, tile: int, r_wire: flo
     return [TiledReader(SlicedMatrix.from_weights(l.weights, config, tile, tile), Wires(r_wire), InputEncoding()) for l in layers]
 
 
-def nf_rows(readers: list[TiledReader], acts: list[np.ndarray], calib: list[np.ndarray], tag: dict) -> list[dict]:
+def nf_rows(readers: list[TiledReader], acts: list[np.ndarray], calib: list[np.ndarray], tag: dict,
+            columns: str = "flip") -> list[dict]:
     """NF per tile of every layer on its own activations; MDM from the calibration set."""
     rows = []
     for k, reader in enumerate(readers):
         x_max = reader.x_max(calib[k])
-        study = reader.study(acts[k], x_max=x_max, remaps=reader.remaps(calib[k], x_max))
+        study = reader.study(acts[k], x_max=x_max, remaps=reader.remaps(calib[k], x_max, columns))
         for t in study.tiles:
             if t.before is None:
                 continue
@@ -97,6 +100,8 @@ def main() -> None:
         readers = readers_for(layers, config, args.tile, r_wire)
         tag = {"weights": "digits MLP", "r_wire": r_wire}
         tiles += nf_rows(readers, acts, calib, tag)
+        if r_wire == wires[0]:  # the analog variant on slices: columns sorted by load
+            tiles += nf_rows(readers, acts, calib, {**tag, "weights": "digits MLP, columns sorted"}, "sorted")
         acc = mlp_accuracy(layers, readers, x_train, x_test, y_test)
         accuracy.append({"r_wire": r_wire, **acc})
         print(f"r_wire {r_wire} Ω: {acc}  ({time.perf_counter() - start:.0f} s)", flush=True)

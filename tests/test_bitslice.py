@@ -91,7 +91,7 @@ def test_brute_force_confirms_the_row_order_minimises_the_manhattan_cost():
     tile = matrix.tiles[0]
     mean = np.abs(relu_inputs(16, 7, 6)).mean(axis=0) * 0.05
     load = tile.g * mean[:, None]
-    remap = sliced_remap(load, differential=True, flip=True)
+    remap = sliced_remap(load, differential=True, columns="flip")
     # drivers on the low-order side: the least significant pair sits next to the drivers
     assert list(tile.slice_of_column[remap.col_order][:2]) == [0, 0]
     assert np.all(remap.col_order[1::2] == remap.col_order[0::2] + 1)  # pairs stay (G⁺, G⁻)
@@ -100,6 +100,14 @@ def test_brute_force_confirms_the_row_order_minimises_the_manhattan_cost():
     costs = [manhattan_cost(placed[list(order)]) for order in itertools.permutations(range(7))]
     assert best <= min(costs) * (1 + 1e-12)
     assert best < np.median(costs)
+    # the analog variant on slices ("sorted"): rows and pairs jointly minimal over all orders
+    small = load[:5, :6]
+    exact = sliced_remap(small, differential=True, columns="sorted")
+    optimum = manhattan_cost(small[np.ix_(exact.row_order, exact.col_order)])
+    for rows in itertools.permutations(range(5)):
+        for pairs in itertools.permutations(range(3)):
+            cols = np.array([[2 * p, 2 * p + 1] for p in pairs]).ravel()
+            assert optimum <= manhattan_cost(small[np.ix_(rows, cols)]) * (1 + 1e-12)
 
 
 def test_mdm_keeps_the_wire_free_output_bit_for_bit_and_lowers_nf_on_real_activations():

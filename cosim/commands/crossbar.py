@@ -105,6 +105,7 @@ def mdm(
     device_model: Optional[Path] = typer.Option(None, "--device-model", help="Device model JSON: programmed devices and, without --on-off, its levels."),
     device_seed: int = typer.Option(0, "--device-seed", help="Seed of the programmed devices."),
     backend: str = typer.Option("nodal", "--backend", help="nodal (exact solver) or ngspice."),
+    mdm_columns: str = typer.Option("flip", "--mdm-columns", help="Bit-sliced MDM columns: flip (drivers on the low-order side, the paper) or sorted (by load)."),
     mlp: Optional[Path] = typer.Option(None, "--mlp", help="Trained ReLU network (.npz with W0, b0, W1, ...): accuracy with and without MDM."),
     labels: Optional[Path] = typer.Option(None, "--labels", help="Class labels of --inputs (.npy), for --mlp."),
 ) -> None:
@@ -117,7 +118,7 @@ def mdm(
             report, lines = _mdm_sliced(
                 matrix, inputs, labels, mlp, rows, cols, block, seed, vectors, r_wire, v_read, g_min, g_max,
                 weight_bits or 8, slice_bits, on_off, tile or 128, signed, encoding, input_bits, devices,
-                device_model, device_seed, backend,
+                device_model, device_seed, backend, mdm_columns,
             )
         else:
             report, lines = _mdm_analog(matrix, inputs, rows, cols, block, seed, vectors, r_wire, v_read, g_min, g_max, tile)
@@ -186,7 +187,7 @@ def _mdm_sliced(
     matrix: Optional[Path], inputs: Optional[Path], labels: Optional[Path], mlp: Optional[Path], rows: int, cols: int,
     block: int, seed: int, vectors: int, r_wire: float, v_read: float, g_min: float, g_max: float, weight_bits: int,
     slice_bits: int, on_off: Optional[float], tile: int, signed: str, encoding: str, input_bits: int, devices: str,
-    device_model: Optional[Path], device_seed: int, backend: str,
+    device_model: Optional[Path], device_seed: int, backend: str, mdm_columns: str,
 ) -> tuple[dict[str, object], list[str]]:
     """Bit-sliced tiles (and, with ``mlp``, the accuracy of a trained network)."""
     from cosim.crossbar.tiled import SlicedStudy, load_mlp
@@ -210,7 +211,7 @@ def _mdm_sliced(
     study = SlicedStudy(
         weight_bits=weight_bits, slice_bits=slice_bits, on_off=on_off, g_on=g_max, g_off=g_min, tile=tile,
         signed=signed, encoding=encoding, input_bits=input_bits, v_read=v_read, r_wire=r_wire,
-        devices=devices, device_model=device_model, device_seed=device_seed, backend=backend,
+        devices=devices, device_model=device_model, device_seed=device_seed, backend=backend, columns=mdm_columns,
     )
     with _progress() as advance:
         report = study.run(weights, batch, layers=layers, labels=truth, progress=advance)

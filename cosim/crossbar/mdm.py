@@ -90,28 +90,39 @@ def mdm_remap(crossbar: Crossbar, input_mean: np.ndarray | None = None) -> Remap
     return Remap(row_order=row_order, col_order=col_order)
 
 
-def sliced_remap(load: np.ndarray, differential: bool, flip: bool = True) -> Remap:
+def sliced_remap(load: np.ndarray, differential: bool, columns: str = "flip") -> Remap:
     """MDM of a bit-sliced tile as Farias, Martins and Kung describe it.
 
     ``load`` (M, N) [A] is the expected current of each cell. Rows are ordered by the
     Manhattan distance of their cells' current: the row-dependent part of
     Σ_ij Ī_ij·d_ij is Σ_i (M − i)·R_i, so rows go in ascending load R_i (the heaviest row next
-    to the sense end) — exactly minimal for any fixed column order. With ``flip`` the
-    activations are fed from the low-order side: the column order is reversed, so the
-    least-significant (densest) slices sit next to the row drivers; differential pairs stay
-    (G⁺, G⁻). Columns are not sorted individually, so every weight's slices stay adjacent.
+    to the sense end) — exactly minimal for any fixed column order. ``columns``:
+
+    * ``"flip"`` (the paper): activations are fed from the low-order side — the column order
+      is reversed, so the least-significant (densest) slices sit next to the row drivers and
+      every weight's slices stay adjacent;
+    * ``"sorted"`` (the analog variant): columns (pairs) by descending load, the exact
+      minimiser of the Manhattan cost; slices of one weight may be spread over the tile;
+    * ``"keep"``: rows only.
+
+    Differential pairs stay (G⁺, G⁻).
     """
     m, n = load.shape
     row_order = np.argsort(load.sum(axis=1), kind="stable")
-    if not flip:
-        col_order = np.arange(n)
-    elif differential:
-        if n % 2:
-            raise CosimError("a differential tile needs an even number of columns")
-        pairs = np.arange(n // 2)[::-1]
-        col_order = np.column_stack((2 * pairs, 2 * pairs + 1)).ravel()
+    if differential and n % 2:
+        raise CosimError("a differential tile needs an even number of columns")
+    units = n // 2 if differential else n
+    if columns == "keep":
+        unit_order = np.arange(units)
+    elif columns == "flip":
+        unit_order = np.arange(units)[::-1]
+    elif columns == "sorted":
+        unit_load = load.sum(axis=0)
+        unit_load = unit_load[0::2] + unit_load[1::2] if differential else unit_load
+        unit_order = np.argsort(-unit_load, kind="stable")
     else:
-        col_order = np.arange(n)[::-1].copy()
+        raise CosimError(f"MDM columns must be flip, sorted or keep, got {columns!r}")
+    col_order = np.column_stack((2 * unit_order, 2 * unit_order + 1)).ravel() if differential else unit_order.copy()
     return Remap(row_order=row_order, col_order=col_order)
 
 

@@ -199,12 +199,13 @@ class TiledReader:
             g = np.clip(g - self.matrix.config.g_off, 0.0, None)
         return g * np.abs(input_mean)[:, None]
 
-    def remaps(self, x: np.ndarray, x_max: float, flip: bool = True) -> list[Remap]:
-        """MDM per tile from the mean row voltages of activations ``x`` (K, inputs)."""
+    def remaps(self, x: np.ndarray, x_max: float, columns: str = "flip") -> list[Remap]:
+        """MDM per tile from the mean row voltages of activations ``x`` (K, inputs);
+        ``columns`` as in :func:`cosim.crossbar.mdm.sliced_remap`."""
         planes, _ = self.encoding.encode(x, x_max)
         mean = np.mean(np.abs(planes), axis=(0, 1))
         return [
-            sliced_remap(self._load(k, mean[t.row_start:t.row_stop]), t.differential, flip)
+            sliced_remap(self._load(k, mean[t.row_start:t.row_stop]), t.differential, columns)
             for k, t in enumerate(self.matrix.tiles)
         ]
 
@@ -265,11 +266,11 @@ class TiledReader:
         return out * self.matrix.weight_scale, currents
 
     def study(self, x: np.ndarray, x_max: float | None = None, remaps: Sequence[Remap] | None = None,
-              flip: bool = True) -> StudyResult:
+              columns: str = "flip") -> StudyResult:
         """Read activations ``x`` as mapped and after MDM (MDM from the same ``x`` unless
         ``remaps`` are given); NF per tile on the real activations."""
         scale = self.x_max(x) if x_max is None else x_max
-        placed = self.remaps(x, scale, flip) if remaps is None else list(remaps)
+        placed = self.remaps(x, scale, columns) if remaps is None else list(remaps)
         ideal, ideal_currents_ = self.read(x, scale, ideal=True)
         before, real_before = self.read(x, scale)
         after, real_after = self.read(x, scale, placed)
@@ -363,14 +364,14 @@ def mlp_accuracy(
     x_calib: np.ndarray,
     x_test: np.ndarray,
     labels: np.ndarray,
-    flip: bool = True,
+    columns: str = "flip",
 ) -> dict[str, float]:
     """Accuracy of the network in four settings: digital float, quantized wire-free, under
     wires as mapped, under wires with MDM. Full scales and MDM loads come from the float
     activations of ``x_calib``; every setting reads the same cells (same device seeds)."""
     calib = forward(layers, x_calib)
     scales = [readers[k].x_max(calib[k]) for k in range(len(layers))]
-    placements = [readers[k].remaps(calib[k], scales[k], flip) for k in range(len(layers))]
+    placements = [readers[k].remaps(calib[k], scales[k], columns) for k in range(len(layers))]
     truth = np.asarray(labels).ravel()
 
     def run(mode: str) -> float:
@@ -435,7 +436,7 @@ class SlicedStudy:
     device_model: object | None = None
     device_seed: int = 0
     backend: str = "nodal"
-    flip: bool = True
+    columns: str = "flip"
 
     def config(self, model: object | None) -> "SliceConfig":
         from cosim.crossbar.bitslice import SliceConfig
@@ -481,11 +482,11 @@ class SlicedStudy:
         model = self._model()
         if layers is None:
             readers = [self.reader(weights, model, progress)]
-            results = [readers[0].study(inputs, flip=self.flip)]
+            results = [readers[0].study(inputs, columns=self.columns)]
         else:  # every layer on its own activations (the float network's)
             acts = forward(layers, inputs)
             readers = [self.reader(layer.weights, model, progress) for layer in layers]
-            results = [r.study(acts[k], flip=self.flip) for k, r in enumerate(readers)]
+            results = [r.study(acts[k], columns=self.columns) for k, r in enumerate(readers)]
         tiles = []
         for k, result in enumerate(results):
             tiles += [{"layer": k, **t} for t in result.as_dict()["tiles"]]  # type: ignore[union-attr]
@@ -494,10 +495,10 @@ class SlicedStudy:
         report: dict[str, object] = {
             **first.matrix.config.as_dict(), "tile": self.tile, **first.encoding.as_dict(),
             **first.wires.as_dict(), "devices": self.devices, "device_seed": self.device_seed,
-            "backend": self.backend, **summary, "tiles": tiles,
+            "backend": self.backend, "mdm_columns": self.columns, **summary, "tiles": tiles,
         }
         if layers is not None and labels is not None:
-            report.update(mlp_accuracy(layers, readers, inputs, inputs, labels, flip=self.flip))
+            report.update(mlp_accuracy(layers, readers, inputs, inputs, labels, columns=self.columns))
         return report
 
 
