@@ -232,12 +232,30 @@ class TiledReader:
         """Full-scale activation: max |x| of a calibration batch."""
         return float(np.max(np.abs(x))) if np.size(x) else 1.0
 
+    def column_gains(self, index: int, remap: Remap | None = None, probes: int = 32, seed: int = 0) -> np.ndarray:
+        """Digital gain per physical column of tile ``index`` placed by ``remap`` (the ``gain``
+        compensation of :mod:`cosim.compensation` applied to every slice column): ``probes``
+        known input vectors (uniform in ±v_read, ``seed``) read through the wires, least-squares
+        slope against the wire-free currents of the same cells. Cached."""
+        key = ("gain", index, probes, seed, None if remap is None else (remap.row_order.tobytes(), remap.col_order.tobytes()))
+        if key not in self._transfers:
+            from cosim.compensation import fit_gain_offset, probe_inputs
+
+            crossbar = self.crossbar(index)
+            volts = probe_inputs(crossbar.rows, probes, self.encoding.v_read, seed)
+            measured = volts @ self.transfer(index, remap)
+            self._transfers[key], _ = fit_gain_offset(measured, ideal_currents(crossbar, volts))
+        return self._transfers[key]
+
     def read(self, x: np.ndarray, x_max: float, remaps: Sequence[Remap | None] | None = None,
-             ideal: bool = False) -> tuple[np.ndarray, list[np.ndarray]]:
+             ideal: bool = False, gain: bool = False) -> tuple[np.ndarray, list[np.ndarray]]:
         """Layer outputs (K, outputs) ≈ x·W_q, and the logical-order column currents of every
         tile (P·K, N_phys) [A]; ``remaps`` (one per tile, None = as mapped) place the tiles;
         ``ideal`` skips the circuit (wire-free currents of the placed cells, back in logical
-        order: exactly those of the unplaced tile, since each column sum is correctly rounded)."""
+        order: exactly those of the unplaced tile, since each column sum is correctly rounded);
+        ``gain`` applies :meth:`column_gains` (nodal solver, linear cells)."""
+        if gain and (ideal or self.backend != "nodal"):
+            raise CosimError("gain compensation needs the nodal solver and a wired read")
         planes, weights = self.encoding.encode(x, x_max)
         count = planes.shape[1]
         out = np.zeros((count, self.matrix.shape[1]))
@@ -253,6 +271,8 @@ class TiledReader:
                 logical = remap.outputs_to_logical(mapped)
             elif self.backend == "nodal" and crossbar.cells.is_linear:
                 logical = volts @ self.transfer(k, remap)
+                if gain:
+                    logical = logical * self.column_gains(k, remap)[None, :]
             elif remap is None:
                 logical = solve_currents(crossbar, volts, self.backend)
             else:
@@ -365,10 +385,13 @@ def mlp_accuracy(
     x_test: np.ndarray,
     labels: np.ndarray,
     columns: str = "flip",
+    compensation: bool = False,
 ) -> dict[str, float]:
     """Accuracy of the network in four settings: digital float, quantized wire-free, under
-    wires as mapped, under wires with MDM. Full scales and MDM loads come from the float
-    activations of ``x_calib``; every setting reads the same cells (same device seeds)."""
+    wires as mapped, under wires with MDM — and with ``compensation`` the last two again with
+    the per-column digital gain (:meth:`TiledReader.column_gains`). Full scales and MDM loads
+    come from the float activations of ``x_calib``; every setting reads the same cells (same
+    device seeds)."""
     calib = forward(layers, x_calib)
     scales = [readers[k].x_max(calib[k]) for k in range(len(layers))]
     placements = [readers[k].remaps(calib[k], scales[k], columns) for k in range(len(layers))]
@@ -380,18 +403,21 @@ def mlp_accuracy(
             if mode == "float":
                 y = act @ layer.weights
             else:
-                remaps = placements[k] if mode == "mdm" else None
-                y, _ = readers[k].read(act, scales[k], remaps, ideal=(mode == "ideal"))
+                remaps = placements[k] if mode.startswith("mdm") else None
+                y, _ = readers[k].read(act, scales[k], remaps, ideal=(mode == "ideal"), gain=mode.endswith("gain"))
             y = y + layer.bias
             act = np.maximum(y, 0.0) if k < len(layers) - 1 else y
         return float(np.mean(np.argmax(act, axis=1) == truth))
 
-    return {
+    result = {
         "accuracy_float": run("float"),
         "accuracy_quantized_wire_free": run("ideal"),
         "accuracy_wires": run("plain"),
         "accuracy_wires_mdm": run("mdm"),
     }
+    if compensation:
+        result.update(accuracy_wires_gain=run("plain+gain"), accuracy_wires_mdm_gain=run("mdm+gain"))
+    return result
 
 
 def load_labels(path: object, count: int) -> np.ndarray:
