@@ -15,8 +15,9 @@ Regenerates the figures and tables of docs/crossbar.md ("MDM on bit-sliced cross
 * a control with heavy-tailed weights (Student t, 2 degrees of freedom) of the same shape read
   with the same layer-1 activations: how much MDM gains when the high-order bits are sparse.
 
-Usage: ``python benchmarks/mdm_bitslice_study.py [--out mdm_study] [--quick]`` (``--quick``:
-fewer test vectors and one wire value; the full run takes ~15 minutes on 2 busy cores).
+Usage: ``python benchmarks/mdm_bitslice_study.py [--out mdm_study] [--quick] [--wires 1,2.5]
+[--columns flip,sorted] [--compensation] [--no-control]`` (``--quick``: 120 test vectors, one
+wire value, no control; the full run took ~35 minutes on 2 cores shared with other jobs).
 Writes ``study.json``, ``tiles.csv``, ``nf_reduction_per_tile.png``, ``accuracy.png`` and
 ``bit_density.png`` to ``--out`` and prints the tables.
 """
@@ -83,36 +84,46 @@ def nf_rows(readers: list[TiledReader], acts: list[np.ndarray], calib: list[np.n
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("mdm_study"))
-    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="120 test vectors, 1 Ω only, no control")
     parser.add_argument("--tile", type=int, default=128)
     parser.add_argument("--on-off", type=float, default=10.0)
+    parser.add_argument("--wires", default="1,2.5", help="segment resistances [Ω], comma-separated")
+    parser.add_argument("--columns", default="flip,sorted",
+                        help="MDM column variants (flip = the paper, sorted, keep = rows only); the first is "
+                             "measured at every wire value, the others at the first")
+    parser.add_argument("--compensation", action="store_true", help="also the accuracy with per-column digital gain")
+    parser.add_argument("--no-control", action="store_true", help="skip the heavy-tailed control")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     layers, x_train, y_train, x_test, y_test = train_digits_mlp()
+    wires = [float(w) for w in args.wires.split(",")]
+    variants = [c.strip() for c in args.columns.split(",") if c.strip()]
     if args.quick:
-        x_test, y_test = x_test[:120], y_test[:120]
-    wires = [1.0] if args.quick else [1.0, 2.5]
+        x_test, y_test, wires, args.no_control = x_test[:120], y_test[:120], wires[:1], True
     config = SliceConfig.from_on_off(args.on_off, weight_bits=8, slice_bits=1)
     calib, acts = forward(layers, x_train), forward(layers, x_test)
     tiles, accuracy = [], []
     for r_wire in wires:
         readers = readers_for(layers, config, args.tile, r_wire)
-        tag = {"weights": "digits MLP", "r_wire": r_wire}
-        tiles += nf_rows(readers, acts, calib, tag)
-        if r_wire == wires[0]:  # the analog variant on slices: columns sorted by load
-            tiles += nf_rows(readers, acts, calib, {**tag, "weights": "digits MLP, columns sorted"}, "sorted")
-        acc = mlp_accuracy(layers, readers, x_train, x_test, y_test)
-        accuracy.append({"r_wire": r_wire, **acc})
-        print(f"r_wire {r_wire} Ω: {acc}  ({time.perf_counter() - start:.0f} s)", flush=True)
-    # control: heavy-tailed weights of layer 1's shape, read with layer 1's own activations
-    rng = np.random.default_rng(SEED)
-    heavy = rng.standard_t(2, size=layers[1].weights.shape) * layers[1].weights.std()
-    control = readers_for([Layer(heavy, np.zeros(heavy.shape[1]))], config, args.tile, 1.0)
-    control_rows = nf_rows(control, [acts[1]], [calib[1]], {"weights": "Student-t (df 2) control", "r_wire": 1.0})
-    for row in control_rows:
-        row["layer"] = 1
-    tiles += control_rows
+        for n, columns in enumerate(variants if r_wire == wires[0] else variants[:1]):
+            name = "digits MLP" + ("" if n == 0 else f", columns {columns}")
+            tiles += nf_rows(readers, acts, calib, {"weights": name, "r_wire": r_wire}, columns)
+            settings = ("float", "ideal", "plain", "mdm") if n == 0 else ("mdm",)
+            acc = mlp_accuracy(layers, readers, x_train, x_test, y_test, columns=columns,
+                               compensation=args.compensation and n == 0, settings=settings)
+            accuracy.append({"r_wire": r_wire, "columns": columns, **acc})
+            print(f"r_wire {r_wire} Ω, MDM columns {columns}: {acc}  ({time.perf_counter() - start:.0f} s)", flush=True)
+    heavy = None
+    if not args.no_control:  # heavy-tailed weights of layer 1's shape, read with layer 1's own activations
+        rng = np.random.default_rng(SEED)
+        heavy = rng.standard_t(2, size=layers[1].weights.shape) * layers[1].weights.std()
+        control = readers_for([Layer(heavy, np.zeros(heavy.shape[1]))], config, args.tile, wires[0])
+        control_rows = nf_rows(control, [acts[1]], [calib[1]], {"weights": "Student-t (df 2) control", "r_wire": wires[0]},
+                               variants[0])
+        for row in control_rows:
+            row["layer"] = 1
+        tiles += control_rows
     table = pd.DataFrame(tiles)
     table.to_csv(args.out / "tiles.csv", index=False)
     summary = (table.groupby(["weights", "r_wire"])
@@ -122,7 +133,9 @@ def main() -> None:
                     cost_reduction=("cost_reduction", "mean"), out_err_before=("output_error_before", "mean"),
                     out_err_after=("output_error_after", "mean"), ideal_unchanged=("ideal_unchanged", "all"))
                .reset_index())
-    density = {"digits MLP layer 1": bit_density(layers[1].weights).tolist(), "Student-t control": bit_density(heavy).tolist()}
+    density = {"digits MLP layer 1": bit_density(layers[1].weights).tolist()}
+    if heavy is not None:
+        density["Student-t control"] = bit_density(heavy).tolist()
     result = {
         "setting": {"weight_bits": 8, "slice_bits": 1, "signed": "differential", **config.as_dict(), "tile": args.tile,
                     "encoding": "analog", "v_read_V": 0.2, "r_source_ohm": 1.0, "r_sense_ohm": 1.0,
@@ -157,7 +170,7 @@ def plot(table: pd.DataFrame, accuracy: list[dict], density: dict, out: Path) ->
     fig.savefig(out / "nf_reduction_per_tile.png", dpi=120)
     plt.close(fig)
 
-    frame = pd.DataFrame(accuracy)
+    frame = pd.DataFrame([a for a in accuracy if "accuracy_float" in a])
     fig, ax = plt.subplots(figsize=(6, 3.5))
     width = 0.2
     names = ["accuracy_float", "accuracy_quantized_wire_free", "accuracy_wires", "accuracy_wires_mdm"]

@@ -378,6 +378,17 @@ def forward(layers: Sequence[Layer], x: np.ndarray) -> list[np.ndarray]:
     return acts
 
 
+ACCURACY_KEYS = {
+    "float": "accuracy_float",
+    "ideal": "accuracy_quantized_wire_free",
+    "plain": "accuracy_wires",
+    "mdm": "accuracy_wires_mdm",
+    "plain+gain": "accuracy_wires_gain",
+    "mdm+gain": "accuracy_wires_mdm_gain",
+}
+"""Accuracy settings of :func:`mlp_accuracy` and their report keys."""
+
+
 def mlp_accuracy(
     layers: Sequence[Layer],
     readers: Sequence[TiledReader],
@@ -386,12 +397,17 @@ def mlp_accuracy(
     labels: np.ndarray,
     columns: str = "flip",
     compensation: bool = False,
+    settings: Sequence[str] = ("float", "ideal", "plain", "mdm"),
 ) -> dict[str, float]:
     """Accuracy of the network in four settings: digital float, quantized wire-free, under
     wires as mapped, under wires with MDM — and with ``compensation`` the last two again with
     the per-column digital gain (:meth:`TiledReader.column_gains`). Full scales and MDM loads
     come from the float activations of ``x_calib``; every setting reads the same cells (same
-    device seeds)."""
+    device seeds). ``settings`` picks among ``float``, ``ideal``, ``plain``, ``mdm`` (keys in
+    :data:`ACCURACY_KEYS`)."""
+    unknown = [m for m in settings if m not in ACCURACY_KEYS]
+    if unknown:
+        raise CosimError(f"unknown accuracy setting {unknown[0]!r}; use {', '.join(ACCURACY_KEYS)}")
     calib = forward(layers, x_calib)
     scales = [readers[k].x_max(calib[k]) for k in range(len(layers))]
     placements = [readers[k].remaps(calib[k], scales[k], columns) for k in range(len(layers))]
@@ -409,15 +425,8 @@ def mlp_accuracy(
             act = np.maximum(y, 0.0) if k < len(layers) - 1 else y
         return float(np.mean(np.argmax(act, axis=1) == truth))
 
-    result = {
-        "accuracy_float": run("float"),
-        "accuracy_quantized_wire_free": run("ideal"),
-        "accuracy_wires": run("plain"),
-        "accuracy_wires_mdm": run("mdm"),
-    }
-    if compensation:
-        result.update(accuracy_wires_gain=run("plain+gain"), accuracy_wires_mdm_gain=run("mdm+gain"))
-    return result
+    wanted = list(settings) + (["plain+gain", "mdm+gain"] if compensation else [])
+    return {ACCURACY_KEYS[mode]: run(mode) for mode in wanted}
 
 
 def load_labels(path: object, count: int) -> np.ndarray:
