@@ -93,6 +93,8 @@ def main() -> None:
                              "measured at every wire value, the others at the first")
     parser.add_argument("--compensation", action="store_true", help="also the accuracy with per-column digital gain")
     parser.add_argument("--no-control", action="store_true", help="skip the heavy-tailed control")
+    parser.add_argument("--accuracy-only", action="store_true", help="skip the NF per tile (accuracy runs)")
+    parser.add_argument("--nf-only", action="store_true", help="skip the accuracy")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -108,10 +110,16 @@ def main() -> None:
         readers = readers_for(layers, config, args.tile, r_wire)
         for n, columns in enumerate(variants if r_wire == wires[0] else variants[:1]):
             name = "digits MLP" + ("" if n == 0 else f", columns {columns}")
-            tiles += nf_rows(readers, acts, calib, {"weights": name, "r_wire": r_wire}, columns)
+            if not args.accuracy_only:
+                tiles += nf_rows(readers, acts, calib, {"weights": name, "r_wire": r_wire}, columns)
+            if args.nf_only:
+                continue
             settings = ("float", "ideal", "plain", "mdm") if n == 0 else ("mdm",)
-            acc = mlp_accuracy(layers, readers, x_train, x_test, y_test, columns=columns,
-                               compensation=args.compensation and n == 0, settings=settings)
+            acc = mlp_accuracy(layers, readers, x_train, x_test, y_test, columns=columns, compensation=False,
+                               settings=settings)
+            if args.compensation:  # per-column digital gain, as mapped and with this MDM (cached reads)
+                acc.update(mlp_accuracy(layers, readers, x_train, x_test, y_test, columns=columns, compensation=True,
+                                        settings=()))
             accuracy.append({"r_wire": r_wire, "columns": columns, **acc})
             print(f"r_wire {r_wire} Ω, MDM columns {columns}: {acc}  ({time.perf_counter() - start:.0f} s)", flush=True)
     heavy = None
@@ -125,6 +133,10 @@ def main() -> None:
             row["layer"] = 1
         tiles += control_rows
     table = pd.DataFrame(tiles)
+    if table.empty:
+        (args.out / "accuracy.json").write_text(json.dumps(accuracy, indent=2) + "\n")
+        print(pd.DataFrame(accuracy).round(4).to_string(index=False))
+        return
     table.to_csv(args.out / "tiles.csv", index=False)
     summary = (table.groupby(["weights", "r_wire"])
                .agg(tiles=("nf_reduction", "size"), nf_before=("nf_before", "mean"), nf_after=("nf_after", "mean"),
@@ -144,7 +156,7 @@ def main() -> None:
         "elapsed_s": time.perf_counter() - start,
     }
     (args.out / "study.json").write_text(json.dumps(result, indent=2, default=float) + "\n")
-    plot(table, accuracy, density, args.out)
+    plot(table, accuracy, density, args.out, args.tile)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(summary.round(4).to_string(index=False))
         print(pd.DataFrame(accuracy).round(4).to_string(index=False))
@@ -152,44 +164,60 @@ def main() -> None:
     print(f"wrote {args.out}/ in {time.perf_counter() - start:.0f} s")
 
 
-def plot(table: pd.DataFrame, accuracy: list[dict], density: dict, out: Path) -> None:
+def plot(table: pd.DataFrame, accuracy: list[dict], density: dict, out: Path, tile: int = 128) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4))
-    bins = np.linspace(min(-0.05, table.nf_reduction.min()), max(0.5, table.nf_reduction.max()), 30)
+    bins = np.linspace(min(-0.05, table.nf_reduction.min()), max(0.5, table.nf_reduction.max()), 41)
     for (weights, r_wire), group in table.groupby(["weights", "r_wire"]):
-        ax.hist(100 * group.nf_reduction, bins=100 * bins, alpha=0.6, label=f"{weights}, {r_wire} Ω wires")
+        ax.hist(100 * group.nf_reduction, bins=100 * bins, histtype="step", linewidth=1.8,
+                label=f"{weights}, {r_wire} Ω wires ({len(group)} tiles)")
     ax.axvline(46, color="k", linestyle="--", linewidth=1, label="paper's best (46 %)")
-    ax.set_xlabel("NF reduction by MDM per 128×128 tile [%]")
+    ax.axvline(30, color="grey", linestyle=":", linewidth=1, label="goal: 30 % mean")
+    ax.set_xlabel(f"NF reduction by MDM per tile (≤ {tile}×{tile}) [%]")
     ax.set_ylabel("tiles")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "nf_reduction_per_tile.png", dpi=120)
     plt.close(fig)
 
-    frame = pd.DataFrame([a for a in accuracy if "accuracy_float" in a])
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    width = 0.2
-    names = ["accuracy_float", "accuracy_quantized_wire_free", "accuracy_wires", "accuracy_wires_mdm"]
-    labels = ["float", "8-bit, no wires", "wires", "wires + MDM"]
-    for k, (name, label) in enumerate(zip(names, labels)):
-        ax.bar(np.arange(len(frame)) + (k - 1.5) * width, 100 * frame[name], width, label=label)
+    frame = pd.DataFrame([a for a in accuracy if "accuracy_float" in a and a["columns"] == "flip"])
+    if not frame.empty:
+        plot_accuracy(frame, out)
+    plot_density(density, out)
+
+
+def plot_accuracy(frame: pd.DataFrame, out: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    bars = {"accuracy_float": "float", "accuracy_quantized_wire_free": "8-bit, no wires", "accuracy_wires": "wires",
+            "accuracy_wires_mdm": "wires + MDM", "accuracy_wires_gain": "wires, gain-compensated",
+            "accuracy_wires_mdm_gain": "wires + MDM, gain-compensated"}
+    names = [n for n in bars if n in frame]
+    width = 0.8 / len(names)
+    for k, name in enumerate(names):
+        ax.bar(np.arange(len(frame)) + (k - (len(names) - 1) / 2) * width, 100 * frame[name], width, label=bars[name])
     ax.set_xticks(np.arange(len(frame)), [f"{r} Ω wires" for r in frame.r_wire])
     ax.set_ylabel("test accuracy [%]")
     ax.set_ylim(0, 105)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(out / "accuracy.png", dpi=120)
     plt.close(fig)
+
+
+def plot_density(density: dict, out: Path) -> None:
+    import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for name, values in density.items():
         ax.plot(np.arange(len(values)), 100 * np.asarray(values), marker="o", label=name)
     ax.set_xlabel("magnitude bit (0 = least significant)")
-    ax.set_ylabel("cells ON [%]")
+    ax.set_ylabel("weights with the bit set [%]")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "bit_density.png", dpi=120)
