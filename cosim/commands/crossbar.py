@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -139,6 +139,10 @@ def mdm(
     mdm_columns: str = typer.Option("flip", "--mdm-columns", help="Bit-sliced MDM columns: flip (drivers on the low-order side, the paper) or sorted (by load)."),
     mlp: Optional[Path] = typer.Option(None, "--mlp", help="Trained ReLU network (.npz with W0, b0, W1, ...): accuracy with and without MDM."),
     labels: Optional[Path] = typer.Option(None, "--labels", help="Class labels of --inputs (.npy), for --mlp."),
+    compensation: Optional[str] = typer.Option(
+        None, "--compensation",
+        help="Analog: compare MDM under each of none, gain, predistort (comma-separated); bit-sliced: gain adds the compensated accuracy.",
+    ),
 ) -> None:
     """Report NF before and after Manhattan-distance mapping (MDM), per tile; analog
     differential pairs, or bit-sliced weights with --weight-bits (see docs/commands/mdm.md)."""
@@ -149,10 +153,12 @@ def mdm(
             report, lines = _mdm_sliced(
                 matrix, inputs, labels, mlp, rows, cols, block, seed, vectors, r_wire, v_read, g_min, g_max,
                 weight_bits or 8, slice_bits, on_off, tile or 128, signed, encoding, input_bits, devices,
-                device_model, device_seed, backend, mdm_columns,
+                device_model, device_seed, backend, mdm_columns, compensation,
             )
         else:
-            report, lines = _mdm_analog(matrix, inputs, rows, cols, block, seed, vectors, r_wire, v_read, g_min, g_max, tile)
+            report, lines = _mdm_analog(
+                matrix, inputs, rows, cols, block, seed, vectors, r_wire, v_read, g_min, g_max, tile, compensation
+            )
     except CosimError as exc:
         raise _fail(exc) from exc
     for line in lines:
@@ -190,9 +196,10 @@ def _weights_and_inputs(
 
 def _mdm_analog(
     matrix: Optional[Path], inputs: Optional[Path], rows: int, cols: int, block: int, seed: int, vectors: int,
-    r_wire: float, v_read: float, g_min: float, g_max: float, tile: int,
+    r_wire: float, v_read: float, g_min: float, g_max: float, tile: int, compensation: Optional[str] = None,
 ) -> tuple[dict[str, object], list[str]]:
-    """Analog differential pairs: one crossbar, or ``tile``-row × ``tile``-column tiles."""
+    """Analog differential pairs: one crossbar, or ``tile``-row × ``tile``-column tiles;
+    ``compensation`` (one crossbar only): MDM compared under each method."""
     from cosim.crossbar.mdm import analog_tiles
 
     weights, origin, batch, source = _weights_and_inputs(matrix, inputs, rows, cols, block, seed, vectors, v_read)
@@ -211,6 +218,22 @@ def _mdm_analog(
     ]
     if len(result["tiles"]) > 1:  # type: ignore[arg-type]
         lines.insert(1, f"tiles: {len(result['tiles'])} of at most {tile}x{2 * (tile // 2)} cells; NF means over tiles")  # type: ignore[arg-type]
+    if compensation:
+        import numpy as np
+
+        from cosim.crossbar.mdm import Remap
+        from cosim.crossbar.spec import Crossbar
+
+        if len(result["tiles"]) > 1:  # type: ignore[arg-type]
+            raise CosimError("--compensation compares one crossbar; leave out --tile for analog weights")
+        crossbar = Crossbar.from_weights(weights, g_min=g_min, g_max=g_max, differential=True, r_row=r_wire,
+                                         r_col=r_wire, v_read=v_read)
+        remap = Remap(np.asarray(report["row_order"]), np.asarray(report["col_order"]))
+        compensated = _mdm_compensation(compensation, weights, crossbar, remap, batch, seed)
+        for row in compensated:
+            lines.append(f"compensation {row['compensation']:<10} output error vs wanted {row['output_error_before']:.4g} -> "
+                         f"{row['output_error_after']:.4g} with MDM ({row['mdm_effect']})")
+        report["compensation"] = compensated
     return report, lines
 
 
@@ -218,7 +241,7 @@ def _mdm_sliced(
     matrix: Optional[Path], inputs: Optional[Path], labels: Optional[Path], mlp: Optional[Path], rows: int, cols: int,
     block: int, seed: int, vectors: int, r_wire: float, v_read: float, g_min: float, g_max: float, weight_bits: int,
     slice_bits: int, on_off: Optional[float], tile: int, signed: str, encoding: str, input_bits: int, devices: str,
-    device_model: Optional[Path], device_seed: int, backend: str, mdm_columns: str,
+    device_model: Optional[Path], device_seed: int, backend: str, mdm_columns: str, compensation: Optional[str] = None,
 ) -> tuple[dict[str, object], list[str]]:
     """Bit-sliced tiles (and, with ``mlp``, the accuracy of a trained network)."""
     from cosim.crossbar.tiled import SlicedStudy, load_mlp
@@ -234,6 +257,9 @@ def _mdm_sliced(
         batch, source = load_matrix(inputs, "inputs"), str(inputs)
     else:
         weights, origin, batch, source = _weights_and_inputs(matrix, inputs, rows, cols, block, seed, vectors, v_read)
+    methods = {m.strip() for m in (compensation or "").split(",") if m.strip()}
+    if methods - {"none", "gain"}:
+        raise CosimError(f"bit-sliced tiles support --compensation none or gain, not {sorted(methods - {'none', 'gain'})[0]}")
     truth = None
     if labels is not None:
         from cosim.crossbar.tiled import load_labels
@@ -243,6 +269,7 @@ def _mdm_sliced(
         weight_bits=weight_bits, slice_bits=slice_bits, on_off=on_off, g_on=g_max, g_off=g_min, tile=tile,
         signed=signed, encoding=encoding, input_bits=input_bits, v_read=v_read, r_wire=r_wire,
         devices=devices, device_model=device_model, device_seed=device_seed, backend=backend, columns=mdm_columns,
+        compensation="gain" in methods,
     )
     with _progress() as advance:
         report = study.run(weights, batch, layers=layers, labels=truth, progress=advance)
@@ -262,6 +289,9 @@ def _mdm_sliced(
             f"accuracy: float {report['accuracy_float']:.4f}, quantized wire-free {report['accuracy_quantized_wire_free']:.4f}, "
             f"wires {report['accuracy_wires']:.4f}, wires + MDM {report['accuracy_wires_mdm']:.4f}"
         )
+    if "accuracy_wires_gain" in report:
+        lines.append(f"accuracy with per-column gain compensation: wires {report['accuracy_wires_gain']:.4f}, "
+                     f"wires + MDM {report['accuracy_wires_mdm_gain']:.4f}")
     return report, lines
 
 
@@ -283,6 +313,29 @@ class _progress:
 
     def __exit__(self, *exc: object) -> None:
         self._bar.__exit__(*exc)
+
+
+def _mdm_compensation(methods: str, weights: object, crossbar: object, remap: object, vectors: object,
+                      seed: int) -> list[dict[str, object]]:
+    """``--compensation``: each method before/after MDM (see :func:`cosim.compensation.compare_with_mdm`)."""
+    import numpy as np
+
+    from cosim.compensation import ArraySpec, CompensationError, CompensationOptions, compare_with_mdm
+    from cosim.s4d.circuit import Wires
+    from cosim.s4d.mapping import ConductanceWindow
+
+    names = [m.strip() for m in methods.split(",") if m.strip()]
+    if "insitu" in names:
+        raise CompensationError("--compensation insitu needs programmed devices; cosim mdm reads exact conductances "
+                                "(use cosim s4d for in-situ write-verify)")
+    xb = crossbar  # type: Any
+    w = np.asarray(weights, dtype=float)
+    g = xb.conductances()
+    scale = np.full(w.shape[1], (g.max() - g.min()) / max(float(np.abs(w).max()), 1e-300))
+    window = ConductanceWindow(float(g.min()), float(g.max()))
+    spec = ArraySpec(weights=w, window=window, scale=scale, v_read=xb.v_read,
+                     wires=Wires(xb.r_row, xb.r_col, xb.r_source, xb.r_sense))
+    return compare_with_mdm(spec, remap, vectors, names, options=CompensationOptions(probe_seed=seed + 2))  # type: ignore[arg-type]
 
 
 def irdrop(

@@ -472,6 +472,8 @@ class SlicedStudy:
     device_seed: int = 0
     backend: str = "nodal"
     columns: str = "flip"
+    compensation: bool = False
+    """Also the accuracy with the per-column digital gain (:meth:`TiledReader.column_gains`)."""
 
     def config(self, model: object | None) -> "SliceConfig":
         from cosim.crossbar.bitslice import SliceConfig
@@ -533,7 +535,8 @@ class SlicedStudy:
             "backend": self.backend, "mdm_columns": self.columns, **summary, "tiles": tiles,
         }
         if layers is not None and labels is not None:
-            report.update(mlp_accuracy(layers, readers, inputs, inputs, labels, columns=self.columns))
+            report.update(mlp_accuracy(layers, readers, inputs, inputs, labels, columns=self.columns,
+                                        compensation=self.compensation))
         return report
 
 
