@@ -205,3 +205,22 @@ def test_analog_tiles_report_nf_per_tile():
     assert report["nf_before"] == pytest.approx(np.mean([t["nf_before"] for t in report["tiles"]]))
     single = analog_tiles(weights, random_inputs(24, 6, 0.2, seed=3))
     assert len(single["tiles"]) == 1 and "row_order" in single
+
+
+def test_gain_compensation_of_bit_sliced_tiles():
+    layers, x, y = digits_mlp()
+    config = SliceConfig.from_on_off(10, weight_bits=8, slice_bits=1)
+    readers = [TiledReader(SlicedMatrix.from_weights(layer.weights, config, 32, 32), Wires(2.5)) for layer in layers]
+    result = mlp_accuracy(layers, readers, x, x, y, compensation=True, settings=("ideal", "plain"))
+    assert set(result) == {"accuracy_quantized_wire_free", "accuracy_wires", "accuracy_wires_gain", "accuracy_wires_mdm_gain"}
+    gains = readers[0].column_gains(0)
+    assert gains.shape == (readers[0].matrix.tiles[0].shape[1],) and np.all(gains >= 1.0)  # wires only attenuate
+    assert abs(result["accuracy_wires_gain"] - result["accuracy_quantized_wire_free"]) <= 0.1
+    assert abs(result["accuracy_wires_mdm_gain"] - result["accuracy_quantized_wire_free"]) <= 0.1
+    reader, x_max = readers[0], readers[0].x_max(x)
+    ideal, _ = reader.read(x, x_max, ideal=True)
+    raw, _ = reader.read(x, x_max)
+    fixed, _ = reader.read(x, x_max, gain=True)
+    assert np.abs(fixed - ideal).sum() < 0.5 * np.abs(raw - ideal).sum()  # the wires' gain is most of the error
+    failed = CliRunner().invoke(app, ["mdm", "--weight-bits", "8", "--rows", "8", "--cols", "2", "--compensation", "predistort"])
+    assert failed.exit_code == 2 and "predistort" in failed.output
