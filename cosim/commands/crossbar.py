@@ -136,7 +136,7 @@ def mdm(
     device_model: Optional[Path] = typer.Option(None, "--device-model", help="Device model JSON: programmed devices and, without --on-off, its levels."),
     device_seed: int = typer.Option(0, "--device-seed", help="Seed of the programmed devices."),
     backend: str = typer.Option("nodal", "--backend", help="nodal (exact solver) or ngspice."),
-    mdm_columns: str = typer.Option("flip", "--mdm-columns", help="Bit-sliced MDM columns: flip (drivers on the low-order side, the paper) or sorted (by load)."),
+    mdm_columns: str = typer.Option("flip", "--mdm-columns", help="Bit-sliced MDM columns: flip (drivers on the low-order side, the paper), sorted (by load) or keep (rows only)."),
     mlp: Optional[Path] = typer.Option(None, "--mlp", help="Trained ReLU network (.npz with W0, b0, W1, ...): accuracy with and without MDM."),
     labels: Optional[Path] = typer.Option(None, "--labels", help="Class labels of --inputs (.npy), for --mlp."),
     compensation: Optional[str] = typer.Option(
