@@ -133,8 +133,14 @@ def main() -> None:
             row["layer"] = 1
         tiles += control_rows
     table = pd.DataFrame(tiles)
-    if table.empty:
+    if table.empty:  # --accuracy-only
         (args.out / "accuracy.json").write_text(json.dumps(accuracy, indent=2) + "\n")
+        frame = pd.DataFrame([a for a in accuracy if "accuracy_float" in a and a["columns"] == variants[0]])
+        if not frame.empty:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            plot_accuracy(frame, args.out)
         print(pd.DataFrame(accuracy).round(4).to_string(index=False))
         return
     table.to_csv(args.out / "tiles.csv", index=False)
@@ -193,7 +199,7 @@ def plot(table: pd.DataFrame, accuracy: list[dict], density: dict, out: Path, ti
 def plot_accuracy(frame: pd.DataFrame, out: Path) -> None:
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 3.8))
+    fig, ax = plt.subplots(figsize=(8.5, 3.8))
     bars = {"accuracy_float": "float", "accuracy_quantized_wire_free": "8-bit, no wires", "accuracy_wires": "wires",
             "accuracy_wires_mdm": "wires + MDM", "accuracy_wires_gain": "wires, gain-compensated",
             "accuracy_wires_mdm_gain": "wires + MDM, gain-compensated"}
@@ -201,10 +207,11 @@ def plot_accuracy(frame: pd.DataFrame, out: Path) -> None:
     width = 0.8 / len(names)
     for k, name in enumerate(names):
         ax.bar(np.arange(len(frame)) + (k - (len(names) - 1) / 2) * width, 100 * frame[name], width, label=bars[name])
-    ax.set_xticks(np.arange(len(frame)), [f"{r} Ω wires" for r in frame.r_wire])
+    ax.set_xticks(np.arange(len(frame)), [f"{r} Ω" for r in frame.r_wire])
+    ax.set_xlabel("wire segment resistance")
     ax.set_ylabel("test accuracy [%]")
     ax.set_ylim(0, 105)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(out / "accuracy.png", dpi=120)
     plt.close(fig)
