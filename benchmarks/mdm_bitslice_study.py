@@ -1,25 +1,26 @@
-"""MDM in its paper's setting: bit-sliced 128×128 tiles, a trained network, its own activations.
+"""MDM in its paper's setting: bit-sliced tiles, a trained network, its own activations.
 
 Regenerates the figures and tables of docs/crossbar.md ("MDM on bit-sliced crossbars"):
 
 * a scikit-learn MLP (64 → 256 → 128 → 10, ReLU, seed 0) trained on the digits data set
   (1 257 training / 540 test images, split seed 0);
 * every layer as 8-bit weights in 1-bit slices (differential pairs, zero bits in HRS),
-  ON/OFF 10 (G_on = 1/4.5 kΩ), 128×128 tiles, analog inputs at 0.2 V full scale;
-* for wires of 1 and 2.5 Ω (segments; driver and sense 1 Ω): NF per tile without and with MDM
-  on the layers' own test-set activations, the distribution of the NF reduction per tile, and
-  the accuracy on the test set without and with MDM (same cells; MDM loads and input full
-  scales from the training set);
-* the same with the analog variant of MDM on the slices (columns sorted by load, the exact
-  minimiser of the Manhattan cost) at the first wire value;
-* a control with heavy-tailed weights (Student t, 2 degrees of freedom) of the same shape read
-  with the same layer-1 activations: how much MDM gains when the high-order bits are sparse.
+  ON/OFF ``--on-off`` (10; G_on = 1/4.5 kΩ), ``--tile`` × ``--tile`` tiles (128), analog
+  inputs at 0.2 V full scale, driver and sense 1 Ω;
+* for each wire value of ``--wires`` (1 and 2.5 Ω segments): NF per tile without and with MDM
+  on the layers' own test-set activations (MDM loads and input full scales from the training
+  set), and the test accuracy without and with MDM (same cells); with ``--compensation`` also
+  with the per-column digital gain;
+* the MDM column variants of ``--columns`` (``flip`` = the paper, ``sorted``, ``keep`` = rows
+  only): the first at every wire value, the others at the first;
+* a control with heavy-tailed weights (Student t, 2 degrees of freedom) of layer 1's shape read
+  with layer 1's activations: how much MDM gains when the high-order bits are sparse.
 
-Usage: ``python benchmarks/mdm_bitslice_study.py [--out mdm_study] [--quick] [--wires 1,2.5]
-[--columns flip,sorted] [--compensation] [--no-control]`` (``--quick``: 120 test vectors, one
-wire value, no control; the full run took ~35 minutes on 2 cores shared with other jobs).
-Writes ``study.json``, ``tiles.csv``, ``nf_reduction_per_tile.png``, ``accuracy.png`` and
-``bit_density.png`` to ``--out`` and prints the tables.
+Usage: ``python benchmarks/mdm_bitslice_study.py [--out DIR] [--quick] [--tile 128]
+[--on-off 10] [--wires 1,2.5] [--columns flip,sorted] [--compensation] [--no-control]
+[--nf-only | --accuracy-only]``. Writes ``study.json``, ``tiles.csv``,
+``nf_reduction_per_tile.png``, ``accuracy.png`` and ``bit_density.png`` (``--accuracy-only``:
+``accuracy.json`` and ``accuracy.png``) to ``--out`` and prints the tables.
 """
 
 from __future__ import annotations
