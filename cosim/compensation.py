@@ -413,13 +413,24 @@ def _predistort(spec: ArraySpec, cost: CompensationCost, options: CompensationOp
     scale = spec.scale.copy()  # type: ignore[union-attr]
     span = spec.window.g_max - spec.window.g_min
     history: list[float] = []
+    m = wanted.shape[0]
+    system = None
+    if options.solver == "nodal":  # one nodal system for every iteration, refactored per iteration
+        from cosim.crossbar.solver import build_system
+
+        physical = ArrayReader.logical_crossbar(spec, spec.targets(w, scale))
+        system = build_system(physical if spec.remap is None else spec.remap.apply(physical))
     for _ in range(options.max_iterations):
         target = spec.targets(w, scale)
-        reader = ArrayReader(spec, target, cost, options)
-        try:
-            effective = reader.effective_weights(scale)
-        finally:
-            reader.close()
+        if system is not None:
+            currents = _nodal_reads(system, spec, target, spec.v_read * np.eye(m), cost)
+            effective = (currents[:, 0::2] - currents[:, 1::2]) / scale[None, :] / spec.v_read
+        else:
+            reader = ArrayReader(spec, target, cost, options)
+            try:
+                effective = reader.effective_weights(scale)
+            finally:
+                reader.close()
         cost.iterations += 1
         history.append(relative_residual(effective, wanted))
         if history[-1] <= options.tolerance:
@@ -620,21 +631,25 @@ def compare_with_mdm(
     """Each method on the array as mapped and as placed by ``remap`` (MDM): the output error
     of the corrected products against the wanted ``inputs @ W`` (inputs (K, M) [V]), the
     residual and the cost, with the sign of MDM's effect (``helps`` / ``hurts`` beyond ±2 %,
-    else ``neutral``; ``neutral`` too when both errors are below ``NEGLIGIBLE_ERROR``). Used by ``cosim mdm --compensation``."""
+    else ``neutral``; ``neutral`` too when both errors are below ``NEGLIGIBLE_ERROR`` or ten times
+    the predistortion tolerance). Used by ``cosim mdm --compensation``."""
     rows = []
+    opts = options or CompensationOptions()
+    negligible = max(NEGLIGIBLE_ERROR, 10 * opts.tolerance)
     wanted = np.atleast_2d(inputs) @ spec.weights
     for method in check_methods(methods):
         record: dict[str, Any] = {"compensation": method}
         for label, placement in (("before", None), ("after", remap)):
-            result = compensate(replace(spec, remap=placement), method, options=options)
+            result = compensate(replace(spec, remap=placement), method, options=opts)
             record[f"output_error_{label}"] = output_error(result.read(inputs), wanted)
             record[f"residual_{label}"] = result.residual
             record[f"reads_{label}"] = result.cost.reads
             record[f"solver_calls_{label}"] = result.cost.solver_calls
         before, after = record["output_error_before"], record["output_error_after"]
         change = after / before - 1.0 if before > 0 else 0.0
-        if max(before, after) < NEGLIGIBLE_ERROR:
-            change = 0.0  # both at the solver's precision: no sign to state
+        if max(before, after) < negligible:
+            change = 0.0  # both at the predistortion tolerance or the solver's precision: no sign
+
         record["mdm_effect"] = "helps" if change < -0.02 else "hurts" if change > 0.02 else "neutral"
         rows.append(record)
     return rows

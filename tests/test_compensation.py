@@ -175,7 +175,9 @@ def test_mdm_command_compares_under_compensation(tmp_path):
                                       "--compensation", "none,gain", "--json", str(out)])
     assert result.exit_code == 0, result.output
     assert "compensation gain" in result.output and "with MDM (" in result.output
-    rows = json.loads(out.read_text())["compensation"]
+    record = json.loads(out.read_text())
+    assert record["probe_seed"] == record["seed"] + 2
+    rows = record["compensation"]
     assert [r["compensation"] for r in rows] == ["none", "gain"]
     assert rows[1]["output_error_before"] < rows[0]["output_error_before"]
     for row in rows:

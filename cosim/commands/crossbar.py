@@ -254,6 +254,7 @@ def _mdm_analog(
             lines.append(f"compensation {row['compensation']:<10} output error vs wanted {row['output_error_before']:.4g} -> "
                          f"{row['output_error_after']:.4g} with MDM ({row['mdm_effect']})")
         report["compensation"] = compensated
+        report["probe_seed"] = seed + 2  # gain calibration's known input vectors
     return report, lines
 
 
