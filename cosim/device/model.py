@@ -610,6 +610,25 @@ class DeviceArray:
         _fast.split_run(_fast.switch_kernel, self.ids.size, args, self.threads,
                         align=_fast.SWITCH_BLOCK)
 
+    def apply_at(self, index: np.ndarray, voltage: ArrayLike) -> None:
+        """Apply level(s) ``voltage`` (V, scalar or one per entry) to the devices ``index``
+        (distinct device positions, int) only; the others are not touched. The same states
+        as :meth:`apply` with 0 V on every other device (0 V moves no device), in time
+        proportional to ``index.size`` on the compiled path."""
+        idx = np.ascontiguousarray(index, dtype=np.int64)
+        u = np.asarray(voltage, dtype=np.float64)
+        if not self._compiled:
+            full = np.zeros(self.n_devices)
+            full[idx] = u
+            self.apply(full)
+            return
+        u = u.reshape(1) if u.ndim == 0 else np.ascontiguousarray(np.broadcast_to(u, idx.shape))
+        prefix, muf, sigf, chol, lags, gamma, llrs, hhrs, consts = self._consts()
+        args = (idx, u, prefix, self.cycle, self.read_count, self.in_hrs, self.in_lrs, self.r,
+                self.ur_thr, self.tr_a, self.tr_c, self.r_lrs_reset, self._yf, muf, sigf,
+                self._ring, chol, lags, gamma, llrs, hhrs, consts, bool(self.model.hrs_log10))
+        _fast.split_run(_fast.switch_indexed_kernel, idx.size, args, self.threads)
+
     # ------------------------------------------------------------ reads
     def current(self, voltage: ArrayLike) -> np.ndarray:
         """Noise-free current I(U; r) in A for every device."""
@@ -650,6 +669,16 @@ class DeviceArray:
             i = i + read_noise_sigma(self.model, i, u) * z
             self.read_count += 1
         return i
+
+    def conductance_at(self, index: np.ndarray) -> np.ndarray:
+        """Noise-free static conductance I(U0)/U0 (S) of the devices ``index`` only (the
+        numbers :meth:`conductance` gives for them)."""
+        m = self.model
+        r = self.r[np.asarray(index, dtype=np.int64)]
+        if self.backend == "numba":  # the arithmetic of the compiled read
+            pl, ph = float(np.polyval(m.llrs_poly(), m.u0)), float(np.polyval(m.hhrs_poly(), m.u0))
+            return ((1.0 - r) * pl + r * ph) / m.u0
+        return current(m, np.float64(m.u0), r) / m.u0
 
     def conductance(self, **read_kwargs: object) -> np.ndarray:
         """Static conductance I(U0)/U0 in S."""

@@ -199,12 +199,34 @@ def program(devices: DeviceArray, target: np.ndarray | float,
     if np.any(~np.isfinite(g_t)) or np.any(g_t <= 0):
         raise ProgrammingError("target conductances must be positive and finite")
     reader: VerifyRead = verify_read or (lambda d: d.conductance(noise=cfg.read_noise))
-    umax = devices.model.umax
     done = np.zeros(n, dtype=bool) if select is None else ~np.broadcast_to(np.asarray(select, dtype=bool), (n,)).copy()
     counters = {k: np.zeros(n, dtype=np.int64) for k in ("set", "reset", "reads", "attempts")}
     start = np.full(n, cfg.reset_start)
     step = np.full(n, cfg.reset_step)
     band = cfg.tolerance * g_t
+    if verify_read is None and not cfg.read_noise:
+        _program_active(devices, g_t, band, cfg, done, counters, start, step)
+    else:
+        _program_all(devices, g_t, band, cfg, done, counters, start, step, reader)
+    achieved = devices.conductance()
+    if verify_read is None:
+        final = achieved
+    else:
+        counters["reads"] += 1
+        final = np.asarray(reader(devices), dtype=np.float64)
+    success = done & (np.abs(final - g_t) <= band) if not cfg.read_noise else done
+    return ProgramResult(g_t, achieved, success, counters["set"], counters["reset"], counters["reads"],
+                         counters["attempts"], cfg, device_ids=np.asarray(devices.ids).copy(), verified=final)
+
+
+def _program_all(devices: DeviceArray, g_t: np.ndarray, band: np.ndarray, cfg: ProgramConfig,
+                 done: np.ndarray, counters: dict[str, np.ndarray], start: np.ndarray,
+                 step: np.ndarray, reader: VerifyRead) -> None:
+    """The write-verify rounds over the whole array (every verify read goes through
+    ``reader`` with all devices; devices not pulsed get 0 V): the path of an in-situ
+    ``verify_read`` hook and of noisy verify reads. Updates ``done``, ``counters``,
+    ``start`` and ``step`` in place."""
+    umax = devices.model.umax
 
     def verify(sel: np.ndarray) -> np.ndarray:
         counters["reads"][sel] += 1
@@ -261,11 +283,71 @@ def program(devices: DeviceArray, target: np.ndarray | float,
             current_step[still] = next_step[still]
             u[still] += current_step[still]
             ramping = still
-    achieved = devices.conductance()
-    if verify_read is None:
-        final = achieved
-    else:
-        final = verify(np.ones(n, dtype=bool))
-    success = done & (np.abs(final - g_t) <= band) if not cfg.read_noise else done
-    return ProgramResult(g_t, achieved, success, counters["set"], counters["reset"], counters["reads"],
-                         counters["attempts"], cfg, device_ids=np.asarray(devices.ids).copy(), verified=final)
+
+
+def _program_active(devices: DeviceArray, g_t: np.ndarray, band: np.ndarray, cfg: ProgramConfig,
+                    done: np.ndarray, counters: dict[str, np.ndarray], start: np.ndarray,
+                    step: np.ndarray) -> None:
+    """The write-verify rounds of :func:`_program_all` with the device's own noise-free
+    verify read, on the devices still in play only: every pulse and read touches just the
+    devices that get it (:meth:`DeviceArray.apply_at`, :meth:`DeviceArray.conductance_at`),
+    and the ramp bookkeeping works on compact arrays of the ramping devices, which shrink
+    as devices are accepted, overshoot or run out of pulses. The same decisions in the
+    same arithmetic as :func:`_program_all`, hence the same states. Updates ``done``,
+    ``counters``, ``start`` and ``step`` in place."""
+    umax = devices.model.umax
+    n_set, n_reset, n_reads = counters["set"], counters["reset"], counters["reads"]
+    for _ in range(cfg.max_attempts):
+        act = np.flatnonzero(~done & (n_set + n_reset < cfg.max_pulses))
+        if act.size == 0:
+            break
+        counters["attempts"][act] += 1
+        devices.apply_at(act, cfg.set_voltage)
+        n_set[act] += 1
+        n_reads[act] += 1
+        g = devices.conductance_at(act)
+        gt, bd = g_t[act], band[act]
+        ok = (np.abs(g - gt) <= bd) & ((g <= gt) | (not cfg.centred))
+        low = g < gt - bd
+        done[act[ok]] = True
+        skip = act[low]  # LRS already below the band: full RESET, next cycle's LRS next time
+        if skip.size:
+            devices.apply_at(skip, umax)
+            n_reset[skip] += 1
+        keep = ~ok & ~low
+        idx = act[keep]
+        gt, bd, g_prev = gt[keep], bd[keep], g[keep]
+        u = start[idx]
+        last_good = u.copy()
+        cur = step[idx]
+        pulses = n_set[idx] + n_reset[idx]
+        while True:
+            alive = (u < umax + 1e-12) & (pulses < cfg.max_pulses)
+            if not alive.all():
+                idx, gt, bd, g_prev, u, last_good, cur, pulses = (
+                    a[alive] for a in (idx, gt, bd, g_prev, u, last_good, cur, pulses))
+            if idx.size == 0:
+                break
+            devices.apply_at(idx, np.minimum(u, umax))
+            n_reset[idx] += 1
+            n_reads[idx] += 1
+            pulses += 1
+            g = devices.conductance_at(idx)
+            inside = np.abs(g - gt) <= bd
+            if cfg.centred:
+                next_step = np.where(inside, np.minimum(cfg.fine_step, cur), cur)
+                decrement = np.maximum(g_prev - g, 0.0) * next_step / cur
+                ok = inside & (g - gt <= 0.5 * decrement)
+            else:
+                next_step = cur
+                ok = inside
+            done[idx[ok]] = True
+            over = ~ok & (g < gt - bd)
+            if over.any():  # next attempt: a little below the level that overshot, finer step
+                o = idx[over]
+                start[o] = np.maximum(cfg.reset_start, last_good[over] - step[o])
+                step[o] *= 0.5
+            still = ~ok & ~over
+            idx, gt, bd, g_prev, last_good, cur, pulses = (
+                a[still] for a in (idx, gt, bd, g, u, next_step, pulses))
+            u = last_good + cur
