@@ -983,38 +983,3 @@ def read_kernel(lo: int, hi: int, r: np.ndarray, prefix: np.ndarray, cycle: np.n
         h = mix31(mix31(mix31(np.int64(prefix[d]) ^ cycle[d]) ^ 16) ^ rc)
         out[d] = i + sd * normal_of_hash(h)
         read_count[d] = rc + 1
-
-
-@_jit
-def switch_indexed_kernel(lo: int, hi: int, idx: np.ndarray, u: np.ndarray, prefix: np.ndarray,
-                          cycle: np.ndarray, read_count: np.ndarray, in_hrs: np.ndarray,
-                          in_lrs: np.ndarray, r: np.ndarray, ur_thr: np.ndarray,
-                          tr_a: np.ndarray, tr_c: np.ndarray, r_lrs_reset: np.ndarray,
-                          yf: np.ndarray, muf: np.ndarray, sigf: np.ndarray, ring: np.ndarray,
-                          chol: np.ndarray, lags: np.ndarray, gamma: np.ndarray,
-                          llrs: np.ndarray, hhrs: np.ndarray, consts: np.ndarray,
-                          hrs_log10: bool) -> None:
-    """Level ``u[k]`` (V; or ``u[0]`` for every k when ``u`` has one entry) on device
-    ``idx[k]`` only, for k in lo..hi-1; the other devices are not touched (as if they got
-    0 V, which moves no device). Device by device, each one through :func:`switch_block`
-    with a block of one (its own column of the ring), so every device goes through the
-    same operations, in the same order, as in :func:`switch_kernel`: the same numbers."""
-    sb = SWITCH_BLOCK
-    ub = np.empty(1)
-    flags = np.empty((4, 1), dtype=np.bool_)
-    eps = np.empty((4, 1))
-    xs = np.zeros((4, 1))
-    scratch = np.empty((7, 1))
-    scalar_u = u.shape[0] == 1
-    for k in range(lo, hi):
-        d = idx[k]
-        ub[0] = u[0] if scalar_u else u[k]
-        blk = d // sb
-        off = d - blk * sb
-        switch_block(d, 1, ub, prefix, cycle, read_count, in_hrs, in_lrs, r, ur_thr, tr_a,
-                     tr_c, r_lrs_reset, yf[0], yf[1], yf[2], yf[3], muf[0], muf[1], muf[2],
-                     muf[3], sigf[0], sigf[1], sigf[2], sigf[3], ring[blk, :, :, off:off + 1],
-                     chol, lags, gamma, llrs, hhrs, consts, hrs_log10, flags[0], flags[1],
-                     flags[2], flags[3], eps[0], eps[1], eps[2], eps[3], xs[0], xs[1], xs[2],
-                     xs[3], scratch[0], scratch[1], scratch[2], scratch[3], scratch[4],
-                     scratch[5], scratch[6])

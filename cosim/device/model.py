@@ -11,7 +11,7 @@ device's feature sequence y_0, y_1, ... depends only on (seed, device id, cycle)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional, Union
 
 import numpy as np
@@ -610,24 +610,56 @@ class DeviceArray:
         _fast.split_run(_fast.switch_kernel, self.ids.size, args, self.threads,
                         align=_fast.SWITCH_BLOCK)
 
-    def apply_at(self, index: np.ndarray, voltage: ArrayLike) -> None:
-        """Apply level(s) ``voltage`` (V, scalar or one per entry) to the devices ``index``
-        (distinct device positions, int) only; the others are not touched. The same states
-        as :meth:`apply` with 0 V on every other device (0 V moves no device), in time
-        proportional to ``index.size`` on the compiled path."""
-        idx = np.ascontiguousarray(index, dtype=np.int64)
-        u = np.asarray(voltage, dtype=np.float64)
-        if not self._compiled:
-            full = np.zeros(self.n_devices)
-            full[idx] = u
-            self.apply(full)
-            return
-        u = u.reshape(1) if u.ndim == 0 else np.ascontiguousarray(np.broadcast_to(u, idx.shape))
-        prefix, muf, sigf, chol, lags, gamma, llrs, hhrs, consts = self._consts()
-        args = (idx, u, prefix, self.cycle, self.read_count, self.in_hrs, self.in_lrs, self.r,
-                self.ur_thr, self.tr_a, self.tr_c, self.r_lrs_reset, self._yf, muf, sigf,
-                self._ring, chol, lags, gamma, llrs, hhrs, consts, bool(self.model.hrs_log10))
-        _fast.split_run(_fast.switch_indexed_kernel, idx.size, args, self.threads)
+    # ------------------------------------------------------------ subsets
+    #: per-device state arrays (N,) that :meth:`apply` changes (besides ``_yf`` and the ring)
+    _STATE = ("cycle", "read_count", "in_hrs", "in_lrs", "r", "ur_thr", "tr_a", "tr_c",
+              "r_lrs_reset")
+
+    def take(self, index: np.ndarray) -> "DeviceArray":
+        """The devices at positions ``index`` (distinct ints) as a new array of
+        ``len(index)`` devices: copies of their ids, D2D parameters and whole state
+        (features, lag history, switching state, read counters), same model, seed,
+        method, backend, threads and precision. They switch and read exactly as they would
+        in this array; :meth:`put` writes their states back. Lets a loop that pulses few
+        of many devices run the switching pass over those few only."""
+        idx = np.asarray(index, dtype=np.int64)
+        sub = object.__new__(DeviceArray)
+        sub.__dict__.update(self.__dict__)
+        pr = self.params
+        sub.params = replace(pr, device_ids=pr.device_ids[idx], component=pr.component[idx],
+                             mu=pr.mu[idx], sigma=pr.sigma[idx])
+        sub.ids = self.ids[idx]
+        sub._prefix = self._prefix[idx]
+        for name in self._STATE:
+            setattr(sub, name, getattr(self, name)[idx])
+        sub._yf = np.ascontiguousarray(self._yf[:, idx])
+        sub.y = sub._yf.T
+        if self._compiled:
+            sb = _fast.SWITCH_BLOCK
+            pos = np.arange(idx.size)
+            sub._ring = np.zeros((-(-idx.size // sb),) + self._ring.shape[1:], dtype=self._store)
+            sub._ring[pos // sb, :, :, pos % sb] = self._ring[idx // sb, :, :, idx % sb]
+        else:
+            sub._ring = np.ascontiguousarray(self._ring[:, idx])
+        sub._kernel_consts = None
+        sub._normals = None
+        return sub
+
+    def put(self, index: np.ndarray, sub: "DeviceArray") -> None:
+        """Write the state of ``sub`` (made by :meth:`take` with the same ``index``) back
+        into the devices at positions ``index``."""
+        idx = np.asarray(index, dtype=np.int64)
+        if sub.n_devices != idx.size:
+            raise ValueError(f"put: {idx.size} positions for {sub.n_devices} devices")
+        for name in self._STATE:
+            getattr(self, name)[idx] = getattr(sub, name)
+        self._yf[:, idx] = sub._yf
+        if self._compiled:
+            sb = _fast.SWITCH_BLOCK
+            pos = np.arange(idx.size)
+            self._ring[idx // sb, :, :, idx % sb] = sub._ring[pos // sb, :, :, pos % sb]
+        else:
+            self._ring[:, idx] = sub._ring
 
     # ------------------------------------------------------------ reads
     def current(self, voltage: ArrayLike) -> np.ndarray:
@@ -669,16 +701,6 @@ class DeviceArray:
             i = i + read_noise_sigma(self.model, i, u) * z
             self.read_count += 1
         return i
-
-    def conductance_at(self, index: np.ndarray) -> np.ndarray:
-        """Noise-free static conductance I(U0)/U0 (S) of the devices ``index`` only (the
-        numbers :meth:`conductance` gives for them)."""
-        m = self.model
-        r = self.r[np.asarray(index, dtype=np.int64)]
-        if self.backend == "numba":  # the arithmetic of the compiled read
-            pl, ph = float(np.polyval(m.llrs_poly(), m.u0)), float(np.polyval(m.hhrs_poly(), m.u0))
-            return ((1.0 - r) * pl + r * ph) / m.u0
-        return current(m, np.float64(m.u0), r) / m.u0
 
     def conductance(self, **read_kwargs: object) -> np.ndarray:
         """Static conductance I(U0)/U0 in S."""

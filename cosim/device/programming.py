@@ -285,16 +285,25 @@ def _program_all(devices: DeviceArray, g_t: np.ndarray, band: np.ndarray, cfg: P
             ramping = still
 
 
+
+#: the working subset is repacked when fewer than this share of its devices still ramp
+_REPACK_SHARE = 0.5
+#: ... and only when it holds more devices than this (small sets: repacking costs more)
+_REPACK_MIN = 4096
+
+
 def _program_active(devices: DeviceArray, g_t: np.ndarray, band: np.ndarray, cfg: ProgramConfig,
                     done: np.ndarray, counters: dict[str, np.ndarray], start: np.ndarray,
                     step: np.ndarray) -> None:
     """The write-verify rounds of :func:`_program_all` with the device's own noise-free
-    verify read, on the devices still in play only: every pulse and read touches just the
-    devices that get it (:meth:`DeviceArray.apply_at`, :meth:`DeviceArray.conductance_at`),
-    and the ramp bookkeeping works on compact arrays of the ramping devices, which shrink
-    as devices are accepted, overshoot or run out of pulses. The same decisions in the
-    same arithmetic as :func:`_program_all`, hence the same states. Updates ``done``,
-    ``counters``, ``start`` and ``step`` in place."""
+    verify read, on the devices still in play only. Each attempt copies its devices into a
+    working array (:meth:`DeviceArray.take`); pulses and reads run over that array only,
+    and the ramp bookkeeping works on compact arrays of the ramping devices. When fewer
+    than half of the working array still ramp, it is written back
+    (:meth:`DeviceArray.put`) and repacked, so a step costs in proportion to the devices
+    still ramping, not to the whole array. A device not pulsed gets 0 V, which moves no
+    device: the same decisions in the same arithmetic as :func:`_program_all`, hence the
+    same states. Updates ``done``, ``counters``, ``start`` and ``step`` in place."""
     umax = devices.model.umax
     n_set, n_reset, n_reads = counters["set"], counters["reset"], counters["reads"]
     for _ in range(cfg.max_attempts):
@@ -302,37 +311,44 @@ def _program_active(devices: DeviceArray, g_t: np.ndarray, band: np.ndarray, cfg
         if act.size == 0:
             break
         counters["attempts"][act] += 1
-        devices.apply_at(act, cfg.set_voltage)
+        work, wpos = devices.take(act), act  # working array and its devices' positions
+        work.apply(cfg.set_voltage)
         n_set[act] += 1
         n_reads[act] += 1
-        g = devices.conductance_at(act)
+        g = work.conductance()
         gt, bd = g_t[act], band[act]
         ok = (np.abs(g - gt) <= bd) & ((g <= gt) | (not cfg.centred))
         low = g < gt - bd
         done[act[ok]] = True
-        skip = act[low]  # LRS already below the band: full RESET, next cycle's LRS next time
-        if skip.size:
-            devices.apply_at(skip, umax)
-            n_reset[skip] += 1
-        keep = ~ok & ~low
-        idx = act[keep]
-        gt, bd, g_prev = gt[keep], bd[keep], g[keep]
-        u = start[idx]
+        if low.any():  # LRS already below the band: full RESET, next cycle's LRS next time
+            work.apply(np.where(low, umax, 0.0))
+            n_reset[act[low]] += 1
+        loc = np.flatnonzero(~ok & ~low)  # ramping devices: positions in ``work``
+        gt, bd, g_prev = gt[loc], bd[loc], g[loc]
+        u = start[act[loc]]
         last_good = u.copy()
-        cur = step[idx]
-        pulses = n_set[idx] + n_reset[idx]
+        cur = step[act[loc]]
+        pulses = n_set[act[loc]] + n_reset[act[loc]]
         while True:
             alive = (u < umax + 1e-12) & (pulses < cfg.max_pulses)
             if not alive.all():
-                idx, gt, bd, g_prev, u, last_good, cur, pulses = (
-                    a[alive] for a in (idx, gt, bd, g_prev, u, last_good, cur, pulses))
-            if idx.size == 0:
+                loc, gt, bd, g_prev, u, last_good, cur, pulses = (
+                    a[alive] for a in (loc, gt, bd, g_prev, u, last_good, cur, pulses))
+            if loc.size == 0:
                 break
-            devices.apply_at(idx, np.minimum(u, umax))
-            n_reset[idx] += 1
-            n_reads[idx] += 1
+            if loc.size < _REPACK_SHARE * work.n_devices and work.n_devices > _REPACK_MIN:
+                devices.put(wpos, work)
+                wpos = wpos[loc]
+                work = devices.take(wpos)
+                loc = np.arange(loc.size)
+            dev = wpos[loc]
+            level = np.zeros(work.n_devices)
+            level[loc] = np.minimum(u, umax)
+            work.apply(level)
+            n_reset[dev] += 1
+            n_reads[dev] += 1
             pulses += 1
-            g = devices.conductance_at(idx)
+            g = work.conductance()[loc]
             inside = np.abs(g - gt) <= bd
             if cfg.centred:
                 next_step = np.where(inside, np.minimum(cfg.fine_step, cur), cur)
@@ -341,13 +357,14 @@ def _program_active(devices: DeviceArray, g_t: np.ndarray, band: np.ndarray, cfg
             else:
                 next_step = cur
                 ok = inside
-            done[idx[ok]] = True
+            done[dev[ok]] = True
             over = ~ok & (g < gt - bd)
             if over.any():  # next attempt: a little below the level that overshot, finer step
-                o = idx[over]
+                o = dev[over]
                 start[o] = np.maximum(cfg.reset_start, last_good[over] - step[o])
                 step[o] *= 0.5
             still = ~ok & ~over
-            idx, gt, bd, g_prev, last_good, cur, pulses = (
-                a[still] for a in (idx, gt, bd, g, u, next_step, pulses))
+            loc, gt, bd, g_prev, last_good, cur, pulses = (
+                a[still] for a in (loc, gt, bd, g, u, next_step, pulses))
             u = last_good + cur
+        devices.put(wpos, work)
