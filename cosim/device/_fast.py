@@ -983,3 +983,21 @@ def read_kernel(lo: int, hi: int, r: np.ndarray, prefix: np.ndarray, cycle: np.n
         h = mix31(mix31(mix31(np.int64(prefix[d]) ^ cycle[d]) ^ 16) ^ rc)
         out[d] = i + sd * normal_of_hash(h)
         read_count[d] = rc + 1
+
+
+@_jit
+def ring_move(src: np.ndarray, src_pos: np.ndarray, dst: np.ndarray,
+              dst_pos: np.ndarray) -> None:
+    """Copy the lag history of device ``src_pos[k]`` of ring ``src`` to device ``dst_pos[k]``
+    of ring ``dst`` for every k (rings (blocks, p, 4, SWITCH_BLOCK) as in
+    :func:`switch_kernel`): gathers a subset of devices and writes it back."""
+    sb = SWITCH_BLOCK
+    p = src.shape[1]
+    for k in range(src_pos.shape[0]):
+        a = src_pos[k]
+        b = dst_pos[k]
+        ba, oa = a // sb, a % sb
+        bb, ob = b // sb, b % sb
+        for s in range(p):
+            for f in range(4):
+                dst[bb, s, f, ob] = src[ba, s, f, oa]

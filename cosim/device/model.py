@@ -636,9 +636,8 @@ class DeviceArray:
         sub.y = sub._yf.T
         if self._compiled:
             sb = _fast.SWITCH_BLOCK
-            pos = np.arange(idx.size)
             sub._ring = np.zeros((-(-idx.size // sb),) + self._ring.shape[1:], dtype=self._store)
-            sub._ring[pos // sb, :, :, pos % sb] = self._ring[idx // sb, :, :, idx % sb]
+            _fast.ring_move(self._ring, idx, sub._ring, np.arange(idx.size))
         else:
             sub._ring = np.ascontiguousarray(self._ring[:, idx])
         sub._kernel_consts = None
@@ -655,9 +654,7 @@ class DeviceArray:
             getattr(self, name)[idx] = getattr(sub, name)
         self._yf[:, idx] = sub._yf
         if self._compiled:
-            sb = _fast.SWITCH_BLOCK
-            pos = np.arange(idx.size)
-            self._ring[idx // sb, :, :, idx % sb] = sub._ring[pos // sb, :, :, pos % sb]
+            _fast.ring_move(sub._ring, np.arange(idx.size), self._ring, idx)
         else:
             self._ring[:, idx] = sub._ring
 

@@ -311,7 +311,9 @@ def _program_active(devices: DeviceArray, g_t: np.ndarray, band: np.ndarray, cfg
         if act.size == 0:
             break
         counters["attempts"][act] += 1
-        work, wpos = devices.take(act), act  # working array and its devices' positions
+        # working array and its devices' positions (the array itself while all devices ramp)
+        work = devices if act.size == devices.n_devices else devices.take(act)
+        wpos = act
         work.apply(cfg.set_voltage)
         n_set[act] += 1
         n_reads[act] += 1
@@ -337,7 +339,8 @@ def _program_active(devices: DeviceArray, g_t: np.ndarray, band: np.ndarray, cfg
             if loc.size == 0:
                 break
             if loc.size < _REPACK_SHARE * work.n_devices and work.n_devices > _REPACK_MIN:
-                devices.put(wpos, work)
+                if work is not devices:
+                    devices.put(wpos, work)
                 wpos = wpos[loc]
                 work = devices.take(wpos)
                 loc = np.arange(loc.size)
@@ -367,4 +370,5 @@ def _program_active(devices: DeviceArray, g_t: np.ndarray, band: np.ndarray, cfg
             loc, gt, bd, g_prev, last_good, cur, pulses = (
                 a[still] for a in (loc, gt, bd, g, u, next_step, pulses))
             u = last_good + cur
-        devices.put(wpos, work)
+        if work is not devices:
+            devices.put(wpos, work)
