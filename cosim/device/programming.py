@@ -331,11 +331,10 @@ def _program_active(devices: DeviceArray, g_t: np.ndarray, band: np.ndarray, cfg
         last_good = u.copy()
         cur = step[act[loc]]
         pulses = n_set[act[loc]] + n_reset[act[loc]]
+        alive = (u < umax + 1e-12) & (pulses < cfg.max_pulses)
+        loc, gt, bd, g_prev, u, last_good, cur, pulses = (
+            a[alive] for a in (loc, gt, bd, g_prev, u, last_good, cur, pulses))
         while True:
-            alive = (u < umax + 1e-12) & (pulses < cfg.max_pulses)
-            if not alive.all():
-                loc, gt, bd, g_prev, u, last_good, cur, pulses = (
-                    a[alive] for a in (loc, gt, bd, g_prev, u, last_good, cur, pulses))
             if loc.size == 0:
                 break
             if loc.size < _REPACK_SHARE * work.n_devices and work.n_devices > _REPACK_MIN:
@@ -366,9 +365,10 @@ def _program_active(devices: DeviceArray, g_t: np.ndarray, band: np.ndarray, cfg
                 o = dev[over]
                 start[o] = np.maximum(cfg.reset_start, last_good[over] - step[o])
                 step[o] *= 0.5
-            still = ~ok & ~over
-            loc, gt, bd, g_prev, last_good, cur, pulses = (
-                a[still] for a in (loc, gt, bd, g, u, next_step, pulses))
-            u = last_good + cur
+            u_next = u + next_step
+            # still ramping, below Umax and within the pulse budget: one compaction per step
+            still = ~ok & ~over & (u_next < umax + 1e-12) & (pulses < cfg.max_pulses)
+            loc, gt, bd, g_prev, last_good, cur, u, pulses = (
+                a[still] for a in (loc, gt, bd, g, u, next_step, u_next, pulses))
         if work is not devices:
             devices.put(wpos, work)
