@@ -287,7 +287,7 @@ def _program_all(devices: DeviceArray, g_t: np.ndarray, band: np.ndarray, cfg: P
 
 
 #: the working subset is repacked when fewer than this share of its devices still ramp
-_REPACK_SHARE = 0.5
+_REPACK_SHARE = 0.4
 #: ... and only when it holds more devices than this (small sets: repacking costs more)
 _REPACK_MIN = 4096
 
