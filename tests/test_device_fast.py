@@ -339,3 +339,42 @@ def test_empty_and_odd_sized_arrays(model, backend: str) -> None:
         assert dev.cycle.shape == (n,) and np.all(dev.cycle == 1)
         assert dev.read(noise=True).shape == (n,)
         assert dev.hist.shape == (n, 4 * model.var_order)
+
+
+@pytest.mark.parametrize("backend,precision", [("numba", "float64"), ("numba", "float32"),
+                                               ("numpy", "float64")])
+def test_take_and_put_switch_a_subset_as_in_the_whole_array(model, backend: str,
+                                                            precision: str) -> None:
+    """Pulsing the devices of ``take(index)`` and writing them back with ``put`` leaves every
+    device as pulsing those devices in the whole array with 0 V on the others."""
+    n = 2 * _fast.SWITCH_BLOCK + 77  # several ring blocks, the last one partial
+    whole = dm.DeviceArray(model, n, seed=6, backend=backend, precision=precision)
+    split = dm.DeviceArray(model, n, seed=6, backend=backend, precision=precision)
+    g = np.random.default_rng(7)
+    levels = np.array([-2.0, 0.3, 0.8, 0.95, 1.1, 1.3, model.umax])
+    for _ in range(3):  # a few cycles first: devices at different cycles and lags
+        u = g.choice(levels, n)
+        whole.apply(u)
+        split.apply(u)
+    index = np.sort(g.choice(n, 1500, replace=False))
+    sub = split.take(index)
+    assert sub.n_devices == index.size
+    np.testing.assert_array_equal(sub.ids, split.ids[index])
+    np.testing.assert_allclose(sub.hist, split.hist[index], rtol=0, atol=1e-14)
+    for k in range(12):
+        u = g.choice(levels, index.size) if k % 3 else np.full(index.size, -2.0)
+        full = np.zeros(n)
+        full[index] = u
+        whole.apply(full)
+        sub.apply(u)
+        np.testing.assert_allclose(sub.conductance(), whole.conductance()[index], rtol=1e-12, atol=0)
+    assert (sub.cycle > split.cycle[index]).any()  # the subset drew new cycles
+    split.put(index, sub)
+    for name in ("cycle", "read_count", "in_hrs", "in_lrs"):
+        np.testing.assert_array_equal(getattr(split, name), getattr(whole, name), err_msg=name)
+    for name in ("r", "ur_thr", "tr_a", "tr_c", "r_lrs_reset", "y"):
+        np.testing.assert_allclose(getattr(split, name), getattr(whole, name), rtol=1e-12,
+                                   atol=0, err_msg=name)
+    np.testing.assert_allclose(split.hist, whole.hist, rtol=0, atol=1e-14)
+    with pytest.raises(ValueError, match="positions"):
+        split.put(index[:-1], sub)

@@ -147,3 +147,31 @@ def test_bad_settings_are_errors_naming_the_field(field) -> None:
     bad = {"tolerance": 1.5, "reset_step": 0.0, "fine_step": -1.0, "max_pulses": 1, "set_voltage": 1.0}[field]
     with pytest.raises(pg.ProgrammingError, match=field):
         pg.ProgramConfig(**{field: bad})
+
+
+@pytest.mark.parametrize("config", [pg.ProgramConfig(), pg.ProgramConfig(centred=False),
+                                    pg.ProgramConfig(max_pulses=40, max_attempts=3)],
+                         ids=["centred", "first-in-band", "tight-budget"])
+def test_active_set_path_gives_the_states_of_the_whole_array_path(model, monkeypatch,
+                                                                  config) -> None:
+    """The default verify read runs on the devices still in play only (working subsets,
+    repacked as devices finish); a verify_read hook runs every round over the whole array.
+    Both must give the same programmed states, counters and decisions."""
+    monkeypatch.setattr(pg, "_REPACK_MIN", 64)  # repack often on a small population
+    n = 1200
+    target = np.resize(pg.achievable_levels(model, 8, seed=0), n)
+    target[::97] = 1e-3  # unreachable: runs into the pulse/attempt budget
+    select = np.arange(n) % 13 != 0  # unselected devices must stay untouched
+    fast_dev, whole_dev = DeviceArray(model, n, seed=21), DeviceArray(model, n, seed=21)
+    fast = pg.program(fast_dev, target, config, select=select)
+    whole = pg.program(whole_dev, target, config, select=select,
+                       verify_read=lambda d: d.conductance())
+    for name in ("set_pulses", "reset_pulses", "attempts", "success"):
+        np.testing.assert_array_equal(getattr(fast, name), getattr(whole, name), err_msg=name)
+    np.testing.assert_array_equal(fast.reads, whole.reads - 1)  # a hook reads once more, at the end
+    np.testing.assert_allclose(fast.achieved, whole.achieved, rtol=1e-12, atol=0)
+    np.testing.assert_array_equal(fast_dev.cycle, whole_dev.cycle)
+    np.testing.assert_allclose(fast_dev.r, whole_dev.r, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(fast_dev.hist, whole_dev.hist, rtol=0, atol=1e-14)
+    assert (~fast.success).sum() >= n // 97 and fast.pulses[~select].max() == 0
+    assert fast.attempts.max() >= 2  # retries (new cycles) happened
