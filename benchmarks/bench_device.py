@@ -13,7 +13,9 @@ port (thennen/Synaptogen, ``Synaptogen.py``; not part of this repository).
   the original port (``applyVoltage`` twice), for each of ``--sizes`` devices;
 * reads: :meth:`DeviceArray.read` at U0 with read noise (the original's ``Iread``);
 * write-verify: :func:`cosim.device.programming.program` of ``--wv-devices`` devices to
-  ``--levels`` conductance levels, pulses (SET + RESET) per second;
+  ``--levels`` conductance levels, pulses (SET + RESET) per second, ``--wv-repeats``
+  repeats: the default path (pulses and reads on the devices still ramping only) against
+  the whole-array path (a verify-read hook: every step over every device) and numpy;
 * ``--engine``: the feature engine alone (:class:`cosim.device.model.FeatureEngine`, cycle
   updates without switching).
 
@@ -152,32 +154,35 @@ def bench_reads(model: DeviceModel, n: int, args: argparse.Namespace,
 
 
 def bench_write_verify(model: DeviceModel, args: argparse.Namespace) -> None:
+    """Write-verify pulses/s: the default path (each ramp step over the devices still
+    ramping), with 1 and ``--threads`` threads, against the whole-array path (a verify-read
+    hook, as in-situ write-verify uses it: every step over all devices, the path before the
+    active-set version) and the numpy backend; fresh devices every repeat, same seed."""
     n = args.wv_devices
     levels = pg.achievable_levels(model, args.levels, seed=0)
     target = np.resize(levels, n)
-    paths = [("compiled, 1 thread", "numba", 1), (f"compiled, {args.threads} threads", "numba",
-                                                 args.threads)]
+    whole_array = lambda d: d.conductance()  # noqa: E731 - a hook forces the whole-array path
+    paths = {"compiled, 1 thread": ("numba", 1, None),
+             f"compiled, {args.threads} threads": ("numba", args.threads, None),
+             "whole array, 1 thread": ("numba", 1, whole_array)}
     if not args.skip_numpy:
-        paths.append(("numpy", "numpy", None))
+        paths["numpy"] = ("numpy", None, None)
     print(f"\nwrite-verify (cosim.device.programming.program), {n} devices to {args.levels} "
-          f"levels, default settings, one run per path")
+          f"levels, default settings, {args.wv_repeats} repeats")
     pg.program(DeviceArray(model, 64, seed=0), levels[:1])  # warm the kernels
-    times = {}
-    for label, backend, threads in paths:
-        dev = DeviceArray(model, n, seed=args.seed, backend=backend, threads=threads)
-        t0, c0 = time.perf_counter(), time.process_time()
-        res = pg.program(dev, target)
-        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-        pulses = int(res.pulses.sum())
-        times[label] = (wall, cpu)
-        print(f"  {label:24s} {wall:7.1f} s wall {cpu:7.1f} s CPU  {pulses} pulses "
-              f"({pulses / n:.1f} per device, success {res.success.mean():.4f}): "
-              f"{pulses / wall:.3e} pulses/s wall, {pulses / cpu:.3e} per CPU-second")
-    if "numpy" in times:
-        for label, (wall, cpu) in times.items():
-            if label != "numpy":
-                print(f"  ratio {label} / numpy: wall {times['numpy'][0] / wall:.2f}, "
-                      f"CPU {times['numpy'][1] / cpu:.2f} (same pulses: same numbers)")
+    runs: Runs = {k: [] for k in paths}
+    pulses: dict[str, int] = {}
+    for _ in range(args.wv_repeats):
+        for label, (backend, threads, hook) in paths.items():
+            dev = DeviceArray(model, n, seed=args.seed, backend=backend, threads=threads)
+            out: list[pg.ProgramResult] = []
+            runs[label].append(timed(lambda: out.append(pg.program(dev, target, verify_read=hook))))
+            pulses[label] = int(out[0].pulses.sum())
+    count = pulses["compiled, 1 thread"]
+    same = all(p == count for p in pulses.values())
+    report(f"write-verify pulses/s ({count} pulses, {count / n:.1f} per device; "
+           f"{'same pulses on every path' if same else f'PULSES DIFFER: {pulses}'})",
+           count, "pulses/s", runs, ["numpy", "whole array, 1 thread"])
 
 
 def bench_engine(model: DeviceModel, args: argparse.Namespace) -> None:
@@ -203,6 +208,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=_fast.default_threads())
     ap.add_argument("--wv-devices", type=int, default=1_000_000)
     ap.add_argument("--levels", type=int, default=8)
+    ap.add_argument("--wv-repeats", type=int, default=3, help="repeats of the write-verify runs")
+    ap.add_argument("--skip-switching", action="store_true",
+                    help="leave out the switching and read benchmarks")
     ap.add_argument("--skip-numpy", action="store_true", help="leave out the numpy path")
     ap.add_argument("--skip-write-verify", action="store_true")
     ap.add_argument("--engine", action="store_true", help="also time the feature engine")
@@ -223,7 +231,7 @@ def main() -> None:
     warm.read(noise=True)
     DeviceArray(model, 8, seed=0, precision="float32").apply(1.5)
     print(f"first compiled calls (JIT compile or cache load): {time.perf_counter() - t0:.2f} s")
-    for n in args.sizes:
+    for n in [] if args.skip_switching else args.sizes:
         bench_switching(model, n, args, orig)
         bench_reads(model, n, args, orig)
     if not args.skip_write_verify:
