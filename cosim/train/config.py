@@ -56,6 +56,8 @@ DEPLOY.toml::
     max_samples = 0           # test samples used (0: all)
     model_file = "m.json"     # device model (omit: the packaged default)
     tolerance = 0.05          # write-verify tolerance
+    engine = "probe"          # devices_wires: in-circuit matrix read once ("probe") or a
+                              # nodal solve at every time step ("step"; same result, slower)
 
     [wires]                   # Ω
     r_row = 1.0
@@ -204,6 +206,7 @@ class DeployConfig(_Strict):
     max_samples: int = Field(0, ge=0)
     model_file: Optional[Path] = None
     tolerance: float = Field(0.05, gt=0, lt=1)
+    engine: Literal["probe", "step"] = "probe"
     wires: WiresSettings = Field(default_factory=WiresSettings)
     spot_check: SpotCheckSettings = Field(default_factory=SpotCheckSettings)
 

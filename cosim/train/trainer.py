@@ -4,7 +4,8 @@ A run folder holds
 
 * ``model.npz`` — every tensor of the model (state dict, float32; no pickled objects),
 * ``test_split.npz`` — the test inputs and labels the metrics were computed on (so that
-  ``cosim deploy`` evaluates exactly them),
+  ``cosim deploy`` evaluates exactly them) and the first 64 training inputs (``X_calib``,
+  for the converter ranges at deployment),
 * ``train.json`` — resolved settings, architecture, every seed, data set description, the
   device-noise statistics used, history per epoch (loss, train and test accuracy), timings and
   library versions,
@@ -35,6 +36,8 @@ from cosim.train.data import Dataset, load_dataset
 
 MODEL_FILE = "model.npz"
 TEST_FILE = "test_split.npz"
+CALIBRATION_SAMPLES = 64
+"""Training inputs kept in the run (``X_calib``) to set the deployment DAC ranges."""
 
 
 @dataclass
@@ -199,6 +202,15 @@ def load_run(run: Path) -> tuple[Any, dict[str, Any], Dataset]:
     return model, record, dataset
 
 
+def load_calibration(run: Path) -> np.ndarray:
+    """The training inputs kept for converter calibration (``X_calib``) of a run."""
+    try:
+        with np.load(Path(run) / TEST_FILE, allow_pickle=False) as archive:
+            return archive["X_calib"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise CosimError(f"{Path(run) / TEST_FILE}: no calibration inputs X_calib ({exc})") from None
+
+
 def train_run(config: TrainConfig, output: Path, progress: bool = True) -> TrainResult:
     """Train (float or QAT), optionally prune and fine-tune, evaluate, write the run folder."""
     torch = setup_torch(config.threads)
@@ -272,7 +284,7 @@ def train_run(config: TrainConfig, output: Path, progress: bool = True) -> Train
 
     with atomic_path(output / TEST_FILE) as tmp:
         with open(tmp, "wb") as stream:
-            np.savez(stream, X_test=data.X_test, y_test=data.y_test)
+            np.savez(stream, X_test=data.X_test, y_test=data.y_test, X_calib=data.X_train[:CALIBRATION_SAMPLES])
     files.append(output / TEST_FILE)
     files.append(write_json_atomic(output / "train.json", record))
     files.append(write_json_atomic(output / "metrics.json", metrics))
