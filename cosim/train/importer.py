@@ -114,6 +114,8 @@ def import_s4d_state_dict(
         b = _find(state, kernel, "B")
         if a_real is None or a_imag is None or inv_dt is None:
             raise S4DError(f"state dict: no diagonal S4D kernel under '{kernel}' (need A_real/log_A_real, A_imag, inv_dt/log_dt)")
+        if a_real[1].shape != a_imag[1].shape:
+            raise S4DError(f"state dict: '{a_real[0]}' {a_real[1].shape} and '{a_imag[0]}' {a_imag[1].shape} differ in shape")
         A = _repeat(-np.exp(a_real[1]) - 1j * a_imag[1], H, a_real[0])
         B = np.ones_like(A) if b is None else _repeat(_complex(b[1], b[0]).reshape(-1, modes), H, b[0])
         dt = _dt(inv_dt[1], dt_transform)
