@@ -258,8 +258,7 @@ def spot_check(setups: list[LayerSetup], mapped: list[Any], hw: _Hardware, X_lay
 
     setup, layer = setups[0], mapped[0]
     k = min(channels, setup.program.n_channels)
-    program = setup.program.with_matrices(setup.program.matrices[:k], label="spot check")
-    program = CrossbarProgram(program.matrices, program.variant, setup.program.D[:k], "spot check")
+    program = CrossbarProgram(setup.program.matrices[:k], setup.program.variant, setup.program.D[:k], "spot check")
     sub = replace(layer, program=program, tiles=layer.tiles[:k])
     dac = DAC(bits=None, full_scale=np.asarray(setup.dac.full_scale)[:k], v_read=V_READ, clip=False)
     u = X_layer0[:samples, setup.active[:k], :steps]

@@ -15,7 +15,8 @@ the way deployment will:
   (:mod:`cosim.s4d.mapping`, layout ``channel``); write-verify leaves a relative conductance
   error of rms ``r`` per device (measured by :func:`programming_statistics` from the device
   model), so entry ``w`` gets ``N(0, r²((g₀ + w⁺)² + (g₀ + w⁻)²))`` with ``g₀ = G_min/s``
-  (also on the structural zeros, which are G_min pairs);
+  (also on the structural zeros, which are G_min pairs); ``r`` is the standard deviation of the
+  relative error (its mean is a common gain, see :func:`programming_statistics`);
 * **per-output gain jitter**: every output row is multiplied by ``1 + N(0, σ_g²)`` (wires and
   converters act on crossbar outputs as gains).
 
@@ -144,7 +145,8 @@ def programming_statistics(device_model: object, seed: int = 0, n_devices: int =
     result = program(devices, targets, ProgramConfig(tolerance=tolerance))
     error = result.relative_error
     return {
-        "rel_sigma": float(np.sqrt(np.mean(error**2))),
+        "rel_sigma": float(np.std(error)),
+        "rel_rms": float(np.sqrt(np.mean(error**2))),
         "rel_mean": float(np.mean(error)),
         "g_min_ratio": float(g_min / (g_max - g_min)),
         "g_min_S": float(g_min),
