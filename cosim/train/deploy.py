@@ -27,10 +27,12 @@ Converters: the DAC maps each channel's ``[x_{k−1}; u_k]`` to ±``v_read`` wit
 calibrated on training inputs (peak of an ideal float run, 10 % headroom); no rounding or
 clipping (ideal converters), so the levels isolate the weights and the circuit.
 
-Compensation (``devices_wires``): ``none``, or any method of :mod:`cosim.compensation` when that
-module is installed; without it, ``gain`` is the per-output gain calibration implemented here
-(:func:`probe_gains`: known random probe voltages per crossbar, least-squares gain of each
-output against the intended products, divided out digitally).
+Compensation (``devices_wires``): ``none``, or any method of :mod:`cosim.compensation`
+(``gain``, ``predistort``, ``insitu``; applied crossbar by crossbar by its
+``compensate_layer``, the digital per-output correction after the circuit). Where that module
+is absent, ``gain`` is the per-output gain calibration of :func:`probe_gains` (known random
+probe voltages per crossbar, least-squares gain and offset of each output against the intended
+products, divided out digitally).
 
 Device seeds: layer ``i`` of device seed ``s`` draws its devices from
 ``SeedSequence([s, i])`` (recorded), so layers do not share devices.
@@ -227,19 +229,56 @@ def effective_matvec(backend: Any) -> MatVec:
     return dense_layer_matvec(weights)
 
 
+class Corrected:
+    """MatVec applying a digital per-output correction ``products · gain + offset`` (layer
+    order, as :mod:`cosim.compensation` returns it) to the products of ``inner``."""
+
+    def __init__(self, inner: MatVec, gain: np.ndarray, offset: np.ndarray) -> None:
+        self.inner, self.gain, self.offset = inner, np.asarray(gain, float), np.asarray(offset, float)
+
+    def __call__(self, matrices: np.ndarray, volts: np.ndarray) -> np.ndarray:
+        out = self.inner(matrices, volts)
+        flat = out.reshape(out.shape[:-2] + (-1,)) * self.gain + self.offset
+        return flat.reshape(out.shape)
+
+
+def _library_compensation() -> Any:
+    """:func:`cosim.compensation.compensate_layer` and ``Devices`` if installed, else None."""
+    try:
+        from cosim.compensation import Devices, compensate_layer  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return compensate_layer, Devices
+
+
 def _circuit_matvecs(setups: list[LayerSetup], mapped: list[Any], hw: _Hardware, method: str, mdm: bool,
-                     probe_seed: int, engine: str = "probe") -> tuple[list[MatVec], list[Any]]:
+                     probe_seed: int, engine: str = "probe", device_seed: int = 0,
+                     record: dict[str, Any] | None = None) -> tuple[list[MatVec], list[Any]]:
     from cosim.s4d.circuit import CircuitBackend
     from cosim.s4d.mapping import with_mdm
 
+    library = _library_compensation() if method != "none" else None
     matvecs, backends = [], []
-    for setup, layer in zip(setups, mapped):
+    for index, (setup, layer) in enumerate(zip(setups, mapped)):
         placed = with_mdm(layer, setup.input_mean) if mdm else layer
+        gain = offset = None
+        if library is not None:
+            compensate_layer, Devices = library
+            devices = Devices(hw.device_model, _layer_seed(device_seed, index), hw.program_config)
+            done = compensate_layer(placed, method, hw.wires, devices=devices if method in ("predistort", "insitu") else None,
+                                    v_read=V_READ)
+            placed, gain, offset = done.mapped, done.gain, done.offset
+            if record is not None:
+                summary = done.summary()
+                summary.pop("tiles", None)
+                record[f"{method}/{'mdm' if mdm else 'plain'}/seed{device_seed}/layer{index}"] = summary
         backend = CircuitBackend(placed, hw.wires, solver="nodal")
         backends.append(backend)
         circuit: MatVec = effective_matvec(backend) if engine == "probe" else backend
         if method == "none":
             matvecs.append(circuit)
+        elif gain is not None:
+            matvecs.append(Corrected(circuit, gain, offset))
         elif method == "gain":
             gains, offsets = probe_gains(circuit, setup.program, probe_seed)
             matvecs.append(GainCorrected(circuit, gains, offsets))
@@ -331,6 +370,7 @@ def deploy_run(run: Path, output: Path, config: DeployConfig, progress: bool = T
     plan = _levels_plan(config, methods)
     rows: list[dict[str, Any]] = []
     stats: dict[str, Any] = {}
+    compensation_record: dict[str, Any] = {}
     timings: dict[str, float] = {}
     spot: dict[str, Any] | None = None
     seeded = [p for p in plan if p[0] in ("devices", "devices_wires")]
@@ -369,7 +409,8 @@ def deploy_run(run: Path, output: Path, config: DeployConfig, progress: bool = T
                 for level, method, mdm in plan:
                     if level != "devices_wires":
                         continue
-                    matvecs, backends = _circuit_matvecs(setups, mapped, hw, method, mdm, probe_seed=seed, engine=config.engine)
+                    matvecs, backends = _circuit_matvecs(setups, mapped, hw, method, mdm, probe_seed=seed, engine=config.engine,
+                                                         device_seed=seed, record=compensation_record)
                     try:
                         measure(level, variant, method, mdm, seed, matvecs, [s.program for s in setups], setups)
                     finally:
@@ -393,6 +434,7 @@ def deploy_run(run: Path, output: Path, config: DeployConfig, progress: bool = T
                     "test_accuracy_software": None},
         "window_S": [hw.window.g_min, hw.window.g_max],
         "programming": stats,
+        "compensation_details": compensation_record,
         "spot_check": spot,
         "timings": timings,
         "seconds": time.perf_counter() - started,
