@@ -6,8 +6,9 @@ Usage (minutes to an hour on one core; every part is seeded)::
 
     python scripts/train_study.py -o study [--part tasks|grid|all] [--device-seeds 0 1 2]
 
-Writes ``study/<part>/…`` run and deployment folders, ``study/results.json`` (every number)
-and ``study/tables.md`` (the tables of docs/train.md).
+Writes ``study/<part>/…`` run and deployment folders, ``study/results.json`` (every number),
+``study/tables.md`` (the tables of docs/train.md) and ``study/figures/train_tasks.png`` and
+``train_grid.png`` (the figures of docs/train.md, kept in docs/figures/).
 """
 
 from __future__ import annotations
@@ -168,6 +169,65 @@ def tables(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def figures(results: dict[str, Any], folder: Path) -> list[Path]:
+    """``train_tasks.png`` (accuracy per level and task) and ``train_grid.png`` (accuracy
+    against crossbar memory per precision)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    if results.get("tasks"):
+        labels = ["float\nsoftware", "4-bit QAT\nsoftware", "4-bit QAT\ndevices", "4-bit QAT\nwires, none",
+                  "4-bit QAT\nwires, comp.", "4-bit PTQ\nwires, comp."]
+        figure, axis = plt.subplots(figsize=(9, 4))
+        tasks = list(results["tasks"])
+        width = 0.8 / len(tasks)
+        for k, task in enumerate(tasks):
+            e = results["tasks"][task]
+            best = e["best_compensation"]
+            values = [e["float_software"], e["qat4_software"], e["qat4"]["devices"], e["qat4"]["devices_wires"],
+                      e["qat4"]["devices_wires_" + best], e["ptq4"]["devices_wires_" + best]]
+            x = np.arange(len(values)) + (k - (len(tasks) - 1) / 2) * width
+            axis.bar(x, 100 * np.asarray(values), width, label=task)
+            if "one_nn_euclidean_published" in e:
+                axis.axhline(100 * e["one_nn_euclidean_published"], ls="--", lw=1, color=f"C{k}",
+                             label=f"{task}: 1-NN Euclidean (published)")
+        axis.set_xticks(np.arange(len(labels)))
+        axis.set_xticklabels(labels, fontsize=8)
+        axis.set_ylabel("test accuracy [%]")
+        axis.set_ylim(40, 101)
+        axis.legend(fontsize=8, loc="lower left")
+        axis.set_title("S4D classifiers on simulated crossbars (devices_wires: mean of 3 device seeds)", fontsize=9)
+        figure.tight_layout()
+        written.append(folder / "train_tasks.png")
+        figure.savefig(written[-1], dpi=100)
+        plt.close(figure)
+    if results.get("grid"):
+        rows = results["grid"]["rows"]
+        figure, axis = plt.subplots(figsize=(7, 4.2))
+        for k, bits in enumerate(dict.fromkeys(r["bits"] for r in rows)):
+            mine = [r for r in rows if r["bits"] == bits]
+            memory = [r["memory_bits"] for r in mine]
+            axis.plot(memory, [100 * r["software"] for r in mine], "o", color=f"C{k}", label=f"{bits}, software")
+            wired = [r for r in mine if "devices_wires" in r]
+            if wired:
+                axis.plot([r["memory_bits"] for r in wired], [100 * r["devices_wires"] for r in wired], "x",
+                          color=f"C{k}", ms=8, label=f"{bits}, devices + wires")
+        axis.set_xscale("log")
+        axis.set_xlabel("S4D crossbar memory [bit]")
+        axis.set_ylabel("digits test accuracy [%]")
+        axis.legend(fontsize=7, ncol=2, loc="lower right")
+        axis.set_title("precision × size (H, N, pruning); one training run per point", fontsize=9)
+        figure.tight_layout()
+        written.append(folder / "train_grid.png")
+        figure.savefig(written[-1], dpi=100)
+        plt.close(figure)
+    return written
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-o", "--output", type=Path, required=True)
@@ -186,6 +246,7 @@ def main() -> None:
     text = tables(results)
     store.write_text(json.dumps(results, indent=1))
     (args.output / "tables.md").write_text(text)
+    figures(results, args.output / "figures")
     print(text)
 
 
