@@ -89,24 +89,31 @@ def part_tasks(root: Path, seeds: list[int], results: dict[str, Any]) -> None:
         qat = train(folder / "qat4", task, bits=4)
         qat_noise = train(folder / "qat4_noise", task, bits=4, noise=True)
         again = train(folder / "qat4_again", task, bits=4)
+        qat8 = train(folder / "qat8", task, bits=8)
         levels = ["float", "quantized", "devices", "devices_wires"]
         rows_qat = deploy(folder / "qat4", folder / "deploy_qat4", seeds, levels, compensation=methods)
         rows_noise = deploy(folder / "qat4_noise", folder / "deploy_qat4_noise", seeds, levels, compensation=methods)
         rows_ptq = deploy(folder / "float", folder / "deploy_ptq4", seeds, levels, bits=4, compensation=methods)
+        rows_qat8 = deploy(folder / "qat8", folder / "deploy_qat8", seeds, levels, compensation=methods)
+        rows_ptq8 = deploy(folder / "float", folder / "deploy_ptq8", seeds, levels, bits=8, compensation=methods)
         best = methods[-1]
         entry = {
             "float_software": float_metrics["test_accuracy"],
             "qat4_software": qat["test_accuracy"],
             "qat4_same_seed_again": again["test_accuracy"],
             "qat4_noise_software": qat_noise["test_accuracy"],
+            "qat8_software": qat8["test_accuracy"],
             "n_test": qat["n_test"],
             "best_compensation": best,
             "qat4": {lvl: mean_accuracy(rows_qat, lvl) for lvl in ("quantized", "devices", "devices_wires")},
             "qat4_noise": {lvl: mean_accuracy(rows_noise, lvl) for lvl in ("quantized", "devices", "devices_wires")},
             "ptq4": {lvl: mean_accuracy(rows_ptq, lvl) for lvl in ("quantized", "devices", "devices_wires")},
+            "qat8": {lvl: mean_accuracy(rows_qat8, lvl) for lvl in ("quantized", "devices", "devices_wires")},
+            "ptq8": {lvl: mean_accuracy(rows_ptq8, lvl) for lvl in ("quantized", "devices", "devices_wires")},
             "seconds": time.perf_counter() - started,
         }
-        for name, rows in (("qat4", rows_qat), ("qat4_noise", rows_noise), ("ptq4", rows_ptq)):
+        for name, rows in (("qat4", rows_qat), ("qat4_noise", rows_noise), ("ptq4", rows_ptq), ("qat8", rows_qat8),
+                           ("ptq8", rows_ptq8)):
             entry[name]["devices_wires_" + best] = mean_accuracy(rows, "devices_wires", best)
             entry[name]["devices_wires_" + best + "_per_seed"] = [
                 r["accuracy"] for r in rows if r["level"] == "devices_wires" and r["compensation"] == best and not r["mdm"]]
@@ -140,16 +147,23 @@ def part_grid(root: Path, seeds: list[int], results: dict[str, Any]) -> None:
 def tables(results: dict[str, Any]) -> str:
     lines = []
     if results.get("tasks"):
-        lines += ["| task | float | 4-bit QAT, software | devices (raw) | devices_wires, none | devices_wires, compensated | "
-                  "PTQ 4-bit, devices_wires compensated | 1-NN ED (published) |", "|---|---|---|---|---|---|---|---|"]
+        lines += ["| task | model | software | devices (raw) | devices_wires, none | devices_wires, compensated (per seed) |",
+                  "|---|---|---|---|---|---|"]
+        names = {"qat4": "4-bit QAT", "qat4_noise": "4-bit QAT + device noise", "ptq4": "4-bit PTQ",
+                 "qat8": "8-bit QAT", "ptq8": "8-bit PTQ"}
         for task, e in results["tasks"].items():
             best = e["best_compensation"]
-            baseline = (f"{100 * e['one_nn_euclidean_published']:.1f} % (measured {100 * e['one_nn_euclidean_measured']:.1f} %)"
-                        if "one_nn_euclidean_published" in e else "–")
-            lines.append(f"| {task} | {100 * e['float_software']:.2f} % | {100 * e['qat4_software']:.2f} % | "
-                         f"{100 * e['qat4']['devices']:.2f} % | {100 * e['qat4']['devices_wires']:.2f} % | "
-                         f"{100 * e['qat4']['devices_wires_' + best]:.2f} % ({best}) | "
-                         f"{100 * e['ptq4']['devices_wires_' + best]:.2f} % | {baseline} |")
+            lines.append(f"| {task} | float | {100 * e['float_software']:.2f} % | | | |")
+            for key, label in names.items():
+                if key not in e:
+                    continue
+                r = e[key]
+                seeds = ", ".join(f"{100 * a:.1f}" for a in r["devices_wires_" + best + "_per_seed"])
+                lines.append(f"| {task} | {label} | {100 * r['quantized']:.2f} % | {100 * r['devices']:.2f} % | "
+                             f"{100 * r['devices_wires']:.2f} % | {100 * r['devices_wires_' + best]:.2f} % ({best}; {seeds}) |")
+            if "one_nn_euclidean_published" in e:
+                lines.append(f"| {task} | 1-NN Euclidean, published | {100 * e['one_nn_euclidean_published']:.1f} % "
+                             f"(recomputed {100 * e['one_nn_euclidean_measured']:.1f} %) | | | |")
         lines.append("")
     if results.get("grid"):
         rows = results["grid"]["rows"]
@@ -181,7 +195,8 @@ def figures(results: dict[str, Any], folder: Path) -> list[Path]:
     written = []
     if results.get("tasks"):
         labels = ["float\nsoftware", "4-bit QAT\nsoftware", "4-bit QAT\ndevices", "4-bit QAT\nwires, none",
-                  "4-bit QAT\nwires, comp.", "4-bit PTQ\nwires, comp."]
+                  "4-bit QAT\nwires, comp.", "4-bit PTQ\nwires, comp.", "8-bit QAT\nwires, comp.",
+                  "8-bit PTQ\nwires, comp."]
         figure, axis = plt.subplots(figsize=(9, 4))
         tasks = list(results["tasks"])
         width = 0.8 / len(tasks)
@@ -189,7 +204,9 @@ def figures(results: dict[str, Any], folder: Path) -> list[Path]:
             e = results["tasks"][task]
             best = e["best_compensation"]
             values = [e["float_software"], e["qat4_software"], e["qat4"]["devices"], e["qat4"]["devices_wires"],
-                      e["qat4"]["devices_wires_" + best], e["ptq4"]["devices_wires_" + best]]
+                      e["qat4"]["devices_wires_" + best], e["ptq4"]["devices_wires_" + best],
+                      e.get("qat8", {}).get("devices_wires_" + best, np.nan),
+                      e.get("ptq8", {}).get("devices_wires_" + best, np.nan)]
             x = np.arange(len(values)) + (k - (len(tasks) - 1) / 2) * width
             axis.bar(x, 100 * np.asarray(values), width, label=task)
             if "one_nn_euclidean_published" in e:
