@@ -200,6 +200,7 @@ def figures(results: dict[str, Any], folder: Path) -> list[Path]:
         figure, axis = plt.subplots(figsize=(9, 4))
         tasks = list(results["tasks"])
         width = 0.8 / len(tasks)
+        lowest = 100.0
         for k, task in enumerate(tasks):
             e = results["tasks"][task]
             best = e["best_compensation"]
@@ -209,13 +210,14 @@ def figures(results: dict[str, Any], folder: Path) -> list[Path]:
                       e.get("ptq8", {}).get("devices_wires_" + best, np.nan)]
             x = np.arange(len(values)) + (k - (len(tasks) - 1) / 2) * width
             axis.bar(x, 100 * np.asarray(values), width, label=task)
+            lowest = min(lowest, float(np.nanmin(100 * np.asarray(values))))
             if "one_nn_euclidean_published" in e:
                 axis.axhline(100 * e["one_nn_euclidean_published"], ls="--", lw=1, color=f"C{k}",
                              label=f"{task}: 1-NN Euclidean (published)")
         axis.set_xticks(np.arange(len(labels)))
         axis.set_xticklabels(labels, fontsize=8)
         axis.set_ylabel("test accuracy [%]")
-        axis.set_ylim(40, 101)
+        axis.set_ylim(max(0.0, min(40.0, lowest - 10)), 101)
         axis.legend(fontsize=8, loc="lower left")
         axis.set_title("S4D classifiers on simulated crossbars (devices_wires: mean of 3 device seeds)", fontsize=9)
         figure.tight_layout()
