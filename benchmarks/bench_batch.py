@@ -1,6 +1,6 @@
 """Batch runner overhead: the local pool against calling the job functions directly.
 
-Not a test (timings on shared machines are noisy; DESIGN §7): prints, per workload, the wall
+Not a test (timings on shared machines are noisy, see docs/performance.md): prints, per workload, the wall
 time per job of direct calls in this process and of ``run_sweep`` on a local pool (every job
 in a forked process of its own, results written to parquet as each job finishes), their
 difference (the runner's overhead per job) and ratio, as the minimum and median of several

@@ -1,6 +1,6 @@
 """Crossbar read benchmark: the nodal solver against ngspice, and its scaling.
 
-Not a test (timings on shared machines are noisy; DESIGN §7): prints ratios measured in one
+Not a test (timings on shared machines are noisy, see docs/performance.md): prints ratios measured in one
 run on the same input, with the minimum and median of several repeats.
 
 1. 128×128 nonlinear read (device polynomial I–V cells, 1 Ω wires): ngspice batch

@@ -706,7 +706,7 @@ def _s4d_section(demo: _Demo) -> list[str]:
             ("Columns: `kernel_rel_l2` = ‖K̂ − K‖₂/‖K‖₂ of the impulse response against the ideal "
             "kernel, `kernel_snr_db` the same as an SNR; `output_rel_l2` the same for a random input "
             "sequence; `mvm_error` the relative error of one matrix-vector product; `nf` the "
-            "non-ideality factor of the crossbar tiles (DESIGN §5, random inputs), `output_error` "
+            "non-ideality factor of the crossbar tiles (docs/crossbar.md; random inputs), `output_error` "
             "the differential output error for the S4D step voltages; `stability_margin_min` the "
             "smallest 1 − max |eigenvalue| of a channel's effective state transition (negative: "
             "unstable). The "

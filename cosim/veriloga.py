@@ -1,4 +1,4 @@
-"""Verilog-A rendering of the generative ReRAM model (DESIGN §3.8) and its instance parameters.
+"""Verilog-A rendering of the generative ReRAM model (docs/veriloga.md) and its instance parameters.
 
 :func:`render_reram` fills ``templates/reram.va.j2`` with the constants of a
 :class:`~cosim.device.modelfile.DeviceModel`: I–V basis polynomials, Γ polynomials, the

@@ -1,4 +1,4 @@
-"""NF / output error (DESIGN §5) and Manhattan-distance remapping."""
+"""NF / output error (docs/crossbar.md) and Manhattan-distance remapping."""
 
 from __future__ import annotations
 
@@ -98,7 +98,7 @@ def test_remap_leaves_ideal_output_exactly_unchanged(block):
 
 
 def test_mdm_lowers_nf_more_on_block_diagonal_than_dense():
-    """DESIGN §5: MDM helps dense Gaussian weights a little, sparse block-structured ones more."""
+    """MDM helps dense Gaussian weights a little, sparse block-structured ones more."""
     figures = {}
     for name, block in (("dense", 0), ("block", 4)):
         crossbar = Crossbar.from_weights(random_weights(32, 16, block, seed=0), r_row=2.0, r_col=2.0)

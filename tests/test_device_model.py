@@ -120,12 +120,12 @@ def test_static_resistance_mapping(model) -> None:
     i = dm.current(model, model.u0, r)
     np.testing.assert_allclose(model.u0 / i, r_ohm, rtol=1e-12)
     assert np.all(r < dm.passive_r_limit(model))
-    assert dm.passive_r_limit(model) == pytest.approx(0.889, abs=0.002)  # DESIGN: "≈ 0.889"
+    assert dm.passive_r_limit(model) == pytest.approx(0.889, abs=0.002)  # docs/device-model.md: ≈ 0.889
     np.testing.assert_allclose(dm.r_from_point(model, i, model.u0), r, rtol=1e-12)
 
 
 def _transition_r(model, u_thr, r_lrs, r_hrs, u):
-    """Independent evaluation of DESIGN §3.6 transition curve and r(I, U)."""
+    """Independent evaluation of the transition curve and r(I, U)."""
     llrs, hhrs = np.append(model.iv_llrs, 0.0), np.append(model.iv_hhrs, 0.0)
 
     def cur(uu, r):

@@ -53,7 +53,7 @@ def test_conversion_keeps_source_values(model: DeviceModel) -> None:
 
 @pytest.mark.parametrize("p", [1, 3, 5, 10])
 def test_lag_order_gives_unit_stationary_variance(p: int) -> None:
-    """DESIGN §3.3: only the oldest-first reading of VAR_00p gives unit latent variance."""
+    """docs/device-model.md (C2C): only the oldest-first reading of VAR_00p gives unit latent variance."""
     m = import_synaptogen(SYNAPTOGEN, var_order=p)
     var = np.diag(stationary_covariance(m.var_lags, m.var_chol))
     np.testing.assert_allclose(var, 1.0, atol=0.02)
@@ -72,7 +72,7 @@ def test_latent_correlations_match_design(model: DeviceModel) -> None:
 def test_default_ma_order_keeps_98_percent(model: DeviceModel) -> None:
     kept = ma_variance_captured(model.var_lags, model.var_chol, DEFAULT_MA_ORDER)
     assert np.all(kept >= 0.98)
-    # DESIGN §3.8: LRS keeps 0.81 / 0.91 / 0.99 at J = 10 / 20 / 50
+    # docs/veriloga.md: LRS keeps 0.81 / 0.91 / 0.99 at J = 10 / 20 / 50
     lrs = [ma_variance_captured(model.var_lags, model.var_chol, j)[2] for j in (10, 20, 50)]
     np.testing.assert_allclose(lrs, [0.81, 0.91, 0.99], atol=0.006)
 

@@ -1,4 +1,4 @@
-"""DESIGN §3.7 validation: 512 devices × 3000 cycles of −2 V then +1.5 V with the default model.
+"""Validation (docs/device-model.md): 512 devices × 3000 cycles of −2 V then +1.5 V with the default model.
 
 Tolerances come from sampling error, estimated from this run with the device as the unit of
 resampling (cycles of one device are correlated, devices are independent):
@@ -107,7 +107,8 @@ def test_median_read_currents(run: dict[str, np.ndarray], key: str, target: floa
 
 @pytest.mark.slow
 def test_latent_lag0_correlations(run: dict[str, np.ndarray]) -> None:
-    """Within-device lag-0 correlation of HRS/US and LRS/UR has the sign and size of DESIGN
+    """Within-device lag-0 correlation of HRS/US and LRS/UR has the sign and size of the
+validation table in docs/device-model.md
     (−0.23, +0.19 in the latent; Γ is near-linear so the features keep them)."""
 
     def within_corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:

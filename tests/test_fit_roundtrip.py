@@ -61,7 +61,7 @@ def test_cycle_table_round_trip(default_model) -> None:
                                atol=0.03)
     for key, value in read_currents(data).items():
         assert read_currents(model_data)[key] == pytest.approx(value, rel=0.03)
-    # the latent lag-0 correlations of DESIGN §3.7 are recovered by the fitted VAR
+    # the latent lag-0 correlations of docs/device-model.md are recovered by the fitted VAR
     cov = fitted.stationary_covariance()
     corr = cov / np.sqrt(np.outer(np.diag(cov), np.diag(cov)))
     assert corr[0, 1] == pytest.approx(-0.23, abs=0.04)

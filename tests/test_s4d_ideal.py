@@ -1,4 +1,4 @@
-"""Ideal S4D: reference values of DESIGN.md §6, equivalence of all computation paths."""
+"""Ideal S4D: reference values of docs/s4d.md, equivalence of all computation paths."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def inputs() -> np.ndarray:
     return np.random.default_rng(1234).standard_normal((2, 4, L))
 
 
-# --- DESIGN.md §6 reference values ----------------------------------------------------------
+# --- reference values (docs/s4d.md) -------------------------------------------------------
 
 
 def test_kernel_matches_design_reference(layer: S4DLayer) -> None:
@@ -55,7 +55,7 @@ def test_kernel_matches_design_reference(layer: S4DLayer) -> None:
 
 def test_matrix_entry_range_matches_design(layer: S4DLayer) -> None:
     matrices = layer.crossbar_program("full").matrices
-    # DESIGN gives [−0.99305, 0.99501] rounded to five decimals.
+    # docs/s4d.md gives [−0.99305, 0.99501] rounded to five decimals.
     assert round(float(matrices.min()), 5) == -0.99305
     assert round(float(matrices.max()), 5) == 0.99501
     # The largest entry is Ā of the real mode n = 0 in the slowest channel: exp(−0.5·0.01).

@@ -150,7 +150,7 @@ def test_weight_noise_full_versus_delta(layer: S4DLayer) -> None:
         )
     report = "1% block-relative weight noise, seeds 0-4, channels 0..3:\n" + "\n".join(lines)
     print(report)
-    # The slowest channel is the sensitive one (DESIGN §6); storing Ā − I protects it.
+    # The slowest channel is the sensitive one (docs/s4d.md); storing Ā − I protects it.
     assert median_error["delta"][0] < median_error["full"][0], report
 
 

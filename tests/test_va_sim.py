@@ -1,4 +1,4 @@
-"""The Verilog-A model in ngspice (and VACASK) against the Python reference (DESIGN §3.8).
+"""The Verilog-A model in ngspice (and VACASK) against the Python reference (docs/veriloga.md).
 
 One compiled library of the committed default rendering (J = 50, latched features) serves
 most tests; two small J = 5 builds compare the latched and unlatched forms.

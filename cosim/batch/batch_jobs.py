@@ -1,7 +1,7 @@
 """Built-in job kinds.
 
 * ``crossbar_ideal_nf``: nonideality factor of seeded Gaussian weights on a linear-resistor
-  crossbar with wire resistance (DESIGN §5), solved by :class:`cosim.crossbar.solver.NodalSolver`.
+  crossbar with wire resistance (docs/crossbar.md), solved by :class:`cosim.crossbar.solver.NodalSolver`.
 * ``crossbar_nf``: the sweep users run: array size × wire resistance × device seed × weight
   bits × MDM on/off, dense or block-diagonal weights, ideal or write-verify programmed devices.
 * ``s4d_kernel``: the S4D circuit study (:func:`cosim.s4d.study.run_s4d_study`) for one
@@ -42,7 +42,7 @@ def wired_crossbar(
     g: np.ndarray, r_wire: float, r_source: float, r_sense: float, differential: bool = True, v_read: float = 0.2
 ) -> Crossbar:
     """Linear-resistor crossbar of conductances ``g`` (M, N) [S] whose row and column wire
-    segments are all ``r_wire`` Ω (DESIGN §5 conventions, see :mod:`cosim.crossbar.spec`)."""
+    segments are all ``r_wire`` Ω (conventions: docs/crossbar.md, :mod:`cosim.crossbar.spec`)."""
     return Crossbar(
         LinearCells(g), r_row=r_wire, r_col=r_wire, r_source=r_source, r_sense=r_sense,
         differential=differential, v_read=v_read,
@@ -86,7 +86,7 @@ def ideal_nf_case(params: dict[str, Any], seed: int) -> tuple[Crossbar, np.ndarr
 
 @register_job("crossbar_ideal_nf", params=CrossbarIdealParams)
 def crossbar_ideal_nf(params: dict[str, Any], seed: int) -> dict[str, Any]:
-    """NF (DESIGN §5) and differential output error of :func:`ideal_nf_case`, solved exactly
+    """NF (docs/crossbar.md) and differential output error of :func:`ideal_nf_case`, solved exactly
     by the nodal solver."""
     crossbar, inputs = ideal_nf_case(params, seed)
     report = evaluate(crossbar, inputs, NodalSolver(crossbar).solve_many(inputs))
@@ -267,7 +267,7 @@ def nf_case(params: dict[str, Any], seed: int) -> NfCase:
 def crossbar_nf(params: dict[str, Any], seed: int) -> dict[str, Any]:
     """NF and output errors of one crossbar read (see :func:`nf_case`).
 
-    Results: ``nf`` (tile NF, DESIGN §5, against the array's own conductances: the wires'
+    Results: ``nf`` (tile NF, docs/crossbar.md, against the array's own conductances: the wires'
     effect), ``output_error`` (differential output error, same reference), ``total_error``
     (differential error against the exact product of the unquantized weights: quantization,
     programming and wires together), ``prog_error`` (mean |G − G_target|/G_target),

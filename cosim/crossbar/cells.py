@@ -6,7 +6,7 @@ Three kinds share one small interface (:class:`CellModel`):
 * :class:`PolynomialCells` — a polynomial I–V per cell, I = Σ_k a_k,ij V^k [A] with V the
   voltage across the cell [V] (row side minus column side), no constant term; rendered in
   ngspice as a B-source. The Synaptogen-style device current
-  I(U; r) = (1 − r)·P_LLRS(U) + r·P_HHRS(U) (DESIGN §3.5) is such a polynomial per cell
+  I(U; r) = (1 − r)·P_LLRS(U) + r·P_HHRS(U) (docs/device-model.md) is such a polynomial per cell
   (:meth:`PolynomialCells.from_state`).
 * :class:`VerilogACells` — a Verilog-A (OSDI) instance per cell with instance parameters;
   ngspice only, unless an ``equivalent`` model is given for the nodal solver.
@@ -28,7 +28,7 @@ from cosim.errors import CosimError
 from cosim.spice.render import ident
 
 DEFAULT_READ_VOLTAGE = 0.2
-"""Read voltage U0 [V] at which static resistances are defined (DESIGN §3.1)."""
+"""Read voltage U0 [V] at which static resistances are defined (docs/device-model.md)."""
 
 
 @runtime_checkable
@@ -139,7 +139,7 @@ class PolynomialCells:
         """Device cells I(U; r) = (1 − r)·P_LLRS(U) + r·P_HHRS(U) for state ``r`` (M, N).
 
         ``p_llrs`` / ``p_hhrs``: basis polynomials, highest power first, ending with the
-        (zero) constant term (DESIGN §3.5).
+        (zero) constant term (docs/device-model.md).
         """
         state = _as_matrix("device state r", r)
         low, high = _pad_same_degree(np.asarray(p_llrs, float), np.asarray(p_hhrs, float))
@@ -156,7 +156,7 @@ class PolynomialCells:
     ) -> "PolynomialCells":
         """Device cells whose static resistance at ``v_read`` is ``resistance`` [Ω].
 
-        Uses r(R) = (G_LLRS − 1/R)/(G_LLRS − G_HHRS) with G_X = P_X(U0)/U0 (DESIGN §3.5).
+        Uses r(R) = (G_LLRS − 1/R)/(G_LLRS − G_HHRS) with G_X = P_X(U0)/U0.
         """
         res = _as_matrix("resistances", resistance)
         if (res <= 0).any():
@@ -221,7 +221,10 @@ class VerilogACells:
     ``model``: the ``.model`` name; ``module``: the Verilog-A module name; ``params``:
     instance parameter name → a number for all cells or an (M, N) array; ``model_params``:
     parameters on the ``.model`` card; ``osdi_file``: absolute path loaded with ``pre_osdi``;
-    ``equivalent``: an optional cell model with the same I–V that the nodal solver uses.
+    ``equivalent``: an optional cell model with the same I–V that the nodal solver uses;
+    ``state_nodes``: internal nodes of the module that hold its state (probed as
+    ``v(nx<i>_<j>#<node>)`` with ``save="cells"``); ``outputs``: operating-point output
+    variables of the module probed as ``@nx<i>_<j>[<name>]``.
     """
 
     shape_: tuple[int, int]
@@ -231,11 +234,15 @@ class VerilogACells:
     model_params: Mapping[str, float] = field(default_factory=dict)
     osdi_file: Path | None = None
     equivalent: CellModel | None = None
+    state_nodes: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
     kind: str = field(default="veriloga", init=False)
 
     def __post_init__(self) -> None:
         ident(self.model)
         ident(self.module)
+        object.__setattr__(self, "state_nodes", tuple(ident(n) for n in self.state_nodes))
+        object.__setattr__(self, "outputs", tuple(ident(n) for n in self.outputs))
         arrays: dict[str, np.ndarray] = {}
         for name, value in self.params.items():
             ident(name)
@@ -283,6 +290,8 @@ class VerilogACells:
             model_params=dict(self.model_params),
             osdi_file=self.osdi_file,
             equivalent=None if self.equivalent is None else self.equivalent.permuted(rows, cols),
+            state_nodes=self.state_nodes,
+            outputs=self.outputs,
         )
 
 

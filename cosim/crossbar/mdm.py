@@ -1,7 +1,7 @@
 """Manhattan-distance mapping (MDM) of rows and column pairs.
 
 Reference: Farias, Martins and Kung (2025), arXiv:2511.04798 (Manhattan-distance mapping of
-crossbar rows and columns); conventions in DESIGN §5.
+crossbar rows and columns); conventions in docs/crossbar.md.
 
 A cell (i, j) lies at wire distance d_ij = (j + 1) + (M − i) from its row driver (column 0
 side) and its sense corner (row M − 1 side). With the expected cell current

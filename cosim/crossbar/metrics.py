@@ -1,4 +1,4 @@
-"""Non-ideality factor (NF) and differential output error of a crossbar read (DESIGN §5).
+"""Non-ideality factor (NF) and differential output error of a crossbar read (docs/crossbar.md).
 
 * NF per column j and input vector k: (I_ideal − I_real) / I_ideal, with
   I_ideal[k, j] = Σ_i G_ij V_ki — the wire-free product of the inputs [V] and the cells'

@@ -9,7 +9,7 @@ Kirchhoff's current law at every node gives
 where ``A_w`` holds the wire, source and sense conductances, ``b`` the inputs V_i / R_source
 injected at the row drivers, and ``I_cell`` the cell currents. For linear cells the system
 matrix A = A_w + stamp(G) is symmetric positive definite and depends on the conductances only,
-so it is factored once and every input vector costs two triangular solves (DESIGN §2).
+so it is factored once and every input vector costs two triangular solves (docs/crossbar.md).
 
 Nonlinear (polynomial) cells are solved by Newton's method in chord form. The first estimate
 of each cell's voltage is its row input; the Jacobian A_w + stamp(dI/dV) there (averaged over

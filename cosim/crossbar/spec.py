@@ -1,6 +1,6 @@
 """The :class:`Crossbar`: one M×N array with its wires, terminals, cells and inputs.
 
-Conventions (DESIGN §5): M rows (inputs) × N columns. Row i is driven at column 0 through
+Conventions (docs/crossbar.md): M rows (inputs) × N columns. Row i is driven at column 0 through
 ``r_source`` [Ω]; column j is sensed at row M−1 into a virtual ground (0 V) through
 ``r_sense`` [Ω]. ``r_row`` [Ω] joins neighbouring cells on a row, ``r_col`` [Ω] on a
 column. With ``differential=True`` columns come in adjacent pairs (G⁺ at 2k, G⁻ at 2k+1)

@@ -1,4 +1,4 @@
-"""Generative ReRAM device model (Synaptogen-style, DESIGN §3).
+"""Generative ReRAM device model (Synaptogen-style, docs/device-model.md).
 
 Modules: :mod:`~cosim.device.modelfile` (JSON schema, validation, Synaptogen import),
 :mod:`~cosim.device.rng` (counter-based hash RNG shared with Verilog-A),

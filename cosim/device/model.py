@@ -1,4 +1,4 @@
-"""Vectorized float64 reference of the generative ReRAM device model (DESIGN §3).
+"""Vectorized float64 reference of the generative ReRAM device model (docs/device-model.md).
 
 Units: voltages in V, currents in A, resistances in Ω, conductances in S. Feature vectors
 are ordered ``HRS, US, LRS, UR``; in feature arrays ``y`` the HRS entry is log10(Ω) when the
@@ -303,7 +303,7 @@ def adc_quantize(i: ArrayLike, bits: int, full_scale: float) -> ArrayLike:
 
 # --------------------------------------------------------------------------- state machine
 class DeviceArray:
-    """N devices switched by quasi-static voltage levels (DESIGN §3.6).
+    """N devices switched by quasi-static voltage levels (docs/device-model.md, Switching).
 
     Every device starts in HRS of cycle 0. :meth:`apply` moves devices according to the
     voltage level (V, scalar or per device); :meth:`read` returns the current at U0.

@@ -1,4 +1,4 @@
-"""Versioned JSON model file of the generative ReRAM device model (DESIGN §3).
+"""Versioned JSON model file of the generative ReRAM device model (docs/device-model.md).
 
 The file is plain JSON, one object, whose keys mirror the fields of :class:`DeviceModel`
 (schema version 1)::

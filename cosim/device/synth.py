@@ -1,6 +1,6 @@
 """Synthetic, measurement-like data from the device model (``cosim synth``).
 
-Two layouts (DESIGN §4):
+Two layouts (docs/file-formats.md):
 
 * ``cycles``: one row per device-cycle, columns ``device, cycle, HRS_ohm, US_V, LRS_ohm, UR_V``.
   HRS and LRS are static resistances U0 / I(U0) read after each RESET / SET, with read noise

@@ -1,4 +1,4 @@
-"""Fitting the generative device model to measurements (issue 5, DESIGN §3–§4).
+"""Fitting the generative device model to measurements (docs/fitting.md, docs/file-formats.md).
 
 * :mod:`cosim.fit.readers` — cycle tables and raw I–V loops, column aliases, units → SI;
 * :mod:`cosim.fit.qc` — quality-control findings (device, cycle, action);

@@ -1,6 +1,6 @@
 """Feature extraction from raw I–V loops (one loop = one device cycle).
 
-Per loop, in time order (DESIGN §3.1/§3.6 conventions, U0 = read voltage, default 0.2 V):
+Per loop, in time order (docs/device-model.md conventions, U0 = read voltage, default 0.2 V):
 
 * the **negative sweep** (start of the first sample below −``v_floor`` up to the most negative
   sample) holds the SET: the largest jump of the conductance |I/V| between neighbouring samples

@@ -1,4 +1,4 @@
-"""Fit the generative device model (DESIGN §3) to measured cycle tables or I–V loops.
+"""Fit the generative device model (docs/device-model.md) to measured cycle tables or I–V loops.
 
 Steps (each a function below, so that tests can check them one by one):
 
@@ -16,7 +16,7 @@ Steps (each a function below, so that tests can check them one by one):
 5. the D2D Gaussian mixture over the 8-vectors (μ_d, σ_d), K chosen by BIC
    (:class:`sklearn.mixture.GaussianMixture`);
 6. from I–V loops also the I–V basis polynomials (P_LLRS degree 6, P_HHRS degree 5, no
-   constant term) and the transition-curve parameters η and Umax (DESIGN §3.5/§3.6); from
+   constant term) and the transition-curve parameters η and Umax (docs/device-model.md); from
    a cycle table these are taken from a base model (default: the shipped default model).
 """
 
@@ -119,7 +119,7 @@ def location_scale(y: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.nda
 
 
 def align_vectors(kept: pd.DataFrame, hrs_read: HrsRead, report: QCReport) -> pd.DataFrame:
-    """Model feature vectors (DESIGN §3.6 order) from QC-passed cycle-table rows.
+    """Model feature vectors (order of docs/device-model.md) from QC-passed cycle-table rows.
 
     The model's vector n holds the HRS that cycle n starts from, then US_n, LRS_n, UR_n.
     With ``after_reset`` rows, that HRS is in row n−1 of the same device: the first cycle of
@@ -404,7 +404,7 @@ def _basis_current(llrs: np.ndarray, hhrs: np.ndarray, u0: float, u: np.ndarray,
 def fit_transition(segments: Segments, llrs: np.ndarray, hhrs: np.ndarray, u0: float,
                    eta0: float = 3.0, seed: int = 0,
                    max_samples: int = 50_000) -> tuple[float, float, dict[str, float]]:
-    """η and Umax of the partial-RESET transition curve (DESIGN §3.6) by least squares.
+    """η and Umax of the partial-RESET transition curve (docs/device-model.md) by least squares.
 
     For UR < U < Umax the model current is I_tr(U) = c + (I_LRS(UR) − c)·((Umax−U)/(Umax−UR))^η
     with c = I(HRS_next, Umax); for U ≥ Umax it is I(HRS_next, U). Relative residuals.

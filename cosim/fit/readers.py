@@ -1,4 +1,4 @@
-"""Readers for the two tidy measurement layouts (DESIGN §4, docs/file-formats.md).
+"""Readers for the two tidy measurement layouts (docs/file-formats.md).
 
 * cycle table: ``device, cycle, HRS_ohm, US_V, LRS_ohm, UR_V`` (one row per device-cycle);
 * raw I–V loops: ``device, cycle, t_s (optional), V, I`` (one row per sample).
@@ -29,7 +29,7 @@ from cosim.errors import DataFileError
 Format = Literal["auto", "cycles", "iv"]
 
 CYCLE_FEATURES: tuple[str, ...] = ("HRS_ohm", "US_V", "LRS_ohm", "UR_V")
-"""Canonical feature columns of a cycle table, SI units, in DESIGN §3.1 order."""
+"""Canonical feature columns of a cycle table, SI units, in docs/device-model.md order."""
 
 #: canonical column → (dimension, squashed lower-case aliases)
 _COLUMNS: dict[str, tuple[str, frozenset[str]]] = {

@@ -1,6 +1,6 @@
 """Validation report of a fit: the data and the fitted model side by side.
 
-:func:`feature_statistics` computes the statistics of DESIGN §3.7 (mean, within-device sd,
+:func:`feature_statistics` computes the statistics of docs/device-model.md (mean, within-device sd,
 sd of device means, 1 %/99 % quantiles, within-device autocorrelation at given lags) and
 :func:`correlation_matrix` the lag-0 correlation of the within-device standardized features.
 :func:`write_report` draws the fitted model's own data (same devices × cycles, seeded), and
@@ -57,7 +57,7 @@ def autocorrelation(y: np.ndarray, codes: np.ndarray, cycles: np.ndarray,
 
 def feature_statistics(table: pd.DataFrame,
                        lags: tuple[int, ...] = DEFAULT_LAGS) -> pd.DataFrame:
-    """DESIGN §3.7 statistics per feature (HRS in log10 Ω, LRS in Ω, US/UR in V)."""
+    """Statistics (docs/device-model.md) per feature (HRS in log10 Ω, LRS in Ω, US/UR in V)."""
     y, codes, cycles = _sorted_arrays(table)
     frame = pd.DataFrame(y).groupby(codes)
     dev_mean = frame.mean().to_numpy()
@@ -328,7 +328,7 @@ def render_markdown(result: FitResult, comp: Comparison, figures: list[str],
         _frame_md(result.order_table), "",
         "BIC per number of mixture components:", "",
         _frame_md(result.mixture_table), "",
-        "## Statistics of data and model (DESIGN §3.7)", "",
+        "## Statistics of data and model (docs/device-model.md, Validation)", "",
         "The model columns come from data drawn from the fitted model with the same number of "
         "devices and cycles (seeded). HRS in log10 Ω, LRS in Ω, US/UR in V; `acfK` is the "
         "within-device autocorrelation at lag K.", "",

@@ -9,7 +9,7 @@ shape is checked): the backend computes with what the crossbar holds. Any MDM pe
 undone digitally inside the backend. Use it with :func:`cosim.s4d.ideal.run_recurrence`,
 :func:`~cosim.s4d.ideal.impulse_kernel` and the metrics of :mod:`cosim.s4d.metrics`.
 
-Two solvers, same circuit (DESIGN §5: rows driven through ``r_source`` at column 0, columns
+Two solvers, same circuit (docs/crossbar.md: rows driven through ``r_source`` at column 0, columns
 sensed into 0 V at row M−1 through ``r_sense``, ``r_row``/``r_col`` wire segments):
 
 * ``"nodal"`` — :class:`cosim.crossbar.solver.NodalSolver`; the nodal matrix of linear cells is

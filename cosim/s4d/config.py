@@ -1,6 +1,6 @@
 """Configuration of an S4D circuit study (``cosim s4d --config F.toml``), validated by pydantic.
 
-Every key is optional; the defaults give the DESIGN §6 test model on one layer crossbar with
+Every key is optional; the defaults give the test model of docs/s4d.md on one layer crossbar with
 1 Ω wires, the default device model, three device seeds, analog weights and ideal converters.
 An example with every key (values are examples, not all defaults)::
 
@@ -15,7 +15,7 @@ An example with every key (values are examples, not all defaults)::
     mdm = true
 
     [model]
-    kind = "test"                 # "test" (DESIGN §6), "lin" (S4D-Lin) or "inv" (S4D-Inv)
+    kind = "test"                 # "test" (docs/s4d.md), "lin" (S4D-Lin) or "inv" (S4D-Inv)
     channels = 4                  # H, N, init seed, dt range: for "lin"/"inv" only
     state_size = 16
     init_seed = 0

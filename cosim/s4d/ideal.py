@@ -1,8 +1,8 @@
 """Ideal (numpy) S4D: parameters, discretisation, kernels, step form and crossbar matrices.
 
 Conventions follow Gu et al., "On the Parameterization and Initialization of Diagonal State
-Space Models" (NeurIPS 2022, arXiv:2206.11893) and the state-spaces/s4 code, as fixed in
-DESIGN.md §6:
+Space Models" (NeurIPS 2022, arXiv:2206.11893) and the state-spaces/s4 code, with the
+conventions of docs/s4d.md:
 
 * one layer has ``H`` independent channels; channel ``h`` has ``N/2`` complex diagonal modes
   (``N`` is the *real* state size, as in the paper);
@@ -38,7 +38,7 @@ Discretisation = Literal["zoh", "bilinear"]
 Variant = Literal["full", "delta"]
 GroupScheme = Literal["block", "row", "channel"]
 
-#: Sequence length of the deterministic test model (DESIGN.md §6).
+#: Sequence length of the deterministic test model (docs/s4d.md).
 TEST_MODEL_LENGTH = 256
 
 
@@ -164,7 +164,7 @@ def init_s4d_inv(
 
 
 def test_model_params() -> S4DParams:
-    """Deterministic test model of DESIGN.md §6: H = 4, N = 16 (use L = TEST_MODEL_LENGTH = 256).
+    """Deterministic test model (docs/s4d.md): H = 4, N = 16 (use L = TEST_MODEL_LENGTH = 256).
 
     S4D-Lin ``A_n = −0.5 + iπn``, B = 1, ``dt = exp(linspace(ln 0.01, ln 0.1, H))``,
     ``C_{h,n} = 0.5·exp(iπ(h + 2n)/8)``, D = 0.5.
@@ -710,7 +710,7 @@ class S4DLayer:
 
 
 def test_model(method: Discretisation = "zoh") -> S4DLayer:
-    """The DESIGN.md §6 test model as a layer (use L = TEST_MODEL_LENGTH = 256)."""
+    """The test model (docs/s4d.md) as a layer (use L = TEST_MODEL_LENGTH = 256)."""
     return S4DLayer(test_model_params(), method)
 
 

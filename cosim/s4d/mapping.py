@@ -1,6 +1,6 @@
 """S4D crossbar weights → differential conductance pairs → programmed devices.
 
-Orientation (DESIGN §5): a crossbar has its inputs on rows and its outputs on columns, so it
+Orientation (docs/crossbar.md): a crossbar has its inputs on rows and its outputs on columns, so it
 holds ``W = M^T`` (``CrossbarProgram.crossbar_weights``). Output ``j`` uses the adjacent column
 pair ``(G⁺ at 2j, G⁻ at 2j+1)`` and reads ``ΔI_j = I_2j − I_2j+1 = s_j Σ_i V_i W_ij``.
 

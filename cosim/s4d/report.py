@@ -148,7 +148,7 @@ def markdown(result: StudyResult, figures: list[str]) -> str:
         f"{cfg['devices']['tolerance']}.",
         "",
         "Metrics per channel against the ideal kernel/output (mean over device seeds; `_sd`: their sd).",
-        "NF: DESIGN §5, random inputs in [0, v_read]; output_error: differential output error of",
+        "NF: docs/crossbar.md, random inputs in [0, v_read]; output_error: differential output error of",
         "the S4D step voltages; layer_margin: stability margin of the whole layer incl. cross-talk.",
         "",
         _markdown_table(shown),

@@ -18,7 +18,7 @@ Per case, channel and backend the summary holds: kernel metrics against the idea
 (relative L2, SNR dB, cosine, gain), the output error for a random input, the single-step MVM
 error, the effective eigenvalues' error and stability margin (diagonal blocks of the probed
 layer matrix), the layer's stability margin including cross-talk, the cross-talk ratio, and
-per tile the NF (DESIGN §5, random inputs in [0, v_read]) and the differential output error of
+per tile the NF (docs/crossbar.md, random inputs in [0, v_read]) and the differential output error of
 the S4D step voltages. Every seed is recorded.
 """
 
@@ -155,7 +155,7 @@ def eigen_metrics(layer_matrix: np.ndarray, program: CrossbarProgram, reference:
 
 
 def tile_read_metrics(backend: CircuitBackend, step_volts: np.ndarray, seed: int) -> tuple[float, float]:
-    """Mean over tiles of the NF (random inputs in [0, v_read], DESIGN §5) and of the
+    """Mean over tiles of the NF (random inputs in [0, v_read], docs/crossbar.md) and of the
     differential output error for the S4D step voltages ``step_volts`` (K, H(N+1)) [V]."""
     from cosim.crossbar.mdm import random_inputs
     from cosim.crossbar.metrics import differential_error, evaluate, ideal_currents
