@@ -33,10 +33,11 @@ TASKS = {
 GRID_SIZES = [(32, 16), (16, 8), (8, 4)]  # (channels H, state size N)
 GRID_BITS: list[Any] = [None, 8, 4, 3, 2, "ternary"]
 PRUNE = [(32, 16, 4, 2, 16), (32, 16, 4, 4, 8)]  # (H, N, bits, keep_modes, keep_channels)
+WARM = [(32, 16, "ternary", 10), (32, 16, 2, 10)]  # (H, N, bits, float warm-up epochs before QAT)
 
 
 def train(out: Path, task: str, seed: int = 0, channels: int = 32, state_size: int = 16, bits: Any = None,
-          noise: bool = False, prune: tuple[int, int] | None = None) -> dict[str, Any]:
+          noise: bool = False, prune: tuple[int, int] | None = None, warmup: int = 0) -> dict[str, Any]:
     """Train one model (cached: an existing run folder is reused)."""
     if (out / "metrics.json").exists():
         return json.loads((out / "metrics.json").read_text())
@@ -45,7 +46,7 @@ def train(out: Path, task: str, seed: int = 0, channels: int = 32, state_size: i
     config = config.model_copy(update={
         "training": config.training.model_copy(update=updates["training"]),
         "model": config.model.model_copy(update={"channels": channels, "state_size": state_size}),
-        "qat": config.qat.model_copy(update={"bits": bits}),
+        "qat": config.qat.model_copy(update={"bits": bits, "start_epoch": warmup}),
         "noise": config.noise.model_copy(update={"programming": noise, "gain_sigma": 0.01 if noise else 0.0}),
         "prune": config.prune.model_copy(update={} if prune is None else
                                          {"keep_modes": prune[0], "keep_channels": prune[1], "finetune_epochs": 10}),
@@ -128,12 +129,14 @@ def part_grid(root: Path, seeds: list[int], results: dict[str, Any]) -> None:
     methods = default_compensation(compensation_methods())
     best = methods[-1]
     rows = []
-    configs = [(h, n, b, None) for h, n in GRID_SIZES for b in GRID_BITS] + [(h, n, b, (m, c)) for h, n, b, m, c in PRUNE]
-    for h, n, bits, prune in configs:
-        name = f"H{h}_N{n}_{bits or 'float'}" + (f"_prune{prune[0]}x{prune[1]}" if prune else "")
+    configs = ([(h, n, b, None, 0) for h, n in GRID_SIZES for b in GRID_BITS]
+               + [(h, n, b, (m, c), 0) for h, n, b, m, c in PRUNE] + [(h, n, b, None, w) for h, n, b, w in WARM])
+    for h, n, bits, prune, warmup in configs:
+        name = (f"H{h}_N{n}_{bits or 'float'}" + (f"_prune{prune[0]}x{prune[1]}" if prune else "")
+                + (f"_warm{warmup}" if warmup else ""))
         folder = root / "grid" / name
-        metrics = train(folder / "run", "digits", channels=h, state_size=n, bits=bits, prune=prune)
-        row = {"name": name, "channels": h, "state_size": n, "bits": str(bits or "float"),
+        metrics = train(folder / "run", "digits", channels=h, state_size=n, bits=bits, prune=prune, warmup=warmup)
+        row = {"name": name, "channels": h, "state_size": n, "bits": str(bits or "float"), "warmup_epochs": warmup,
                "kept_modes": prune[0] if prune else n // 2, "kept_channels": prune[1] if prune else h,
                "software": metrics["test_accuracy"], "memory_bits": metrics["crossbar_memory_bits"]}
         if bits is not None:
@@ -172,7 +175,8 @@ def tables(results: dict[str, Any]) -> str:
                   "|---|---|---|---|---|---|---|"]
         for r in rows:
             wires = f"{100 * r['devices_wires']:.2f} %" if "devices_wires" in r else "–"
-            lines.append(f"| {r['channels']} | {2 * r['kept_modes']} | {r['kept_channels']} | {r['bits']} | "
+            bits = r["bits"] + (f" (after {r['warmup_epochs']} float epochs)" if r.get("warmup_epochs") else "")
+            lines.append(f"| {r['channels']} | {2 * r['kept_modes']} | {r['kept_channels']} | {bits} | "
                          f"{r['memory_bits']} | {100 * r['software']:.2f} % | {wires} |")
         within = [r for r in rows if r["software"] >= reference["software"] - 0.01]
         smallest = min(within, key=lambda r: r["memory_bits"])
