@@ -8,13 +8,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
 from cosim.errors import CosimError
 
 _NETLIST_GROUP: typer.Typer | None = None
+
+#: peak memory of `cosim netlist crossbar`, measured at 128x128 and 512x512 cells (bytes)
+NETLIST_BYTES_BASE, NETLIST_BYTES_PER_CELL = 150e6, 1.5e3
+#: peak memory of `cosim mdm` per logical weight (differential pairs, nodal solves), bytes
+MDM_BYTES_BASE, MDM_BYTES_PER_WEIGHT = 200e6, 5e3
+#: peak memory of `cosim irdrop` (nodal, measured at 128x128 and 512x512 cells), bytes
+IRDROP_BYTES_BASE, IRDROP_BYTES_PER_CELL = 200e6, 2.2e3
 
 
 def _fail(exc: CosimError) -> typer.Exit:
@@ -78,10 +85,12 @@ def netlist_crossbar(
     select_col: Optional[int] = typer.Option(None, "--select-col", help="Column of the cell to write."),
 ) -> None:
     """Write a crossbar read or write testbench netlist (see docs/crossbar.md)."""
+    from cosim.commands._guard import check_memory, check_output_file
     from cosim.crossbar import config as cfg
     from cosim.fileio import write_text_atomic
 
     try:
+        check_output_file(output)
         data = cfg.load_toml(config) if config is not None else {}
         flags = {
             "rows": rows, "cols": cols, "access": cell, "differential": differential, "bench": bench,
@@ -104,6 +113,9 @@ def netlist_crossbar(
         source = str(config) if config is not None else "flags"
         parsed = cfg.parse_config(cfg.merge(data, flags), source)
         base_dir = config.parent if config is not None else Path.cwd()
+        cells = parsed.rows * parsed.cols * (2 if parsed.differential else 1)
+        check_memory(NETLIST_BYTES_BASE + NETLIST_BYTES_PER_CELL * cells,
+                     f"a {parsed.rows}x{parsed.cols} netlist ({cells} cells)")
         text = cfg.render(parsed, base_dir)
         write_text_atomic(output, text)
     except CosimError as exc:
@@ -123,23 +135,35 @@ def mdm(
     g_min: float = typer.Option(1 / 75e3, "--g-min", help="Smallest conductance [S]."),
     g_max: float = typer.Option(1 / 4.5e3, "--g-max", help="Largest conductance [S]."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the report as JSON."),
+    compensation: Optional[str] = typer.Option(
+        None, "--compensation",
+        help="Also compare MDM under compensation: comma-separated methods among none, gain, predistort.",
+    ),
 ) -> None:
     """Report NF before and after Manhattan-distance remapping (differential pairs)."""
     from cosim.crossbar.config import load_matrix
     from cosim.crossbar.mdm import random_inputs, random_weights, study
     from cosim.fileio import write_text_atomic
     from cosim.crossbar.spec import Crossbar
+    from cosim.commands._guard import check_memory, check_output_file
 
     try:
+        if not 0 <= seed < 2**32 - 1:
+            raise CosimError(f"--seed must be in 0..{2**32 - 2} (got {seed})")
+        if json_out is not None:
+            check_output_file(json_out, "--json")
         if matrix is not None:
             weights, origin = load_matrix(matrix, "weight matrix"), str(matrix)
         else:
             weights, origin = random_weights(rows, cols, block, seed), ("block-diagonal" if block else "dense Gaussian")
+        check_memory(MDM_BYTES_BASE + MDM_BYTES_PER_WEIGHT * weights.size,
+                     f"MDM on a {weights.shape[0]}x{weights.shape[1]} weight matrix")
         crossbar = Crossbar.from_weights(
             weights, g_min=g_min, g_max=g_max, differential=True, r_row=r_wire, r_col=r_wire, v_read=v_read
         )
         vectors = random_inputs(crossbar.rows, inputs, v_read, seed + 1)
         result = study(crossbar, vectors)
+        compensated = _mdm_compensation(compensation, weights, crossbar, result.remap, vectors, seed) if compensation else []
     except CosimError as exc:
         raise _fail(exc) from exc
     report = {
@@ -151,8 +175,37 @@ def mdm(
     typer.echo(f"NF            {result.before.tile_nf:.5f} -> {result.after.tile_nf:.5f}  ({100 * report['nf_reduction']:.1f}% lower)")
     typer.echo(f"output error  {result.before.output_error:.5f} -> {result.after.output_error:.5f}")
     typer.echo(f"ideal output unchanged by the remap: {result.ideal_unchanged}")
+    for row in compensated:
+        typer.echo(f"compensation {row['compensation']:<10} output error vs wanted {row['output_error_before']:.4g} -> "
+                   f"{row['output_error_after']:.4g} with MDM ({row['mdm_effect']})")
+    if compensated:
+        report["compensation"] = compensated
+        report["probe_seed"] = seed + 2  # gain calibration's known input vectors
     if json_out is not None:
         write_text_atomic(json_out, json.dumps(report, indent=2, default=float) + "\n")
+
+
+def _mdm_compensation(methods: str, weights: object, crossbar: object, remap: object, vectors: object,
+                      seed: int) -> list[dict[str, object]]:
+    """``--compensation``: each method before/after MDM (see :func:`cosim.compensation.compare_with_mdm`)."""
+    import numpy as np
+
+    from cosim.compensation import ArraySpec, CompensationError, CompensationOptions, compare_with_mdm
+    from cosim.s4d.circuit import Wires
+    from cosim.s4d.mapping import ConductanceWindow
+
+    names = [m.strip() for m in methods.split(",") if m.strip()]
+    if "insitu" in names:
+        raise CompensationError("--compensation insitu needs programmed devices; cosim mdm reads exact conductances "
+                                "(use cosim s4d for in-situ write-verify)")
+    xb = crossbar  # type: Any
+    w = np.asarray(weights, dtype=float)
+    g = xb.conductances()
+    scale = np.full(w.shape[1], (g.max() - g.min()) / max(float(np.abs(w).max()), 1e-300))
+    window = ConductanceWindow(float(g.min()), float(g.max()))
+    spec = ArraySpec(weights=w, window=window, scale=scale, v_read=xb.v_read,
+                     wires=Wires(xb.r_row, xb.r_col, xb.r_source, xb.r_sense))
+    return compare_with_mdm(spec, remap, vectors, names, options=CompensationOptions(probe_seed=seed + 2))  # type: ignore[arg-type]
 
 
 def irdrop(
@@ -168,10 +221,17 @@ def irdrop(
     from cosim.crossbar import config as cfg
     from cosim.crossbar.netlist import read_netlist
     from cosim.crossbar.probes import CellArrays, ir_drop_figure
+    from cosim.commands._guard import check_memory, check_output_file
     from cosim.fileio import atomic_path
 
     try:
+        check_output_file(output)
+        if csv is not None:
+            check_output_file(csv, "--csv")
         parsed = cfg.parse_config(cfg.load_toml(config), str(config))
+        cells_total = parsed.rows * parsed.cols * (2 if parsed.differential else 1)
+        check_memory(IRDROP_BYTES_BASE + IRDROP_BYTES_PER_CELL * cells_total,
+                     f"IR-drop maps of a {parsed.rows}x{parsed.cols} crossbar")
         crossbar = cfg.build_crossbar(parsed, config.parent)
         if backend == "nodal":
             from cosim.crossbar.solver import simulate
