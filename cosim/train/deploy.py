@@ -220,12 +220,17 @@ def _programmed(setups: list[LayerSetup], hw: _Hardware, device_seed: int, stats
 
 
 def effective_matvec(backend: Any) -> MatVec:
-    """The circuit's linear map read once: one solve per layer input at ``v_read`` (unit vectors
-    through the nodal solver), as a dense MatVec. Exact for linear cells (superposition)."""
+    """The circuit's linear map read once: each crossbar is solved once per input row at
+    ``v_read`` (unit vectors through the nodal solver), as a dense MatVec. Exact for linear
+    cells (superposition)."""
     from cosim.s4d.circuit import dense_layer_matvec
 
     size = backend.mapped.size
-    weights = backend.layer_products(V_READ * np.eye(size)) / V_READ  # (inputs, outputs)
+    weights = np.zeros((size, size))  # inputs × outputs
+    for index, tile in enumerate(backend.mapped.tiles):
+        currents = backend.tile_currents(index, V_READ * np.eye(tile.inputs.size))
+        products = (currents[:, 0::2] - currents[:, 1::2]) / tile.scale[None, :] / V_READ
+        weights[np.ix_(tile.inputs, tile.outputs)] += products
     return dense_layer_matvec(weights)
 
 
