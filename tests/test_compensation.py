@@ -171,7 +171,7 @@ def test_insitu_verify_through_the_array_removes_the_wire_error(device_model, wi
 
 def test_mdm_command_compares_under_compensation(tmp_path):
     out = tmp_path / "m.json"
-    result = CliRunner().invoke(app, ["mdm", "--rows", "16", "--cols", "8", "--block", "4", "--inputs", "8",
+    result = CliRunner().invoke(app, ["mdm", "--rows", "16", "--cols", "8", "--block", "4", "--vectors", "8",
                                       "--compensation", "none,gain", "--json", str(out)])
     assert result.exit_code == 0, result.output
     assert "compensation gain" in result.output and "with MDM (" in result.output
