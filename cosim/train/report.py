@@ -48,8 +48,8 @@ def plot_accuracy(summary: pd.DataFrame, reference: float | None = None) -> Any:
         rows = summary[summary.variant == variant]
         x = np.arange(len(rows))
         mean = 100 * rows["mean"].to_numpy()
-        low = mean - 100 * rows["min"].to_numpy()
-        high = 100 * rows["max"].to_numpy() - mean
+        low = np.clip(mean - 100 * rows["min"].to_numpy(), 0.0, None)  # rounding: never negative
+        high = np.clip(100 * rows["max"].to_numpy() - mean, 0.0, None)
         axis.bar(x, mean, color="tab:blue", alpha=0.8, yerr=[low, high], capsize=4)
         for xi, value in zip(x, mean):
             axis.text(xi, value + 0.5, f"{value:.1f}", ha="center", va="bottom", fontsize=8)
@@ -97,15 +97,16 @@ def write_deploy_report(table: pd.DataFrame, record: dict[str, Any], output: Pat
     """Write every deployment file into ``output`` (created if needed)."""
     import matplotlib.pyplot as plt
 
-    output.mkdir(parents=True, exist_ok=True)
     summary = summarize(table)
-    files = [write_frame_atomic(output / "accuracy.csv", table),
-             write_frame_atomic(output / "summary.csv", summary),
-             write_json_atomic(output / "deploy.json", record)]
-    figure = plot_accuracy(summary, record["trained"].get("test_accuracy_software"))
+    text = _markdown(summary, record)
+    figure = plot_accuracy(summary, record["trained"].get("test_accuracy_software"))  # before any file
     try:
-        files.append(save_figure_atomic(output / "accuracy.png", figure, dpi=110))
+        output.mkdir(parents=True, exist_ok=True)
+        files = [write_frame_atomic(output / "accuracy.csv", table),
+                 write_frame_atomic(output / "summary.csv", summary),
+                 write_json_atomic(output / "deploy.json", record),
+                 save_figure_atomic(output / "accuracy.png", figure, dpi=110)]
     finally:
         plt.close(figure)
-    files.append(write_text_atomic(output / "report.md", _markdown(summary, record)))
+    files.append(write_text_atomic(output / "report.md", text))
     return files
