@@ -192,3 +192,18 @@ def test_cli_errors_are_one_line(tmp_path):
     done = _cosim("train", "-o", str(tmp_path / "r"), "--task", "digits", "--config", str(tmp_path / "bad.toml"))
     assert done.returncode == 2 and "field 'model.state_size'" in done.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_deploy_report_with_equal_seed_accuracies(tmp_path):
+    from cosim.train.report import write_deploy_report
+
+    value = 0.1 + 0.2  # not exactly representable: the mean of equal values may differ from them
+    rows = [{"level": "devices", "variant": "delta", "bits": "4", "compensation": "none", "mdm": False,
+             "device_seed": s, "accuracy": value, "n_test": 7} for s in range(3)]
+    record = {"run": "r", "trained": {"variant": "delta", "bits": 4, "test_accuracy_software": 0.3},
+              "bits": "4", "scheme": "block", "variants": ["delta"], "layout": "channel", "window_S": [1e-5, 1e-4],
+              "v_read_V": 0.2, "config": {"wires": {}, "device_seeds": [0, 1, 2]}, "compensation": ["none"],
+              "memory_bits": {"quantized": 10, "float": 80}, "spot_check": None}
+    files = write_deploy_report(pd.DataFrame(rows, columns=CSV_COLUMNS), record, tmp_path / "out")
+    assert {f.name for f in files} == {"accuracy.csv", "summary.csv", "deploy.json", "accuracy.png", "report.md"}
+    assert "| devices | delta | 4 | none | no | 30.00 %" in (tmp_path / "out" / "report.md").read_text()
