@@ -164,14 +164,14 @@ def test_cli_train_and_deploy_write_their_files(tmp_path):
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert {"test_accuracy", "n_test"} <= set(metrics) and metrics["n_test"] == 12
     (tmp_path / "d.toml").write_text(
-        'device_seeds = [0, 1]\nmdm = [false, true]\ncompensation = ["none", "gain"]\n'
+        'device_seeds = [0, 1]\nmdm = [false, true]\ncompensation = ["none", "gain", "predistort"]\n'
         "[spot_check]\nsamples = 1\nsteps = 4\n")
     done = _cosim("deploy", str(tmp_path / "run"), "-o", str(tmp_path / "dep"), "--config", str(tmp_path / "d.toml"), "--quiet")
     assert done.returncode == 0, done.stderr
     table = pd.read_csv(tmp_path / "dep" / "accuracy.csv")
     assert list(table.columns) == CSV_COLUMNS
     assert sorted(set(table.level)) == ["devices", "devices_wires", "float", "quantized"]
-    assert len(table) == 2 + 2 * (1 + 2 * 2)
+    assert len(table) == 2 + 2 * (1 + 3 * 2)
     assert (table.n_test == 12).all() and table.accuracy.between(0, 1).all()
     quantized = table[table.level == "quantized"].accuracy.item()
     assert quantized == pytest.approx(metrics["test_accuracy"])  # deploy's software level = training's metric
