@@ -102,6 +102,8 @@ def part_tasks(root: Path, seeds: list[int], results: dict[str, Any]) -> None:
         rows_qat8 = deploy(folder / "qat8", folder / "deploy_qat8", seeds, levels, compensation=methods)
         rows_ptq8 = deploy(folder / "float", folder / "deploy_ptq8", seeds, levels, bits=8, compensation=methods)
         best = methods[-1]
+        predistorted = {name: deploy(folder / name, folder / f"deploy_{name}_predistort", seeds, ["devices_wires"],
+                                     compensation=["predistort"]) for name in ("qat4", "qat8")}
         entry = {
             "float_software": float_metrics["test_accuracy"],
             "qat4_software": qat["test_accuracy"],
@@ -122,6 +124,9 @@ def part_tasks(root: Path, seeds: list[int], results: dict[str, Any]) -> None:
             entry[name]["devices_wires_" + best] = mean_accuracy(rows, "devices_wires", best)
             entry[name]["devices_wires_" + best + "_per_seed"] = [
                 r["accuracy"] for r in rows if r["level"] == "devices_wires" and r["compensation"] == best and not r["mdm"]]
+        for name, rows in predistorted.items():
+            entry[name]["devices_wires_predistort"] = mean_accuracy(rows, "devices_wires", "predistort")
+            entry[name]["devices_wires_predistort_per_seed"] = [r["accuracy"] for r in rows if not r["mdm"]]
         if task in PUBLISHED_1NN_ED_ERROR:
             entry["one_nn_euclidean_measured"] = one_nn_euclidean(task)
             entry["one_nn_euclidean_published"] = 1 - PUBLISHED_1NN_ED_ERROR[task]
@@ -154,23 +159,27 @@ def part_grid(root: Path, seeds: list[int], results: dict[str, Any]) -> None:
 def tables(results: dict[str, Any]) -> str:
     lines = []
     if results.get("tasks"):
-        lines += ["| task | model | software | devices (raw) | devices_wires, none | devices_wires, compensated (per seed) |",
-                  "|---|---|---|---|---|---|"]
+        lines += ["| task | model | software | devices (raw) | devices_wires, none | devices_wires, gain (per seed) | "
+                  "devices_wires, predistort (per seed) |", "|---|---|---|---|---|---|---|"]
         names = {"qat4": "4-bit QAT", "qat4_noise": "4-bit QAT + device noise", "ptq4": "4-bit PTQ",
                  "qat8": "8-bit QAT", "ptq8": "8-bit PTQ"}
         for task, e in results["tasks"].items():
             best = e["best_compensation"]
-            lines.append(f"| {task} | float | {100 * e['float_software']:.2f} % | | | |")
+            lines.append(f"| {task} | float | {100 * e['float_software']:.2f} % | | | | |")
             for key, label in names.items():
                 if key not in e:
                     continue
                 r = e[key]
                 seeds = ", ".join(f"{100 * a:.1f}" for a in r["devices_wires_" + best + "_per_seed"])
+                pre = "–"
+                if "devices_wires_predistort" in r:
+                    pre_seeds = ", ".join(f"{100 * a:.1f}" for a in r["devices_wires_predistort_per_seed"])
+                    pre = f"{100 * r['devices_wires_predistort']:.2f} % ({pre_seeds})"
                 lines.append(f"| {task} | {label} | {100 * r['quantized']:.2f} % | {100 * r['devices']:.2f} % | "
-                             f"{100 * r['devices_wires']:.2f} % | {100 * r['devices_wires_' + best]:.2f} % ({best}; {seeds}) |")
+                             f"{100 * r['devices_wires']:.2f} % | {100 * r['devices_wires_' + best]:.2f} % ({seeds}) | {pre} |")
             if "one_nn_euclidean_published" in e:
                 lines.append(f"| {task} | 1-NN Euclidean, published | {100 * e['one_nn_euclidean_published']:.1f} % "
-                             f"(recomputed {100 * e['one_nn_euclidean_measured']:.1f} %) | | | |")
+                             f"(recomputed {100 * e['one_nn_euclidean_measured']:.1f} %) | | | | |")
         lines.append("")
     if results.get("grid"):
         rows = results["grid"]["rows"]
@@ -203,8 +212,8 @@ def figures(results: dict[str, Any], folder: Path) -> list[Path]:
     written = []
     if results.get("tasks"):
         labels = ["float\nsoftware", "4-bit QAT\nsoftware", "4-bit QAT\ndevices", "4-bit QAT\nwires, none",
-                  "4-bit QAT\nwires, comp.", "4-bit PTQ\nwires, comp.", "8-bit QAT\nwires, comp.",
-                  "8-bit PTQ\nwires, comp."]
+                  "4-bit QAT\nwires, gain", "4-bit QAT\nwires, predist.", "4-bit PTQ\nwires, gain",
+                  "8-bit QAT\nwires, gain", "8-bit PTQ\nwires, gain"]
         figure, axis = plt.subplots(figsize=(9, 4))
         tasks = list(results["tasks"])
         width = 0.8 / len(tasks)
@@ -213,7 +222,8 @@ def figures(results: dict[str, Any], folder: Path) -> list[Path]:
             e = results["tasks"][task]
             best = e["best_compensation"]
             values = [e["float_software"], e["qat4_software"], e["qat4"]["devices"], e["qat4"]["devices_wires"],
-                      e["qat4"]["devices_wires_" + best], e["ptq4"]["devices_wires_" + best],
+                      e["qat4"]["devices_wires_" + best], e["qat4"].get("devices_wires_predistort", np.nan),
+                      e["ptq4"]["devices_wires_" + best],
                       e.get("qat8", {}).get("devices_wires_" + best, np.nan),
                       e.get("ptq8", {}).get("devices_wires_" + best, np.nan)]
             x = np.arange(len(values)) + (k - (len(tasks) - 1) / 2) * width
