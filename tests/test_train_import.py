@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch", reason="the train extra (torch) is part of the test set-up")
+import torch  # the train extra, installed by scripts/setup.sh
 from torch import nn
 
 from cosim.s4d.ideal import S4DError

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch", reason="the train extra (torch) is part of the test set-up")
+import torch  # the train extra, installed by scripts/setup.sh
 
 from cosim.s4d.ideal import S4DLayer, init_s4d_inv
 from cosim.s4d.quant import program_kernel as reference_kernel

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-torch = pytest.importorskip("torch", reason="the train extra (torch) is part of the test set-up")
+import torch  # the train extra, installed by scripts/setup.sh
 
 from cosim.s4d.ideal import ideal_matvec, run_recurrence
 from cosim.train.config import DeployConfig, load_train_config
