@@ -1001,3 +1001,58 @@ def ring_move(src: np.ndarray, src_pos: np.ndarray, dst: np.ndarray,
         for s in range(p):
             for f in range(4):
                 dst[bb, s, f, ob] = src[ba, s, f, oa]
+
+
+@_jit
+def ramp_step(g_work: np.ndarray, loc: np.ndarray, wpos: np.ndarray, gt: np.ndarray,
+              bd: np.ndarray, g_prev: np.ndarray, u: np.ndarray, last_good: np.ndarray,
+              cur: np.ndarray, pulses: np.ndarray, done: np.ndarray, start: np.ndarray,
+              step: np.ndarray, n_reset: np.ndarray, n_reads: np.ndarray, umax: float,
+              fine_step: float, reset_start: float, max_pulses: int, centred: bool) -> int:
+    """The bookkeeping of one write-verify ramp step (``programming._program_active``) for
+    the ramping devices k (working-array position ``loc[k]``, device ``wpos[loc[k]]``),
+    after their RESET pulse at level ``u[k]`` and the verify read ``g_work`` (S): count
+    the pulse and read; accept (``done``), or on an overshoot set the device's next
+    ``start`` and halve its ``step``, or move on to the next level. The devices that go on
+    ramping (below Umax, within ``max_pulses``) are compacted to the front of the per-k
+    arrays, in order; returns their number. The arithmetic of the numpy version."""
+    m = 0
+    for k in range(loc.shape[0]):
+        pos = loc[k]
+        dev = wpos[pos]
+        n_reset[dev] += 1
+        n_reads[dev] += 1
+        pk = pulses[k] + 1
+        g = g_work[pos]
+        t = gt[k]
+        b = bd[k]
+        c = cur[k]
+        uk = u[k]
+        inside = abs(g - t) <= b
+        if centred:
+            ns = min(fine_step, c) if inside else c
+            dec = max(g_prev[k] - g, 0.0) * ns / c
+            ok = inside and (g - t <= 0.5 * dec)
+        else:
+            ns = c
+            ok = inside
+        if ok:
+            done[dev] = True
+            continue
+        if g < t - b:  # overshoot: next attempt a little below the last good level, finer
+            start[dev] = max(reset_start, last_good[k] - step[dev])
+            step[dev] = step[dev] * 0.5
+            continue
+        un = uk + ns
+        if not (un < umax + 1e-12 and pk < max_pulses):
+            continue
+        loc[m] = pos
+        gt[m] = t
+        bd[m] = b
+        g_prev[m] = g
+        last_good[m] = uk
+        cur[m] = ns
+        u[m] = un
+        pulses[m] = pk
+        m += 1
+    return m

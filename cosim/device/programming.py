@@ -33,6 +33,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from cosim.device import _fast
 from cosim.device.model import DeviceArray, feature_sequences, hrs_ohm
 from cosim.device.modelfile import DeviceModel
 from cosim.errors import CosimError
@@ -306,6 +307,7 @@ def _program_active(devices: DeviceArray, g_t: np.ndarray, band: np.ndarray, cfg
     same states. Updates ``done``, ``counters``, ``start`` and ``step`` in place."""
     umax = devices.model.umax
     n_set, n_reset, n_reads = counters["set"], counters["reset"], counters["reads"]
+    fused = devices.backend == "numba"  # compiled ramp bookkeeping (numpy: the reference)
     for _ in range(cfg.max_attempts):
         act = np.flatnonzero(~done & (n_set + n_reset < cfg.max_pulses))
         if act.size == 0:
@@ -343,10 +345,17 @@ def _program_active(devices: DeviceArray, g_t: np.ndarray, band: np.ndarray, cfg
                 wpos = wpos[loc]
                 work = devices.take(wpos)
                 loc = np.arange(loc.size)
-            dev = wpos[loc]
             level = np.zeros(work.n_devices)
             level[loc] = np.minimum(u, umax)
             work.apply(level)
+            if fused:  # the same bookkeeping, compiled, compacting the arrays in place
+                m = _fast.ramp_step(work.conductance(), loc, wpos, gt, bd, g_prev, u, last_good,
+                                    cur, pulses, done, start, step, n_reset, n_reads, umax,
+                                    cfg.fine_step, cfg.reset_start, cfg.max_pulses, cfg.centred)
+                loc, gt, bd, g_prev, u, last_good, cur, pulses = (
+                    a[:m] for a in (loc, gt, bd, g_prev, u, last_good, cur, pulses))
+                continue
+            dev = wpos[loc]
             n_reset[dev] += 1
             n_reads[dev] += 1
             pulses += 1
