@@ -993,14 +993,15 @@ def ring_move(src: np.ndarray, src_pos: np.ndarray, dst: np.ndarray,
     :func:`switch_kernel`): gathers a subset of devices and writes it back."""
     sb = SWITCH_BLOCK
     p = src.shape[1]
-    for k in range(src_pos.shape[0]):
-        a = src_pos[k]
-        b = dst_pos[k]
-        ba, oa = a // sb, a % sb
-        bb, ob = b // sb, b % sb
+    n = src_pos.shape[0]
+    for k0 in range(0, n, sb):  # a chunk of devices, history row after history row
+        k1 = min(n, k0 + sb)
         for s in range(p):
             for f in range(4):
-                dst[bb, s, f, ob] = src[ba, s, f, oa]
+                for k in range(k0, k1):
+                    a = src_pos[k]
+                    b = dst_pos[k]
+                    dst[b // sb, s, f, b % sb] = src[a // sb, s, f, a % sb]
 
 
 @_jit
