@@ -152,8 +152,9 @@ def test_bad_settings_are_errors_naming_the_field(field) -> None:
 @pytest.mark.parametrize("config", [pg.ProgramConfig(), pg.ProgramConfig(centred=False),
                                     pg.ProgramConfig(max_pulses=40, max_attempts=3)],
                          ids=["centred", "first-in-band", "tight-budget"])
-def test_active_set_path_gives_the_states_of_the_whole_array_path(model, monkeypatch,
-                                                                  config) -> None:
+@pytest.mark.parametrize("backend", ["numba", "numpy"])  # compiled / numpy ramp bookkeeping
+def test_active_set_path_gives_the_states_of_the_whole_array_path(model, monkeypatch, config,
+                                                                  backend) -> None:
     """The default verify read runs on the devices still in play only (working subsets,
     repacked as devices finish); a verify_read hook runs every round over the whole array.
     Both must give the same programmed states, counters and decisions."""
@@ -162,7 +163,8 @@ def test_active_set_path_gives_the_states_of_the_whole_array_path(model, monkeyp
     target = np.resize(pg.achievable_levels(model, 8, seed=0), n)
     target[::97] = 1e-3  # unreachable: runs into the pulse/attempt budget
     select = np.arange(n) % 13 != 0  # unselected devices must stay untouched
-    fast_dev, whole_dev = DeviceArray(model, n, seed=21), DeviceArray(model, n, seed=21)
+    fast_dev = DeviceArray(model, n, seed=21, backend=backend)
+    whole_dev = DeviceArray(model, n, seed=21, backend=backend)
     fast = pg.program(fast_dev, target, config, select=select)
     whole = pg.program(whole_dev, target, config, select=select,
                        verify_read=lambda d: d.conductance())

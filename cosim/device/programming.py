@@ -24,6 +24,11 @@ pulses per device and the failure count.
 Verify reads: by default every verify read is the device's own static conductance
 (optionally with read noise). ``verify_read`` replaces it, e.g. by a read through the array
 and its wires (in-situ write-verify, :mod:`cosim.compensation`).
+
+Speed: with the device's own noise-free verify read, every pulse, read and decision touches
+only the devices still in play (working subsets of the array, repacked as devices finish;
+compiled bookkeeping on the compiled backend); a ``verify_read`` hook or noisy reads run
+every round over the whole array. Both give the same states (docs/device-model.md, Speed).
 """
 
 from __future__ import annotations
