@@ -150,8 +150,10 @@ def test_bad_settings_are_errors_naming_the_field(field) -> None:
 
 
 @pytest.mark.parametrize("config", [pg.ProgramConfig(), pg.ProgramConfig(centred=False),
-                                    pg.ProgramConfig(max_pulses=40, max_attempts=3)],
-                         ids=["centred", "first-in-band", "tight-budget"])
+                                    pg.ProgramConfig(max_pulses=40, max_attempts=3),
+                                    pg.ProgramConfig(tolerance=0.01, reset_step=0.08,
+                                                     max_attempts=8, max_pulses=400)],
+                         ids=["centred", "first-in-band", "tight-budget", "overshoots"])
 @pytest.mark.parametrize("backend", ["numba", "numpy"])  # compiled / numpy ramp bookkeeping
 def test_active_set_path_gives_the_states_of_the_whole_array_path(model, monkeypatch, config,
                                                                   backend) -> None:
