@@ -280,6 +280,9 @@ def build_crossbar(config: CrossbarConfig, base_dir: Path = Path(".")) -> Crossb
     """The :class:`Crossbar` a config describes (cells, wires, transistor, inputs)."""
     resistance = cell_resistances(config, base_dir)
     kind = config.cells.kind
+    if kind in ("resistor", "polynomial") and (config.cells.va_params or config.cells.va_model_params):
+        raise CosimError(f"cells: kind = \"{kind}\" takes no va_params/va_model_params (--va-param); "
+                         "only veriloga and library cells have instance parameters")
     if kind == "resistor":
         cells: Any = LinearCells(1.0 / resistance)
     elif kind == "polynomial":
