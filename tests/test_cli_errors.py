@@ -126,3 +126,14 @@ def test_every_command_is_guarded() -> None:
 
     found = list(callbacks(app))
     assert len(found) >= 10 and all(getattr(cb, "__cosim_guarded__", False) for cb in found)
+
+
+def test_figure_with_an_unknown_suffix_is_refused_before_work(tmp_path: Path) -> None:
+    """`-o map.txt` used to end in a matplotlib traceback after the simulation ran."""
+    config = tmp_path / "small.toml"
+    config.write_text("rows = 3\ncols = 3\n")
+    csv = tmp_path / "maps.csv"
+    fails_cleanly(["irdrop", "--config", str(config), "-o", str(tmp_path / "map.txt"), "--csv", str(csv)],
+                  "--output", "map.txt", ".png, .pdf or .svg")
+    fails_cleanly(["library", "iv", "vteam", "-o", str(tmp_path / "iv.txt")], "iv.txt", ".png, .pdf or .svg")
+    assert not csv.exists() and not (tmp_path / "map.txt").exists() and not (tmp_path / "iv.txt").exists()

@@ -372,11 +372,11 @@ def irdrop(
     from cosim.crossbar import config as cfg
     from cosim.crossbar.netlist import read_netlist
     from cosim.crossbar.probes import CellArrays, ir_drop_figure
-    from cosim.commands._guard import check_memory, check_output_file
+    from cosim.commands._guard import check_figure_file, check_memory, check_output_file
     from cosim.fileio import atomic_path
 
     try:
-        check_output_file(output)
+        check_figure_file(output)
         if csv is not None:
             check_output_file(csv, "--csv")
         parsed = cfg.parse_config(cfg.load_toml(config), str(config))

@@ -61,9 +61,11 @@ def library_iv(
     leg: float = typer.Option(5e-6, "--leg", help="duration of each quarter of the sweep \\[s]"),
 ) -> None:
     """Single-device I-V hysteresis of a library model (ngspice transient, triangular sweeps)."""
+    from cosim.commands._guard import check_figure_file
     from cosim.library import iv_figure
 
     try:
+        check_figure_file(output)
         path = iv_figure(name, output, v_peak=v_peak, leg=leg)
     except CosimError as exc:
         typer.echo(f"error: {exc}", err=True)
