@@ -224,3 +224,18 @@ def test_gain_compensation_of_bit_sliced_tiles():
     assert np.abs(fixed - ideal).sum() < 0.5 * np.abs(raw - ideal).sum()  # the wires' gain is most of the error
     failed = CliRunner().invoke(app, ["mdm", "--weight-bits", "8", "--rows", "8", "--cols", "2", "--compensation", "predistort"])
     assert failed.exit_code == 2 and "predistort" in failed.output
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--devices", "programmed"], "--devices applies to bit-sliced weights only"),
+    (["--backend", "ngspice"], "--backend applies to bit-sliced weights only"),
+    (["--on-off", "10"], "--on-off applies to bit-sliced weights only"),
+    (["--labels", "y.npy"], "--labels are the classes of --inputs for --mlp"),
+    (["--weight-bits", "4", "--compensation", "gain"], "needs --mlp, --inputs and --labels"),
+    (["--compensation", "gain,bogus"], "--compensation 'gain,bogus': compensation method 'bogus' unknown"),
+])
+def test_mdm_refuses_flags_it_would_ignore(extra, needle):
+    """These flags used to be dropped without a word (e.g. --devices programmed gave ideal cells)."""
+    result = CliRunner().invoke(app, ["mdm", "--rows", "8", "--cols", "4", *extra])
+    assert result.exit_code == 2 and needle in result.output and "Traceback" not in result.output
+    assert "NF" not in result.output  # refused before any work

@@ -166,7 +166,14 @@ def mdm(
             raise CosimError(f"--seed must be in 0..{2**32 - 2} (got {seed})")
         if json_out is not None:
             check_output_file(json_out, "--json")
-        if weight_bits or mlp is not None:
+        sliced = bool(weight_bits) or mlp is not None
+        _check_mdm_flags(sliced, mlp, labels, compensation, {
+            "--slice-bits": slice_bits != 1, "--on-off": on_off is not None, "--signed": signed != "differential",
+            "--input-encoding": encoding != "analog", "--input-bits": input_bits != 8, "--devices": devices != "ideal",
+            "--device-model": device_model is not None, "--device-seed": device_seed != 0,
+            "--backend": backend != "nodal", "--mdm-columns": mdm_columns != "flip",
+        })
+        if sliced:
             report, lines = _mdm_sliced(
                 matrix, inputs, labels, mlp, rows, cols, block, seed, vectors, r_wire, v_read, g_min, g_max,
                 weight_bits or 8, slice_bits, on_off, tile or 128, signed, encoding, input_bits, devices,
@@ -182,6 +189,28 @@ def mdm(
         typer.echo(line)
     if json_out is not None:
         write_text_atomic(json_out, json.dumps(report, indent=2, default=_json_default) + "\n")
+
+
+def _check_mdm_flags(sliced: bool, mlp: Optional[Path], labels: Optional[Path], compensation: Optional[str],
+                     sliced_only: dict[str, bool]) -> None:
+    """Refuse flags the chosen mode would silently ignore, and check ``--compensation``."""
+    if not sliced:
+        given = [flag for flag, changed in sliced_only.items() if changed]
+        if given:
+            raise CosimError(f"{given[0]} applies to bit-sliced weights only; add --weight-bits B (or --mlp)")
+    if labels is not None and mlp is None:
+        raise CosimError("--labels are the classes of --inputs for --mlp; give --mlp too")
+    if compensation is None:
+        return
+    from cosim.compensation import check_methods
+
+    try:
+        names = check_methods([m.strip() for m in compensation.split(",") if m.strip()])
+    except CosimError as exc:
+        raise CosimError(f"--compensation {compensation!r}: {exc}") from None
+    if sliced and "gain" in names and labels is None:
+        raise CosimError("--compensation gain with bit-sliced weights adds the compensated accuracy of --mlp; "
+                         "it needs --mlp, --inputs and --labels")
 
 
 def _json_default(value: object) -> object:
