@@ -137,3 +137,16 @@ def test_figure_with_an_unknown_suffix_is_refused_before_work(tmp_path: Path) ->
                   "--output", "map.txt", ".png, .pdf or .svg")
     fails_cleanly(["library", "iv", "vteam", "-o", str(tmp_path / "iv.txt")], "iv.txt", ".png, .pdf or .svg")
     assert not csv.exists() and not (tmp_path / "map.txt").exists() and not (tmp_path / "iv.txt").exists()
+
+
+def test_errors_found_while_building_from_a_config_name_the_file(tmp_path: Path) -> None:
+    """Checks that run after parsing (cell range, step inputs, missing OSDI) now name the TOML."""
+    config = tmp_path / "seq.toml"
+    config.write_text('rows = 4\ncols = 4\nbench = "sequence"\n[[sequence.steps]]\nkind = "write"\nrow = 7\n')
+    out = tmp_path / "seq.cir"
+    fails_cleanly(["netlist", "crossbar", "--config", str(config), "-o", str(out)],
+                  f"error: {config}: selected cell (7, 0) outside")
+    assert not out.exists()
+    va = tmp_path / "va.toml"
+    va.write_text('rows = 3\ncols = 3\n[cells]\nkind = "veriloga"\n')
+    fails_cleanly(["irdrop", "--config", str(va), "-o", str(tmp_path / "ir.png")], f"error: {va}: cells:", "OSDI")

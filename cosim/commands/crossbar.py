@@ -7,12 +7,13 @@
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import typer
 
-from cosim.errors import CosimError
+from cosim.errors import CosimError, DataFileError
 
 _NETLIST_GROUP: typer.Typer | None = None
 
@@ -27,6 +28,20 @@ IRDROP_BYTES_BASE, IRDROP_BYTES_PER_CELL = 200e6, 2.2e3
 def _fail(exc: CosimError) -> typer.Exit:
     typer.echo(f"error: {exc}", err=True)
     return typer.Exit(code=2)
+
+
+@contextmanager
+def _naming(config: Optional[Path]) -> Iterator[None]:
+    """Prefix errors found while building from ``config`` with its name (data files that the
+    config points to name themselves)."""
+    try:
+        yield
+    except DataFileError:
+        raise
+    except CosimError as exc:
+        if config is None or str(exc).startswith(str(config)):
+            raise
+        raise CosimError(f"{config}: {exc}") from None
 
 
 def _va_params(items: Optional[list[str]]) -> dict[str, object]:
@@ -116,7 +131,8 @@ def netlist_crossbar(
         cells = parsed.rows * parsed.cols * (2 if parsed.differential else 1)
         check_memory(NETLIST_BYTES_BASE + NETLIST_BYTES_PER_CELL * cells,
                      f"a {parsed.rows}x{parsed.cols} netlist ({cells} cells)")
-        text = cfg.render(parsed, base_dir)
+        with _naming(config):
+            text = cfg.render(parsed, base_dir)
         write_text_atomic(output, text)
     except CosimError as exc:
         raise _fail(exc) from exc
@@ -412,7 +428,8 @@ def irdrop(
         cells_total = parsed.rows * parsed.cols * (2 if parsed.differential else 1)
         check_memory(IRDROP_BYTES_BASE + IRDROP_BYTES_PER_CELL * cells_total,
                      f"IR-drop maps of a {parsed.rows}x{parsed.cols} crossbar")
-        crossbar = cfg.build_crossbar(parsed, config.parent)
+        with _naming(config):
+            crossbar = cfg.build_crossbar(parsed, config.parent)
         if backend == "nodal":
             from cosim.crossbar.solver import simulate
 
