@@ -150,3 +150,10 @@ def test_errors_found_while_building_from_a_config_name_the_file(tmp_path: Path)
     va = tmp_path / "va.toml"
     va.write_text('rows = 3\ncols = 3\n[cells]\nkind = "veriloga"\n')
     fails_cleanly(["irdrop", "--config", str(va), "-o", str(tmp_path / "ir.png")], f"error: {va}: cells:", "OSDI")
+
+
+def test_memory_estimate_counts_a_differential_array_once(tmp_path: Path, monkeypatch) -> None:
+    """``cols`` already counts both columns of every pair: 64x64 differential is 4096 cells."""
+    monkeypatch.setattr(guard, "available_memory_bytes", lambda: 1_000)
+    fails_cleanly(["netlist", "crossbar", "--rows", "64", "--cols", "64", "--differential",
+                   "-o", str(tmp_path / "d.cir")], "(4096 cells)")

@@ -128,7 +128,7 @@ def netlist_crossbar(
         source = str(config) if config is not None else "flags"
         parsed = cfg.parse_config(cfg.merge(data, flags), source)
         base_dir = config.parent if config is not None else Path.cwd()
-        cells = parsed.rows * parsed.cols * (2 if parsed.differential else 1)
+        cells = parsed.rows * parsed.cols  # cols counts physical columns (both of a differential pair)
         check_memory(NETLIST_BYTES_BASE + NETLIST_BYTES_PER_CELL * cells,
                      f"a {parsed.rows}x{parsed.cols} netlist ({cells} cells)")
         with _naming(config):
@@ -425,7 +425,7 @@ def irdrop(
         if csv is not None:
             check_output_file(csv, "--csv")
         parsed = cfg.parse_config(cfg.load_toml(config), str(config))
-        cells_total = parsed.rows * parsed.cols * (2 if parsed.differential else 1)
+        cells_total = parsed.rows * parsed.cols  # physical columns, differential or not
         check_memory(IRDROP_BYTES_BASE + IRDROP_BYTES_PER_CELL * cells_total,
                      f"IR-drop maps of a {parsed.rows}x{parsed.cols} crossbar")
         with _naming(config):
