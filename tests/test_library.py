@@ -105,3 +105,13 @@ def test_va_param_on_cells_without_instance_parameters_is_an_error(tmp_path, dev
     assert res.exit_code != 0
     assert "error:" in res.output and "va_params" in res.output and device in res.output
     assert "Traceback" not in res.output and not net.exists()
+
+
+@pytest.mark.parametrize("flag, value", [("--leg", "0"), ("--leg", "-1e-6"), ("--v-peak", "0")])
+def test_iv_refuses_a_non_positive_sweep_before_running_ngspice(tmp_path, flag, value):
+    """--leg 0 used to end in an ngspice log dump, --v-peak 0 in an empty figure."""
+    out = tmp_path / "iv.png"
+    res = runner.invoke(app, ["library", "iv", "vteam", "-o", str(out), flag, value])
+    assert res.exit_code == 2 and "error: vteam I-V sweep:" in res.output and flag in res.output
+    assert "ngspice" not in res.output and not out.exists()
+
