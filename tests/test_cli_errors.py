@@ -157,3 +157,12 @@ def test_memory_estimate_counts_a_differential_array_once(tmp_path: Path, monkey
     monkeypatch.setattr(guard, "available_memory_bytes", lambda: 1_000)
     fails_cleanly(["netlist", "crossbar", "--rows", "64", "--cols", "64", "--differential",
                    "-o", str(tmp_path / "d.cir")], "(4096 cells)")
+
+
+def test_fit_failure_names_the_input_file(tmp_path: Path) -> None:
+    """A table that loses every row in quality control: the error names the CSV."""
+    short = tmp_path / "short.csv"
+    result = runner.invoke(app, ["synth", "--devices", "1", "--cycles", "4", "-o", str(short)])
+    assert result.exit_code == 0, result.output
+    fails_cleanly(["fit", str(short), "-o", str(tmp_path / "m.json")], f"error: {short}: no usable rows")
+    assert not (tmp_path / "m.json").exists()
