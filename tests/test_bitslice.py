@@ -239,3 +239,15 @@ def test_mdm_refuses_flags_it_would_ignore(extra, needle):
     result = CliRunner().invoke(app, ["mdm", "--rows", "8", "--cols", "4", *extra])
     assert result.exit_code == 2 and needle in result.output and "Traceback" not in result.output
     assert "NF" not in result.output  # refused before any work
+
+
+def test_mdm_bit_sliced_output_has_no_stray_line_and_vectors_are_checked():
+    """Off a terminal the transient progress bar left an empty line before the report or the
+    error; --vectors 0 was reported as "every tile is idle"."""
+    bad = CliRunner().invoke(app, ["mdm", "--rows", "8", "--cols", "2", "--weight-bits", "1"])
+    assert bad.exit_code == 2 and bad.output.startswith("error: weight bits must be between 2 and 16")
+    good = CliRunner().invoke(app, ["mdm", "--rows", "8", "--cols", "2", "--weight-bits", "4", "--vectors", "2"])
+    assert good.exit_code == 0 and good.output.startswith("matrix: dense Gaussian 8x2")
+    for extra in ([], ["--weight-bits", "4"]):
+        none = CliRunner().invoke(app, ["mdm", "--rows", "8", "--cols", "2", "--vectors", "0", *extra])
+        assert none.exit_code == 2 and "--vectors must be at least 1, got 0" in none.output

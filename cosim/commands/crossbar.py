@@ -255,6 +255,8 @@ def _weights_and_inputs(
         if batch.shape[1] != weights.shape[0]:
             raise CosimError(f"{inputs}: {batch.shape[1]} inputs per vector, the weights have {weights.shape[0]} rows")
     else:
+        if vectors < 1:
+            raise CosimError(f"--vectors must be at least 1, got {vectors}")
         batch, source = random_inputs(weights.shape[0], vectors, v_read, seed + 1), f"{vectors} random (seed {seed + 1})"
     return weights, origin, batch, source
 
@@ -368,7 +370,9 @@ class _progress:
         from rich.console import Console
         from rich.progress import Progress
 
-        self._bar = Progress(console=Console(stderr=True), transient=True)
+        console = Console(stderr=True)
+        # off when stderr is not a terminal: a transient bar would still leave an empty line
+        self._bar = Progress(console=console, transient=True, disable=not console.is_terminal)
         self._bar.__enter__()
         self._task = self._bar.add_task("tiles", total=None)
 
