@@ -166,3 +166,16 @@ def test_fit_failure_names_the_input_file(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     fails_cleanly(["fit", str(short), "-o", str(tmp_path / "m.json")], f"error: {short}: no usable rows")
     assert not (tmp_path / "m.json").exists()
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--device", "generative", "--resistance", "1e4"], 'kind = "generative" takes no resistance'),
+    (["--device", "library", "--random-seed", "3"], 'kind = "library" takes no random_seed'),
+    (["--seed", "5"], 'kind = "resistor" takes no seed'),
+    (["--model", "m.json"], 'kind = "resistor" takes no model_file'),
+    (["--device", "generative", "--osdi", "missing.osdi"], "missing.osdi: OSDI file not found"),
+])
+def test_cell_flags_the_device_would_ignore_are_refused(tmp_path: Path, args: list[str], needle: str) -> None:
+    out = tmp_path / "x.cir"
+    fails_cleanly(["netlist", "crossbar", "--rows", "3", "--cols", "3", *args, "-o", str(out)], needle)
+    assert not out.exists()
