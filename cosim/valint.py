@@ -432,4 +432,6 @@ def lint_file(path: Path | str) -> list[LintWarning]:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError as exc:
         raise CosimError(f"{path}: cannot read ({exc.strerror})") from exc
+    if not re.search(r"\bmodule\b", _strip(text)):
+        raise CosimError(f"{path}: no Verilog-A module (module ... endmodule) found; nothing to lint or compile")
     return lint_text(text, str(path))
