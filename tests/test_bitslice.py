@@ -251,3 +251,24 @@ def test_mdm_bit_sliced_output_has_no_stray_line_and_vectors_are_checked():
     for extra in ([], ["--weight-bits", "4"]):
         none = CliRunner().invoke(app, ["mdm", "--rows", "8", "--cols", "2", "--vectors", "0", *extra])
         assert none.exit_code == 2 and "--vectors must be at least 1, got 0" in none.output
+
+
+def test_mdm_bad_network_and_label_files_give_one_error_line(tmp_path):
+    """A .npy or a corrupt file as --mlp, or inputs of the wrong width, used to end in a
+    traceback (TypeError, BadZipFile, a matmul shape error)."""
+    np.savez(tmp_path / "net.npz", W0=np.ones((6, 3)), b0=np.zeros(3))
+    np.save(tmp_path / "one.npy", np.ones((6, 3)))
+    (tmp_path / "broken.npz").write_bytes(b"PK\x03\x04not a zip")
+    np.save(tmp_path / "x.npy", np.ones((4, 6)))
+    np.save(tmp_path / "x5.npy", np.ones((4, 5)))
+    p = lambda name: str(tmp_path / name)  # noqa: E731
+    cases = [
+        (["--mlp", p("one.npy"), "--inputs", p("x.npy")], "one array; the network is a .npz archive"),
+        (["--mlp", p("broken.npz"), "--inputs", p("x.npy")], "broken.npz: cannot read the network: not a NumPy"),
+        (["--mlp", p("net.npz"), "--inputs", p("x5.npy")], "x5.npy: 5 inputs per vector, the network's W0 has 6 rows"),
+        (["--mlp", p("net.npz"), "--inputs", p("x.npy"), "--labels", p("net.npz")], "labels are one .npy array"),
+    ]
+    for args, needle in cases:
+        result = CliRunner().invoke(app, ["mdm", *args])
+        assert result.exit_code == 2, (args, result.output, result.exception)
+        assert needle in result.output and "Traceback" not in result.output

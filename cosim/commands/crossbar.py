@@ -323,6 +323,8 @@ def _mdm_sliced(
         shapes = " -> ".join(str(layer.weights.shape[0]) for layer in layers) + f" -> {layers[-1].weights.shape[1]}"
         weights, origin = layers[0].weights, f"{mlp} (network {shapes}; every layer on its own activations)"
         batch, source = load_matrix(inputs, "inputs"), str(inputs)
+        if batch.shape[1] != weights.shape[0]:
+            raise CosimError(f"{inputs}: {batch.shape[1]} inputs per vector, the network's W0 has {weights.shape[0]} rows")
     else:
         weights, origin, batch, source = _weights_and_inputs(matrix, inputs, rows, cols, block, seed, vectors, v_read)
     methods = {m.strip() for m in (compensation or "").split(",") if m.strip()}
