@@ -77,6 +77,7 @@ the netlist is rendered, so nothing from a file or a flag can add a card.
 from __future__ import annotations
 
 import tomllib
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
@@ -239,14 +240,20 @@ def load_matrix(path: Path, what: str = "matrix") -> np.ndarray:
         if path.suffix == ".npy":
             matrix = np.load(path, allow_pickle=False)
         elif path.suffix == ".csv":
-            matrix = np.loadtxt(path, delimiter=",", dtype=float, ndmin=2)
+            with warnings.catch_warnings():  # an empty file is reported below, not warned about
+                warnings.simplefilter("ignore", UserWarning)
+                matrix = np.loadtxt(path, delimiter=",", dtype=float, ndmin=2)
         else:
             raise DataFileError(f"{path}: {what} must be a .npy or .csv file")
     except OSError as exc:
         raise DataFileError(f"{path}: cannot read {what} ({exc})") from exc
     except ValueError as exc:
         raise DataFileError(f"{path}: {what} is not a numeric table: {exc}") from exc
+    if matrix.dtype.kind not in "biuf":
+        raise DataFileError(f"{path}: {what} must hold real numbers, got dtype {matrix.dtype}")
     matrix = np.asarray(matrix, dtype=float)
+    if matrix.size == 0:
+        raise DataFileError(f"{path}: {what} is empty")
     if matrix.ndim != 2:
         raise DataFileError(f"{path}: {what} must be 2-D, got shape {matrix.shape}")
     bad = np.argwhere(~np.isfinite(matrix))
