@@ -347,15 +347,16 @@ def test_empty_and_odd_sized_arrays(model, backend: str) -> None:
         assert dev.hist.shape == (n, 4 * model.var_order)
 
 
-@pytest.mark.parametrize("backend,precision", [("numba", "float64"), ("numba", "float32"),
-                                               ("numpy", "float64")])
+@pytest.mark.parametrize("backend,precision,method", [
+    ("numba", "float64", "var"), ("numba", "float32", "var"), ("numpy", "float64", "var"),
+    ("numba", "float64", "ma")])
 def test_take_and_put_switch_a_subset_as_in_the_whole_array(model, backend: str,
-                                                            precision: str) -> None:
+                                                            precision: str, method: str) -> None:
     """Pulsing the devices of ``take(index)`` and writing them back with ``put`` leaves every
     device as pulsing those devices in the whole array with 0 V on the others."""
     n = 2 * _fast.SWITCH_BLOCK + 77  # several ring blocks, the last one partial
-    whole = dm.DeviceArray(model, n, seed=6, backend=backend, precision=precision)
-    split = dm.DeviceArray(model, n, seed=6, backend=backend, precision=precision)
+    whole = dm.DeviceArray(model, n, seed=6, backend=backend, precision=precision, method=method)
+    split = dm.DeviceArray(model, n, seed=6, backend=backend, precision=precision, method=method)
     g = np.random.default_rng(7)
     levels = np.array([-2.0, 0.3, 0.8, 0.95, 1.1, 1.3, model.umax])
     for _ in range(3):  # a few cycles first: devices at different cycles and lags
