@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -128,6 +128,65 @@ def compact_table(table: pd.DataFrame, keys: list[str], metrics: list[str]) -> p
         out[metric] = [f"{m:.4g} ± {s:.2g}" for m, s in zip(mean, std)]
     out["n"] = table[f"{metrics[0]}_count"].astype(int)
     return out
+
+
+def _mean_sd(mean: float, sd: float) -> str:
+    """``mean ± sd`` with 3 significant digits for the mean and 2 for the sd."""
+    if np.isnan(mean):
+        return "–"
+    return f"{mean:.3g}" if np.isnan(sd) or sd == 0 else f"{mean:.3g} ± {sd:.2g}"
+
+
+def terminal_tables(
+    aggregate: pd.DataFrame, width: int = 80, first: str | None = None
+) -> tuple[list[tuple[str, pd.DataFrame]], list[str]]:
+    """The aggregate laid out for a terminal ``width`` columns wide.
+
+    Metrics that are the same at every grid point (sd 0) become one note each instead of a
+    column; the others are shown as ``mean ± sd`` (3 significant digits), packed into as many
+    tables as needed so that no table is wider than ``width`` (each repeats the grid keys and
+    the seed count ``n``; ``first`` is put first). Returns ([(title, table)], notes).
+    """
+    if aggregate.empty:
+        return [], []
+    metrics = [c[: -len("_mean")] for c in aggregate.columns if c.endswith("_mean")]
+    stats = {f"{m}_{s}" for m in metrics for s in ("mean", "std", "count")}
+    keys = [c for c in aggregate.columns if c not in stats]
+    if first in metrics:
+        metrics = [first] + [m for m in metrics if m != first]
+    notes, columns = [], {}
+    for m in metrics:
+        mean, sd = aggregate[f"{m}_mean"], aggregate[f"{m}_std"].fillna(0.0)
+        if mean.nunique(dropna=False) == 1 and (sd == 0).all():
+            notes.append(f"{m} = {mean.iloc[0]:.4g} at every grid point")
+        else:
+            columns[m] = [_mean_sd(a, b) for a, b in zip(mean, sd)]
+    base = aggregate[keys].astype(str).reset_index(drop=True)
+    base["n"] = aggregate[f"{metrics[0]}_count"].astype(int).astype(str).to_numpy()
+
+    def cost(name: str, cells: Sequence[str]) -> int:
+        return max([len(name), *map(len, cells)]) + 3  # padding and border
+
+    room = width - 1 - sum(cost(c, base[c]) for c in base.columns)
+    chunks: list[list[str]] = [[]]
+    used = 0
+    for m, cells in columns.items():
+        need = cost(m, cells)
+        if chunks[-1] and used + need > room:
+            chunks.append([])
+            used = 0
+        chunks[-1].append(m)
+        used += need
+    tables = []
+    for k, chunk in enumerate(c for c in chunks if c):
+        frame = base.copy()
+        for m in chunk:
+            frame.insert(len(frame.columns) - 1, m, columns[m])
+        tables.append((frame, chunk))
+    total = len(tables)
+    titled = [(("results, mean ± sd over seeds" + (f" ({k + 1}/{total})" if total > 1 else "")), f)
+              for k, (f, _) in enumerate(tables)]
+    return titled, notes
 
 
 def _choose(value: str | None, options: list[str], what: str) -> str | None:
