@@ -72,8 +72,11 @@ def report(
 
     from cosim.batch.report import build_report, terminal_tables
 
+    from cosim.commands._progress import working
+
     try:
-        rep = build_report(folder, metric=metric, x=x)
+        with working(f"reading {folder} and writing its report"):
+            rep = build_report(folder, metric=metric, x=x)
     except CosimError as exc:
         raise _fail(exc) from None
     console = Console()

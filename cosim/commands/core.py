@@ -82,10 +82,12 @@ def compile_command(
     opt_level: int = typer.Option(3, "-O", "--opt-level", help="optimisation level 0-3"),
 ) -> None:
     """Compile a Verilog-A file to OSDI with openvaf-r (cached); print the library path."""
+    from cosim.commands._progress import working
     from cosim.compile import compile_va
 
     try:
-        result = compile_va(source, output, opt_level=opt_level)
+        with working(f"compiling {source} with openvaf-r (cached)"):
+            result = compile_va(source, output, opt_level=opt_level)
     except CosimError as exc:
         raise _fail(exc) from None
     typer.echo(str(result))

@@ -54,6 +54,7 @@ def netlist_crossbar(
     select_col: Optional[int] = typer.Option(None, "--select-col", help="Column of the cell to write."),
 ) -> None:
     """Write a crossbar read or write testbench netlist (see docs/crossbar.md)."""
+    from cosim.commands._progress import working
     from cosim.crossbar import config as cfg
     from cosim.fileio import write_text_atomic
 
@@ -73,7 +74,8 @@ def netlist_crossbar(
         source = str(config) if config is not None else "flags"
         parsed = cfg.parse_config(cfg.merge(data, flags), source)
         base_dir = config.parent if config is not None else Path.cwd()
-        text = cfg.render(parsed, base_dir)
+        with working(f"rendering the {parsed.rows}x{parsed.cols} netlist"):
+            text = cfg.render(parsed, base_dir)
         write_text_atomic(output, text)
     except CosimError as exc:
         raise _fail(exc) from exc

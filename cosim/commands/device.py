@@ -64,10 +64,10 @@ def synth_command(
     except (CosimError, ValueError) as exc:
         raise _fail(exc) from None
 
-    def blocks():
+    def blocks(advance=lambda n: None):
         """Devices in blocks (independent RNG keys: identical to one big run)."""
         per_device = cycles * (1 if fmt is SynthFormat.cycles else 800)  # rows (iv: ~samples)
-        step = max(1, SYNTH_BLOCK_ROWS // per_device)
+        step = max(1, min(SYNTH_BLOCK_ROWS // per_device, -(-devices // 20)))  # ≥ 20 updates
         for first in range(0, devices, step):
             n = min(step, devices - first)
             if fmt is SynthFormat.cycles:
@@ -76,6 +76,7 @@ def synth_command(
             else:
                 yield synth_iv(m, n, cycles, seed, v_set=v_set, v_reset=v_reset, dv=dv,
                                sweep_rate=sweep_rate, noise=noise, first_device=first)
+            advance(n)
 
     meta = {
         "generator": "cosim synth",
@@ -94,8 +95,11 @@ def synth_command(
         "columns": CYCLE_COLUMNS if fmt is SynthFormat.cycles else IV_COLUMNS,
         "rng": "cosim counter hash RNG (docs/rng.md)",
     }
+    from cosim.commands._progress import counting
+
     try:
-        rows = write_csv_atomic(blocks(), output, meta)
+        with counting(f"synthesizing {output} (devices)", devices) as advance:
+            rows = write_csv_atomic(blocks(advance), output, meta)
     except OSError as exc:
         raise _fail(CosimError(f"{output}: cannot write ({exc.strerror})")) from None
     typer.echo(f"wrote {rows} rows to {output} (metadata: {metadata_path(output)})")
@@ -175,14 +179,18 @@ def plots_command(
         m = load_model(model or DEFAULT_MODEL)
     except CosimError as exc:
         raise _fail(exc) from None
-    table = synth_cycles(m, devices, cycles, seed)
-    iv = synth_iv(m, min(devices, 2), min(cycles, 5), seed)
-    written = [
-        save_figure_atomic(output_dir / "iv_loops.png", plot_iv_loops(iv)),
-        save_figure_atomic(output_dir / "resistance_vs_cycle.png",
-                           plot_resistance_vs_cycle(table, devices=range(min(devices, 8)))),
-        save_figure_atomic(output_dir / "feature_histograms.png", plot_feature_histograms(table, m, seed=seed + 1)),
-    ]
+    from cosim.commands._progress import working
+
+    with working(f"synthesizing {devices} devices × {cycles} cycles and drawing figures"):
+        table = synth_cycles(m, devices, cycles, seed)
+        iv = synth_iv(m, min(devices, 2), min(cycles, 5), seed)
+        written = [
+            save_figure_atomic(output_dir / "iv_loops.png", plot_iv_loops(iv)),
+            save_figure_atomic(output_dir / "resistance_vs_cycle.png",
+                               plot_resistance_vs_cycle(table, devices=range(min(devices, 8)))),
+            save_figure_atomic(output_dir / "feature_histograms.png",
+                               plot_feature_histograms(table, m, seed=seed + 1)),
+        ]
     for path in written:
         typer.echo(str(path))
 

@@ -53,6 +53,7 @@ def _run(input_csv: Path, output: Path, report: Optional[Path], fmt: str, seed: 
     from cosim.errors import CosimError
     from cosim.fit.extract import ExtractConfig
     from cosim.fit.fit import FitConfig, fit_file
+    from cosim.commands._progress import working
     from cosim.fit.report import write_report
 
     if fmt not in ("auto", "cycles", "iv"):
@@ -68,14 +69,16 @@ def _run(input_csv: Path, output: Path, report: Optional[Path], fmt: str, seed: 
                        hrs_read=hrs_read.replace("-", "_"),  # type: ignore[arg-type]
                        extract=ExtractConfig(u0=u0))
     base = load_model(base_model) if base_model is not None else None
-    result = fit_file(input_csv, fmt, config, base)  # type: ignore[arg-type]
+    with working(f"reading, checking and fitting {input_csv}"):
+        result = fit_file(input_csv, fmt, config, base)  # type: ignore[arg-type]
     save_model(result.model, output)
     m = result.model
     typer.echo(f"wrote {output}: {result.device_stats.shape[0]} devices, {len(result.table)} "
                f"cycles, VAR({m.var_order}), K={m.n_components}, "
                f"{len(result.qc)} QC entries")
     if report is not None:
-        path = write_report(result, report, seed=seed, model_path=str(output))
+        with working(f"writing the report to {report} (model draws, statistics, figures)"):
+            path = write_report(result, report, seed=seed, model_path=str(output))
         typer.echo(f"report: {path}")
     sys.stdout.flush()
 
