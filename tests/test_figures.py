@@ -3,20 +3,23 @@
 Unit convention (docs/figures.md): a numeric axis label names its unit in brackets
 (``V [V]``, ``R at U0 [Ω]``); dimensionless quantities say ``(unitless)``, counts ``(count``
 (``cycle (count)``, ``weight bits (count, 0 = analog)``). An axis whose ticks are words (feature
-names) needs a label but no unit.
+names or labelled categories such as channel numbers) needs a label but no unit.
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.category import StrCategoryFormatter
 from matplotlib.figure import Figure
 from matplotlib.text import Text
+from matplotlib.ticker import FixedFormatter
 
 from cosim.device.modelfile import load_model
 from cosim.paths import DEFAULT_MODEL
@@ -27,6 +30,11 @@ NUMBER = re.compile(r"[-+\d.,e{}^×\s]*\d[-+\d.,e{}^×\s]*")
 
 def _plain(label: str) -> str:
     return label.replace("\\mathdefault", "").replace("$", "").replace("−", "-").strip()
+
+
+def categorical(axis: Any) -> bool:
+    """An axis whose ticks name categories (set as strings or as fixed labels), not values."""
+    return isinstance(axis.get_major_formatter(), (FixedFormatter, StrCategoryFormatter))
 
 
 def figure_problems(fig: Figure) -> list[str]:
@@ -71,6 +79,8 @@ def figure_problems(fig: Figure) -> list[str]:
             where = f"axes {ax.get_title() or ax.get_label() or id(ax)!r}, {name} axis"
             if not label.strip():
                 problems.append(f"{where}: no label")
+            elif categorical(axis):
+                continue
             elif all(NUMBER.fullmatch(_plain(t)) for t in ticks) and not UNIT.search(label):
                 problems.append(f"{where}: label {label!r} has no unit")
     return problems
