@@ -49,3 +49,12 @@ def test_rendered_help_shows_units() -> None:
     assert result.exit_code == 0, result.output
     assert "Row segment resistance [Ω]." in result.output
     assert "resistance ." not in result.output
+
+
+@pytest.mark.parametrize("name", [n for n, _ in _commands()])
+def test_help_fits_80_columns_without_cutting_words(name: str) -> None:
+    args = name.split()[1:] + ["--help"]
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.output, f"`{name} --help` cuts text at 80 columns:\n{result.output}"
+    assert max(map(len, result.output.splitlines())) <= 80

@@ -29,7 +29,7 @@ def _fail(exc: Exception) -> typer.Exit:
 
 def synth_command(
     output: Path = typer.Option(..., "-o", "--output", help="CSV file to write"),
-    model: Optional[Path] = typer.Option(None, "--model", help="model JSON (default: data/models/default.json)"),
+    model: Optional[Path] = typer.Option(None, "--model", help="model JSON (default: the shipped default model)"),
     devices: int = typer.Option(16, "--devices", min=1, help="number of devices"),
     cycles: int = typer.Option(100, "--cycles", min=1, help="switching cycles per device"),
     seed: int = typer.Option(0, "--seed", min=0, max=2**31 - 1, help="random seed (recorded)"),
@@ -124,7 +124,7 @@ def import_synaptogen_command(
 
 @model_app.command("show")
 def show_command(
-    path: Optional[Path] = typer.Argument(None, help="model JSON (default: data/models/default.json)"),
+    path: Optional[Path] = typer.Argument(None, help="model JSON (default: the shipped default model)"),
     ma_order: Optional[int] = typer.Option(None, "--ma-order", help="J for the captured-variance line"),
 ) -> None:
     """Validate a model file and print a summary (VAR stability, MA variance, window)."""
@@ -159,7 +159,7 @@ def show_command(
 @model_app.command("plots")
 def plots_command(
     output_dir: Path = typer.Option(..., "-o", "--output-dir", help="folder for the PNG files"),
-    model: Optional[Path] = typer.Option(None, "--model", help="model JSON (default: data/models/default.json)"),
+    model: Optional[Path] = typer.Option(None, "--model", help="model JSON (default: the shipped default model)"),
     devices: int = typer.Option(32, "--devices", min=1),
     cycles: int = typer.Option(300, "--cycles", min=1),
     seed: int = typer.Option(0, "--seed", min=0, max=2**31 - 1),
