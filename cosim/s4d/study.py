@@ -1,4 +1,4 @@
-"""The circuit study of issue 7: ideal S4D vs crossbar circuits, with and without MDM.
+"""The circuit study: ideal S4D vs crossbar circuits, with and without MDM.
 
 :func:`run_s4d_study` maps the layer (per variant) to conductances, programs stochastic
 devices (per device seed), runs the step recurrence through the circuit backends and compares
