@@ -54,11 +54,13 @@ def doctor() -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from cosim.commands._progress import working
     from cosim.toolchain import toolchain_report
 
-    rows = toolchain_report()
-    if all(row.ok for row in rows if row.name in ("ngspice", "openvaf-r")):
-        rows.append(_osdi_chain_row())
+    with working("checking ngspice, libngspice, openvaf-r, VACASK and the OSDI chain"):
+        rows = toolchain_report()
+        if all(row.ok for row in rows if row.name in ("ngspice", "openvaf-r")):
+            rows.append(_osdi_chain_row())
     table = Table(title="cosim toolchain")
     for column in ("tool", "status", "version", "path", "detail"):
         table.add_column(column, overflow="fold")
