@@ -65,3 +65,24 @@ def test_tables_fit_80_columns_without_cutting_cells() -> None:
 def test_wide_terminal_uses_one_table() -> None:
     tables, _ = terminal_tables(_aggregate(), width=400)
     assert len(tables) == 1 and tables[0][0] == "results, mean ± sd over seeds"
+
+
+def test_cosim_report_at_80_columns(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from cosim.batch.config import load_sweep
+    from cosim.batch.runner import run_sweep
+    from cosim.cli import app
+
+    sweep = tmp_path / "s.toml"
+    sweep.write_text('name = "tiny"\nkind = "crossbar_ideal_nf"\nseeds = [1, 2]\n'
+                     '[grid]\nr_wire = [0.5, 1.0, 2.0]\nrows = [4, 8]\n[fixed]\ncols = 2\nn_inputs = 2\n',
+                     encoding="utf-8")
+    out = tmp_path / "out"
+    run_sweep(load_sweep(sweep), out, workers=1, show_progress=False)
+    result = CliRunner().invoke(app, ["report", str(out), "--metric", "nf", "--x", "r_wire"],
+                                env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.output
+    assert max(map(len, result.output.splitlines())) <= 80
+    assert " ± " in result.output and "nf" in result.output
