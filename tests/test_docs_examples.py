@@ -214,3 +214,13 @@ def test_docs_examples_run(page: Path, tmp_path: Path) -> None:
     assert n_run + sum(b.action == "file" for b in parse_blocks(page.read_text())) > 0
     written = sorted(_repo_snapshot() - before)
     assert not written, f"{page.relative_to(REPO)} wrote into the repository: {written[:10]}"
+
+
+def test_every_skip_gives_a_reason_and_every_file_block_a_name() -> None:
+    pages = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
+    bad = [f"{page.relative_to(REPO)}:{block.line}" for page in pages for block in parse_blocks(page.read_text())
+           if block.action in ("skip", "file") and not block.arg.strip()]
+    assert not bad, f"docs-test markers without a reason or file name: {bad}"
+    skipped = [b for page in pages for b in parse_blocks(page.read_text()) if b.action == "skip"]
+    run = [b for page in pages for b in parse_blocks(page.read_text()) if b.action == "run"]
+    assert len(run) > 2 * len(skipped)  # most examples run
