@@ -9,7 +9,11 @@ switches in either model, so both do the same switching work):
 * generative model (committed default: J = 50, latched features) vs the deterministic
   threshold/ion-drift baseline ``veriloga/baseline_drift.va`` on the same bench (same netlist
   apart from the device lines, same ``.tran`` step and tolerances, same solver options);
-* cost of the MA order J (latched) and of latching (J = 10 and J = 50 without latching).
+* cost of the MA order J (latched) and of latching (J = 10 and J = 50 without latching);
+* generative model vs each compact model of the library (``veriloga/library/``, :mod:`cosim.library`:
+  VTEAM, Stanford-PKU) on the same bench: same array, wires, pulse timing, ``.tran`` step and
+  solver options; the pulse has each model's SET polarity and an amplitude that SETs it
+  (−1.3 V for VTEAM, +1.6 V for Stanford-PKU, whose SET needs ~1.4 V).
 
 Every variant runs ``--repeats`` times in this process; min and median of the wall seconds and
 of the CPU seconds (user + system of the ngspice process) are printed with their ratios to the
@@ -21,7 +25,7 @@ truncation-error control). ``--callgrind N`` also counts instructions of baselin
 on an N×N array under valgrind (deterministic, unaffected by machine load).
 
 Usage: .venv/bin/python benchmarks/bench_va.py [--size 32] [--repeats 3] [--orders 10,20,50,100]
-       [--no-unlatched] [--schemes v2,v3] [--callgrind 8]
+       [--no-unlatched] [--schemes v2,v3] [--library vteam,stanford_pku] [--callgrind 8]
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from cosim.compile import compile_va
 from cosim.crossbar import Crossbar, VerilogACells
 from cosim.crossbar.netlist import WritePulse, write_netlist
 from cosim.device.modelfile import load_model
+from cosim.library import get_model
 from cosim.paths import DEFAULT_MODEL
 from cosim.spice.batch import run_batch
 from cosim.veriloga import (BASELINE_VA, DEFAULT_MODULE, DEFAULT_VA, RenderOptions, compile_reram,
@@ -50,6 +55,8 @@ from cosim.veriloga import (BASELINE_VA, DEFAULT_MODULE, DEFAULT_VA, RenderOptio
 
 MODEL = load_model(DEFAULT_MODEL)
 SEED = 1
+LIBRARY_SET_AMPLITUDE = {"vteam": 1.3, "stanford_pku": 1.6}
+"""SET pulse amplitude [V] per library model (sign: the model's SET polarity)."""
 COUNTERS = {  # label: ngspice acct line
     "unknowns": "Circuit Equations",
     "nonzeros": "Circuit total non-zeroes",
@@ -75,10 +82,11 @@ class Runs:
     counters: dict[str, float] = field(default_factory=dict)
 
 
-def crossbar_netlist(size: int, osdi: Path, module: str, params: dict, scheme: str = "v2") -> str:
-    """Write-transient netlist (−1.3 V SET pulse on one cell) with ``.options acct``."""
+def crossbar_netlist(size: int, osdi: Path, module: str, params: dict, scheme: str = "v2",
+                     v_write: float = -1.3) -> str:
+    """Write-transient netlist (SET pulse, −1.3 V by default, on one cell) with ``.options acct``."""
     cells = VerilogACells(shape_=(size, size), model="dev", module=module, params=params, osdi_file=osdi)
-    pulse = WritePulse(row=size // 3, col=size // 2, v_write=-1.3, scheme=scheme, width=1e-6, tstep=1e-8)
+    pulse = WritePulse(row=size // 3, col=size // 2, v_write=v_write, scheme=scheme, width=1e-6, tstep=1e-8)
     text = write_netlist(Crossbar(cells=cells), pulse)
     return text.replace("\n.tran ", "\n.options acct\n.tran ", 1)
 
@@ -146,6 +154,8 @@ def main() -> None:
     parser.add_argument("--no-unlatched", action="store_true", help="skip the unlatched variants (slow)")
     parser.add_argument("--schemes", default="v2,v3", help="write schemes to time (v2, v3)")
     parser.add_argument("--cycle0", type=int, default=200, help="initial cycle of every generative device")
+    parser.add_argument("--library", default="vteam,stanford_pku",
+                        help="library models to time against the generative model ('' for none)")
     parser.add_argument("--callgrind", type=int, default=0, metavar="N",
                         help="also count instructions (valgrind) of baseline and default on an NxN array")
     args = parser.parse_args()
@@ -167,8 +177,15 @@ def main() -> None:
               "ratios to the baseline: min / median")
         base = time_runs(crossbar_netlist(size, base_osdi, "cosim_drift", {"w0": 0.0}, scheme), args.repeats)
         report("baseline drift model", base, None)
-        report("generative default (J=50, latched)",
-               time_runs(crossbar_netlist(size, gen_osdi, DEFAULT_MODULE, gen_params, scheme), args.repeats), base)
+        generative = time_runs(crossbar_netlist(size, gen_osdi, DEFAULT_MODULE, gen_params, scheme), args.repeats)
+        report("generative default (J=50, latched)", generative, base)
+        for name in [n.strip() for n in args.library.split(",") if n.strip()]:
+            entry = get_model(name)
+            amplitude = LIBRARY_SET_AMPLITUDE[name] * entry.set_sign
+            runs = time_runs(crossbar_netlist(size, entry.compile(), entry.module, {}, scheme, amplitude),
+                             args.repeats)
+            report(f"library {name} ({amplitude:+.1f} V)", runs, base)
+            report(f"  generative vs {name} (ratio to {name})", generative, runs)
         for order, latch in variants:
             osdi = compile_reram(MODEL, RenderOptions(order=order, latch=latch))
             runs = time_runs(crossbar_netlist(size, osdi, DEFAULT_MODULE, gen_params, scheme), args.repeats)

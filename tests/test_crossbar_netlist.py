@@ -27,7 +27,8 @@ def all_kinds(shape=(3, 4)):
     g = np.full(shape, 1e-4)
     yield LinearCells(g)
     yield PolynomialCells(np.stack([np.full(shape, 1e-5), g, np.zeros(shape)]))
-    yield VerilogACells(shape_=shape, model="rva", module="res_va", params={"r": 1 / g})
+    yield VerilogACells(shape_=shape, model="rva", module="res_va", params={"r": 1 / g},
+                        osdi_file=VERILOGA_DIR / "examples" / "res_va.osdi")
 
 
 @pytest.mark.parametrize("access", ["1r", "1t1r"])

@@ -82,12 +82,23 @@ def compile_command(
     source: Path = typer.Argument(..., help="Verilog-A file (.va)"),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="OSDI file to write"),
     opt_level: int = typer.Option(3, "-O", "--opt-level", help="optimisation level 0-3"),
+    lint: bool = typer.Option(True, "--lint/--no-lint",
+                              help="warn about hidden state, $random, events and idt initial conditions"),
+    lint_only: bool = typer.Option(False, "--lint-only", help="only lint (exit 1 if there are warnings)"),
 ) -> None:
     """Compile a Verilog-A file to OSDI with openvaf-r (cached); print the library path."""
     from cosim.commands._progress import working
     from cosim.compile import compile_va
+    from cosim.valint import lint_file
 
     try:
+        if lint or lint_only:
+            warnings = lint_file(source)
+            for warning in warnings:
+                typer.echo(str(warning), err=True)
+            if lint_only:
+                typer.echo(f"{source}: {len(warnings)} warning(s)")
+                raise typer.Exit(code=1 if warnings else 0)
         with working(f"compiling {source} with openvaf-r (cached)"):
             result = compile_va(source, output, opt_level=opt_level)
     except CosimError as exc:

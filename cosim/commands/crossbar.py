@@ -22,6 +22,20 @@ def _fail(exc: CosimError) -> typer.Exit:
     return typer.Exit(code=2)
 
 
+def _va_params(items: Optional[list[str]]) -> dict[str, object]:
+    """``--va-param NAME=VALUE`` flags: a number, else a table file (absolute path)."""
+    params: dict[str, object] = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise CosimError(f"--va-param {item!r}: expected NAME=NUMBER or NAME=FILE.npy|.csv")
+        try:
+            params[name.strip()] = float(value)
+        except ValueError:
+            params[name.strip()] = str(Path(value.strip()).resolve())
+    return params
+
+
 def netlist_group(app: typer.Typer) -> typer.Typer:
     """The ``cosim netlist`` sub-group, created and attached to ``app`` on first use."""
     global _NETLIST_GROUP
@@ -42,7 +56,17 @@ def netlist_crossbar(
     r_source: Optional[float] = typer.Option(None, "--r-source", help="Row driver resistance [Ω]."),
     r_sense: Optional[float] = typer.Option(None, "--r-sense", help="Column sense resistance [Ω]."),
     cell: Optional[str] = typer.Option(None, "--cell", help="Access: 1r or 1t1r."),
-    device: Optional[str] = typer.Option(None, "--device", help="Cell: resistor, polynomial or veriloga."),
+    device: Optional[str] = typer.Option(
+        None, "--device", help="Cell: resistor, polynomial, veriloga, generative or library."),
+    model: Optional[Path] = typer.Option(None, "--model", help="generative/polynomial: device model JSON."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="generative: RNG seed of the devices (as cosim synth)."),
+    first_device: Optional[int] = typer.Option(None, "--first-device", help="generative: device id of cell (0, 0)."),
+    osdi: Optional[Path] = typer.Option(None, "--osdi", help="veriloga: compiled OSDI library (cosim compile)."),
+    module: Optional[str] = typer.Option(None, "--module", help="veriloga: Verilog-A module name."),
+    va_param: Optional[list[str]] = typer.Option(
+        None, "--va-param", help="Instance parameter NAME=NUMBER or NAME=TABLE.npy|.csv (M×N); repeatable."),
+    library_model: Optional[str] = typer.Option(None, "--library-model", help="library: vteam or stanford_pku."),
+    save: Optional[str] = typer.Option(None, "--save", help="Probes: terminals, cells or all."),
     resistance: Optional[float] = typer.Option(None, "--resistance", help="Every cell's resistance [Ω]."),
     random_seed: Optional[int] = typer.Option(None, "--random-seed", help="Random log-uniform cell resistances from this seed."),
     differential: Optional[bool] = typer.Option(None, "--differential/--single-ended", help="Adjacent G+/G- column pairs."),
@@ -67,7 +91,14 @@ def netlist_crossbar(
                 "r_col": r_col if r_col is not None else r_wire,
                 "r_source": r_source, "r_sense": r_sense,
             },
-            "cells": {"kind": device, "resistance": resistance, "random_seed": random_seed},
+            "cells": {
+                "kind": device, "resistance": resistance, "random_seed": random_seed,
+                "model_file": None if model is None else str(model.resolve()),
+                "seed": seed, "first_device": first_device, "library_model": library_model,
+                "osdi_file": None if osdi is None else str(osdi.resolve()), "va_module": module,
+                "va_params": _va_params(va_param) or None,
+            },
+            "save": save,
             "read": {"v_read": v_read},
             "write": {"scheme": scheme, "v_write": v_write, "row": select_row, "col": select_col},
         }
@@ -128,7 +159,53 @@ def mdm(
         write_text_atomic(json_out, json.dumps(report, indent=2, default=float) + "\n")
 
 
+def irdrop(
+    config: Path = typer.Option(..., "--config", help="Crossbar TOML (read bench)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Heatmap figure to write (.png, .pdf, .svg)."),
+    backend: str = typer.Option("nodal", "--backend", help="nodal (exact solver, 1R) or ngspice."),
+    csv: Optional[Path] = typer.Option(None, "--csv", help="Also write the maps: i, j, v_row_V, v_col_V, v_cell_V, i_cell_A."),
+) -> None:
+    """IR-drop maps of a read: row-wire drop, column-wire rise and cell voltage per cell."""
+    import numpy as np
+    import pandas as pd
+
+    from cosim.crossbar import config as cfg
+    from cosim.crossbar.netlist import read_netlist
+    from cosim.crossbar.probes import CellArrays, ir_drop_figure
+    from cosim.fileio import atomic_path
+
+    try:
+        parsed = cfg.parse_config(cfg.load_toml(config), str(config))
+        crossbar = cfg.build_crossbar(parsed, config.parent)
+        if backend == "nodal":
+            from cosim.crossbar.solver import simulate
+
+            result = simulate(crossbar, save_nodes=True)
+        elif backend == "ngspice":
+            from cosim.spice.batch import run_batch
+
+            result = run_batch(read_netlist(crossbar, spice_options=parsed.spice_options, save="cells"))
+        else:
+            raise CosimError(f"--backend must be nodal or ngspice, got {backend!r}")
+        cells = CellArrays.from_result(result, crossbar)
+        ir_drop_figure(cells, output, title=f"{config.name}: {crossbar.rows}x{crossbar.cols}, {backend}")
+        if csv is not None:
+            maps = cells.at(0)
+            i, j = np.indices(crossbar.shape)
+            frame = pd.DataFrame({"i": i.ravel(), "j": j.ravel(), "v_row_V": maps["v_row"].ravel(),
+                                  "v_col_V": maps["v_col"].ravel(), "v_cell_V": maps["v_cell"].ravel(),
+                                  "i_cell_A": maps["i_cell"].ravel()})
+            with atomic_path(csv) as tmp:
+                frame.to_csv(tmp, index=False, float_format="%.12g")
+    except CosimError as exc:
+        raise _fail(exc) from exc
+    worst = float(cells.row_drop[0].max() + cells.col_rise[0].max())
+    typer.echo(f"wrote {output}: worst row drop {1e3 * cells.row_drop[0].max():.3f} mV, "
+               f"column rise {1e3 * cells.col_rise[0].max():.3f} mV (sum {1e3 * worst:.3f} mV)")
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``cosim netlist crossbar`` and ``cosim mdm``."""
+    """Add ``cosim netlist crossbar``, ``cosim irdrop`` and ``cosim mdm``."""
     netlist_group(app).command("crossbar")(netlist_crossbar)
+    app.command("irdrop")(irdrop)
     app.command("mdm")(mdm)

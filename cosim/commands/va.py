@@ -34,6 +34,37 @@ def va_command(
     typer.echo(f"wrote {path} (module {module}, J={options.order}, latch={'on' if latch else 'off'})")
 
 
+def library_list() -> None:
+    """List the compact models of veriloga/library/ with their state node and SET polarity."""
+    from cosim.library import MODELS
+
+    for model in MODELS.values():
+        polarity = "negative" if model.set_sign < 0 else "positive"
+        typer.echo(f"{model.name:14s} module {model.module:20s} state node {model.state_node} "
+                   f"(initial: {model.state_param}), SET at {polarity} U  [{model.reference}]")
+
+
+def library_iv(
+    name: str = typer.Argument(..., help="library model: vteam or stanford_pku"),
+    output: Path = typer.Option(..., "-o", "--output", help="figure to write (.png, .pdf, .svg)"),
+    v_peak: float = typer.Option(1.5, "--v-peak", help="sweep amplitude [V]"),
+    leg: float = typer.Option(5e-6, "--leg", help="duration of each quarter of the sweep [s]"),
+) -> None:
+    """Single-device I-V hysteresis of a library model (ngspice transient, triangular sweeps)."""
+    from cosim.library import iv_figure
+
+    try:
+        path = iv_figure(name, output, v_peak=v_peak, leg=leg)
+    except CosimError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from None
+    typer.echo(f"wrote {path}")
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``cosim va`` to the application."""
+    """Add ``cosim va`` and ``cosim library`` to the application."""
     app.command("va")(va_command)
+    library = typer.Typer(no_args_is_help=True, help="Compact-model library (veriloga/library/).")
+    library.command("list")(library_list)
+    library.command("iv")(library_iv)
+    app.add_typer(library, name="library")

@@ -221,7 +221,10 @@ class VerilogACells:
     ``model``: the ``.model`` name; ``module``: the Verilog-A module name; ``params``:
     instance parameter name → a number for all cells or an (M, N) array; ``model_params``:
     parameters on the ``.model`` card; ``osdi_file``: absolute path loaded with ``pre_osdi``;
-    ``equivalent``: an optional cell model with the same I–V that the nodal solver uses.
+    ``equivalent``: an optional cell model with the same I–V that the nodal solver uses;
+    ``state_nodes``: internal nodes of the module that hold its state (probed as
+    ``v(nx<i>_<j>#<node>)`` with ``save="cells"``); ``outputs``: operating-point output
+    variables of the module probed as ``@nx<i>_<j>[<name>]``.
     """
 
     shape_: tuple[int, int]
@@ -231,11 +234,15 @@ class VerilogACells:
     model_params: Mapping[str, float] = field(default_factory=dict)
     osdi_file: Path | None = None
     equivalent: CellModel | None = None
+    state_nodes: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
     kind: str = field(default="veriloga", init=False)
 
     def __post_init__(self) -> None:
         ident(self.model)
         ident(self.module)
+        object.__setattr__(self, "state_nodes", tuple(ident(n) for n in self.state_nodes))
+        object.__setattr__(self, "outputs", tuple(ident(n) for n in self.outputs))
         arrays: dict[str, np.ndarray] = {}
         for name, value in self.params.items():
             ident(name)
@@ -283,6 +290,8 @@ class VerilogACells:
             model_params=dict(self.model_params),
             osdi_file=self.osdi_file,
             equivalent=None if self.equivalent is None else self.equivalent.permuted(rows, cols),
+            state_nodes=self.state_nodes,
+            outputs=self.outputs,
         )
 
 

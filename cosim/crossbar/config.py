@@ -6,7 +6,8 @@ A TOML file (all tables and keys optional except ``rows`` and ``cols``)::
     cols = 4
     access = "1r"            # or "1t1r"
     differential = false
-    bench = "read"           # or "write"
+    bench = "read"           # "write" or "sequence" (the [[steps]] below)
+    save = "terminals"       # "cells" (node voltages, cell states) or "all"
     spice_options = { reltol = 1e-6 }
 
     [wires]                  # ohms per segment / terminal
@@ -16,7 +17,9 @@ A TOML file (all tables and keys optional except ``rows`` and ``cols``)::
     r_sense = 1.0
 
     [cells]
-    kind = "resistor"        # "polynomial" (device I–V as a B-source) or "veriloga"
+    kind = "resistor"        # "polynomial" (device I–V as a B-source), "veriloga",
+                             # "generative" (the project's Verilog-A model, one device per cell)
+                             # or "library" (a compact model of veriloga/library/)
     resistance = 10e3        # ohms, every cell ...
     resistance_file = "r.npy"  # ... or an M×N table (.npy or .csv), relative to the TOML file
     random_seed = 1          # ... or log-uniform random in [r_min, r_max] from this seed
@@ -26,8 +29,14 @@ A TOML file (all tables and keys optional except ``rows`` and ``cols``)::
     va_model = "rram"        # kind = "veriloga": .model name, module, OSDI file, parameters
     va_module = "synaptogen_cell"
     osdi_file = "/abs/path/model.osdi"
-    va_params = { r0 = 0.5 }
+    va_params = { r0 = 0.5, w0 = "w0.npy" }  # a number for every cell or an M×N table file
     va_model_params = {}
+    va_state_nodes = ["w"]   # internal state nodes to probe with save = "cells"
+    seed = 0                 # kind = "generative": RNG seed of the devices (as `cosim synth --seed`)
+    first_device = 0         # device id of cell (i, j) = first_device + i*cols + j
+    cycle0 = 0               # initial state: HRS of cycle0, or LRS of it with lrs0 = 1
+    lrs0 = 0
+    library_model = "vteam"  # kind = "library": vteam | stanford_pku
 
     [read]
     v_read = 0.2             # every row, or
@@ -39,6 +48,22 @@ A TOML file (all tables and keys optional except ``rows`` and ``cols``)::
     v_write = 1.5
     scheme = "v2"            # or "v3"
     width = 1e-6
+
+    [sequence]               # bench = "sequence": steps played in order (cosim.crossbar.stimulus)
+    tstep = 1e-8             # largest time step [s]
+    [[sequence.steps]]
+    kind = "write"           # pulse(s) on one cell: row, col, v_write, scheme, width, repeat, gap
+    row = 1
+    col = 2
+    v_write = -1.3
+    repeat = 2
+    [[sequence.steps]]
+    kind = "read"            # rows at v_read (or inputs = [...]), columns at 0 V, for width
+    [[sequence.steps]]
+    kind = "pwl"             # explicit waveforms per line, t from the step start, 0 V at both ends
+    duration = 2e-6
+    rows = { 0 = [[0, 0], [1e-6, 0.5], [2e-6, 0]] }
+    cols = { 3 = [[0, 0], [1e-6, -0.5], [2e-6, 0]] }
 
     [transistor]             # 1T1R access NMOS (ngspice level 1)
     vto = 0.4
@@ -52,14 +77,16 @@ the netlist is rendered, so nothing from a file or a flag can add a card.
 from __future__ import annotations
 
 import tomllib
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Union
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from cosim.crossbar.cells import LinearCells, PolynomialCells, VerilogACells
-from cosim.crossbar.netlist import WritePulse, read_netlist, write_netlist
+from cosim.crossbar.netlist import WritePulse, read_netlist, sequence_netlist, write_netlist
+from cosim.crossbar.stimulus import PwlStep, ReadStep, Stimulus, WriteStep
 from cosim.crossbar.spec import Crossbar, Transistor
 from cosim.errors import CosimError, DataFileError
 from cosim.validation import validate
@@ -77,7 +104,7 @@ class WiresConfig(BaseModel):
 
 class CellsConfig(BaseModel):
     model_config = _STRICT
-    kind: Literal["resistor", "polynomial", "veriloga"] = "resistor"
+    kind: Literal["resistor", "polynomial", "veriloga", "generative", "library"] = "resistor"
     resistance: Optional[float] = Field(None, gt=0)
     resistance_file: Optional[str] = None
     random_seed: Optional[int] = None
@@ -87,8 +114,14 @@ class CellsConfig(BaseModel):
     va_model: str = "rram"
     va_module: str = "rram"
     osdi_file: Optional[str] = None
-    va_params: dict[str, float] = Field(default_factory=dict)
+    va_params: dict[str, Union[float, str]] = Field(default_factory=dict)
     va_model_params: dict[str, float] = Field(default_factory=dict)
+    va_state_nodes: list[str] = Field(default_factory=list)
+    seed: int = Field(0, ge=0, le=2147483647)
+    first_device: int = Field(0, ge=0, le=2147483647)
+    cycle0: int = Field(0, ge=0, le=100000)
+    lrs0: int = Field(0, ge=0, le=1)
+    library_model: str = "vteam"
 
 
 class ReadConfig(BaseModel):
@@ -110,6 +143,34 @@ class WriteConfig(BaseModel):
     tstep: float = Field(1e-8, gt=0)
 
 
+class StepConfig(BaseModel):
+    """One step of ``[[sequence.steps]]`` (see :mod:`cosim.crossbar.stimulus`)."""
+
+    model_config = _STRICT
+    kind: Literal["write", "read", "pwl"]
+    row: int = Field(0, ge=0)
+    col: int = Field(0, ge=0)
+    v_write: float = 1.5
+    scheme: Literal["v2", "v3"] = "v3"
+    repeat: int = Field(1, ge=1, le=10000)
+    v_read: float = 0.2
+    inputs: Optional[list[float]] = None
+    width: float = Field(1e-6, gt=0)
+    rise: float = Field(1e-8, gt=0)
+    fall: float = Field(1e-8, gt=0)
+    gap: float = Field(1e-7, ge=0)
+    duration: Optional[float] = Field(None, gt=0)
+    rows: dict[str, list[list[float]]] = Field(default_factory=dict)
+    cols: dict[str, list[list[float]]] = Field(default_factory=dict)
+
+
+class SequenceConfig(BaseModel):
+    model_config = _STRICT
+    tstep: float = Field(1e-8, gt=0)
+    delay: float = Field(1e-7, ge=0)
+    steps: list[StepConfig] = Field(min_length=1)
+
+
 class TransistorConfig(BaseModel):
     model_config = _STRICT
     model: str = "nacc"
@@ -129,13 +190,15 @@ class CrossbarConfig(BaseModel):
     cols: int = Field(ge=1, le=4096)
     access: Literal["1r", "1t1r"] = "1r"
     differential: bool = False
-    bench: Literal["read", "write"] = "read"
+    bench: Literal["read", "write", "sequence"] = "read"
+    save: Literal["terminals", "cells", "all"] = "terminals"
     spice_options: dict[str, float] = Field(default_factory=dict)
     wires: WiresConfig = Field(default_factory=WiresConfig)
     cells: CellsConfig = Field(default_factory=CellsConfig)
     read: ReadConfig = Field(default_factory=ReadConfig)
     write: WriteConfig = Field(default_factory=WriteConfig)
     transistor: TransistorConfig = Field(default_factory=TransistorConfig)
+    sequence: Optional[SequenceConfig] = None
 
 
 def load_toml(path: Path) -> dict[str, Any]:
@@ -219,13 +282,16 @@ def build_crossbar(config: CrossbarConfig, base_dir: Path = Path(".")) -> Crossb
         cells: Any = LinearCells(1.0 / resistance)
     elif kind == "polynomial":
         cells = _device_cells(config, base_dir, resistance)
-    else:
+    elif kind == "generative":
+        cells = _generative_cells(config, base_dir)
+    elif kind == "library":
+        from cosim.crossbar.devices import library_cells
+
         c = config.cells
-        osdi = None if c.osdi_file is None else (base_dir / c.osdi_file).resolve()
-        cells = VerilogACells(
-            shape_=(config.rows, config.cols), model=c.va_model, module=c.va_module,
-            params=dict(c.va_params), model_params=dict(c.va_model_params), osdi_file=osdi,
-        )
+        cells = library_cells(c.library_model, (config.rows, config.cols), _va_params(config, base_dir),
+                              dict(c.va_model_params), model_name=c.va_model)
+    else:
+        cells = _veriloga_cells(config, base_dir)
     t = config.transistor
     transistor = Transistor(model=t.model, vto=t.vto, kp=t.kp, lambda_=t.lambda_, w=t.w, l=t.l, v_gate=t.v_gate)
     inputs = None if config.read.inputs is None else np.asarray(config.read.inputs, dtype=float)
@@ -237,12 +303,91 @@ def build_crossbar(config: CrossbarConfig, base_dir: Path = Path(".")) -> Crossb
     )
 
 
+def _va_params(config: CrossbarConfig, base_dir: Path) -> dict[str, object]:
+    """Instance parameters: numbers for every cell, or M×N tables from .npy/.csv files."""
+    shape = (config.rows, config.cols)
+    params: dict[str, object] = {}
+    for name, value in config.cells.va_params.items():
+        if isinstance(value, str):
+            table = load_matrix(base_dir / value, f"table of instance parameter {name}")
+            if table.shape != shape:
+                raise DataFileError(f"{value}: instance parameter {name} has shape {table.shape}, crossbar is {shape}")
+            params[name] = table
+        else:
+            params[name] = value
+    return params
+
+
+def _veriloga_cells(config: CrossbarConfig, base_dir: Path) -> VerilogACells:
+    c = config.cells
+    cells = VerilogACells(
+        shape_=(config.rows, config.cols), model=c.va_model, module=c.va_module,
+        params=_va_params(config, base_dir), model_params=dict(c.va_model_params),
+        state_nodes=tuple(c.va_state_nodes),
+    )
+    if c.osdi_file is None:
+        raise CosimError(
+            f"cells: kind = \"veriloga\" needs an OSDI file (osdi_file / --osdi F.osdi) with module "
+            f"{c.va_module}; compile the Verilog-A with `cosim compile F.va -o F.osdi`"
+        )
+    osdi = (base_dir / c.osdi_file).resolve()
+    from cosim.spice.render import path as checked_path
+
+    checked_path(osdi)
+    if not osdi.is_file():
+        raise DataFileError(f"{c.osdi_file}: OSDI file not found")
+    return replace(cells, osdi_file=osdi)
+
+
+def _generative_cells(config: CrossbarConfig, base_dir: Path) -> VerilogACells:
+    from cosim.crossbar.devices import generative_cells
+    from cosim.device.modelfile import load_model
+    from cosim.paths import DEFAULT_MODEL
+
+    c = config.cells
+    if c.va_params:
+        raise CosimError("cells: kind = \"generative\" takes no va_params (the model file and seed set them)")
+    model = load_model(DEFAULT_MODEL if c.model_file is None else base_dir / c.model_file)
+    osdi = None if c.osdi_file is None else (base_dir / c.osdi_file).resolve()
+    return generative_cells(model, c.seed, (config.rows, config.cols), c.first_device, c.cycle0, c.lrs0,
+                            osdi_file=osdi, model_name=c.va_model)
+
+
 def _device_cells(config: CrossbarConfig, base_dir: Path, resistance: np.ndarray) -> PolynomialCells:
     from cosim.device.modelfile import load_model
     from cosim.paths import DEFAULT_MODEL
 
     path = DEFAULT_MODEL if config.cells.model_file is None else base_dir / config.cells.model_file
     return PolynomialCells.from_device_model(load_model(path), resistance)
+
+
+def stimulus(config: CrossbarConfig) -> Stimulus:
+    """The :class:`Stimulus` of ``[sequence]`` (``bench = "sequence"``)."""
+    if config.sequence is None:
+        raise CosimError('bench = "sequence" needs a [sequence] table with [[sequence.steps]]')
+    steps: list[Any] = []
+    for index, step in enumerate(config.sequence.steps):
+        if step.kind == "write":
+            steps.append(WriteStep(row=step.row, col=step.col, v_write=step.v_write, scheme=step.scheme,
+                                   width=step.width, rise=step.rise, fall=step.fall, gap=step.gap, repeat=step.repeat))
+        elif step.kind == "read":
+            steps.append(ReadStep(v_read=step.v_read, inputs=None if step.inputs is None else tuple(step.inputs),
+                                  width=step.width, rise=step.rise, fall=step.fall, gap=step.gap))
+        else:
+            if step.duration is None:
+                raise CosimError(f"sequence step {index + 1}: kind = \"pwl\" needs duration")
+            steps.append(PwlStep(duration=step.duration, rows=_lines(step.rows, index, "rows"),
+                                 cols=_lines(step.cols, index, "cols")))
+    return Stimulus(steps=tuple(steps), tstep=config.sequence.tstep, delay=config.sequence.delay)
+
+
+def _lines(table: dict[str, list[list[float]]], index: int, what: str) -> dict[int, list[list[float]]]:
+    out = {}
+    for key, wave in table.items():
+        if not key.isdigit():
+            raise CosimError(f"sequence step {index + 1}: {what} key {key!r} must be a line index (0, 1, ...)")
+        out[int(key)] = wave
+    return out
 
 
 def render(config: CrossbarConfig, base_dir: Path = Path(".")) -> str:
@@ -253,11 +398,16 @@ def render(config: CrossbarConfig, base_dir: Path = Path(".")) -> str:
         title += " differential"
     if config.cells.random_seed is not None:
         title += f" seed={config.cells.random_seed}"
+    if config.cells.kind == "generative":
+        title += f" seed={config.cells.seed} first_device={config.cells.first_device}"
     if config.bench == "read":
-        return read_netlist(crossbar, spice_options=config.spice_options, title=title)
+        return read_netlist(crossbar, spice_options=config.spice_options, save=config.save, title=title)
+    if config.bench == "sequence":
+        return sequence_netlist(crossbar, stimulus(config), spice_options=config.spice_options, save=config.save,
+                                title=title)
     w = config.write
     pulse = WritePulse(
         row=w.row, col=w.col, v_write=w.v_write, scheme=w.scheme, delay=w.delay,
         rise=w.rise, fall=w.fall, width=w.width, tstep=w.tstep,
     )
-    return write_netlist(crossbar, pulse, spice_options=config.spice_options, title=title)
+    return write_netlist(crossbar, pulse, spice_options=config.spice_options, save=config.save, title=title)

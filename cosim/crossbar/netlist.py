@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Mapping
+from typing import TYPE_CHECKING, Literal, Mapping
 
 import numpy as np
 
@@ -19,7 +19,14 @@ from cosim.crossbar.spec import Crossbar
 from cosim.errors import CosimError, NetlistError
 from cosim.spice.render import Spice, format_number, ident, render_netlist
 
-Save = Literal["currents", "all"]
+if TYPE_CHECKING:
+    from cosim.crossbar.stimulus import Stimulus
+
+Save = Literal["terminals", "cells", "all"]
+SAVE_CHOICES = ("terminals", "cells", "all")
+"""``terminals``: column and driver currents; ``cells``: plus every array node voltage and each
+Verilog-A cell's state nodes and outputs (:mod:`cosim.crossbar.probes` turns them into per-cell
+arrays); ``all``: everything ngspice has. ``"currents"`` is accepted as ``"terminals"``."""
 Scheme = Literal["v2", "v3"]
 
 ACCURATE_OPTIONS: dict[str, float] = {"reltol": 1e-9, "abstol": 1e-15, "vntol": 1e-12}
@@ -118,15 +125,34 @@ def array_context(crossbar: Crossbar) -> dict[str, object]:
     return context
 
 
-def _common(crossbar: Crossbar, title: str, spice_options: Mapping[str, float] | None, save: Save) -> dict[str, object]:
-    if save not in ("currents", "all"):
-        raise CosimError(f"save must be 'currents' or 'all', got {save!r}")
+def check_save(save: str) -> Save:
+    """The probe set ``save`` names (``"currents"`` is the old name of ``"terminals"``)."""
+    save = "terminals" if save == "currents" else save
+    if save not in SAVE_CHOICES:
+        raise CosimError(f"save must be one of {', '.join(SAVE_CHOICES)}; got {save!r}")
+    return save  # type: ignore[return-value]
+
+
+def osdi_files(crossbar: Crossbar) -> list[Path]:
+    """OSDI libraries the netlist loads; a Verilog-A crossbar without one is an error."""
+    cells = crossbar.cells
+    if not isinstance(cells, VerilogACells):
+        return []
+    if cells.osdi_file is None:
+        raise NetlistError(
+            f"Verilog-A cells (module {cells.module}) have no OSDI file: ngspice could not find the "
+            "model; give one (--osdi F.osdi / osdi_file, compiled with `cosim compile`) or use "
+            "--device generative"
+        )
+    return [Path(cells.osdi_file).resolve()]
+
+
+def _common(crossbar: Crossbar, title: str, spice_options: Mapping[str, float] | None, save: str) -> dict[str, object]:
+    save = check_save(save)
     options = dict(spice_options or {})
     for name in options:
         ident(name)
-    osdi = []
-    if isinstance(crossbar.cells, VerilogACells) and crossbar.cells.osdi_file is not None:
-        osdi.append(Path(crossbar.cells.osdi_file).resolve())
+    osdi = osdi_files(crossbar)
     context = array_context(crossbar)
     context.update(title=title, osdi_files=osdi, spice_options=options, save=save)
     return context
@@ -136,7 +162,7 @@ def read_netlist(
     crossbar: Crossbar,
     inputs: np.ndarray | None = None,
     spice_options: Mapping[str, float] | None = None,
-    save: Save = "currents",
+    save: str = "terminals",
     title: str | None = None,
 ) -> str:
     """Read testbench (``.op``): DC ``inputs`` [V] per row (default: the crossbar's own)."""
@@ -153,7 +179,7 @@ def write_netlist(
     crossbar: Crossbar,
     pulse: WritePulse = WritePulse(),
     spice_options: Mapping[str, float] | None = None,
-    save: Save = "currents",
+    save: str = "terminals",
     title: str | None = None,
 ) -> str:
     """Write testbench (``.tran``): one pulse on all lines with a V/2 or V/3 scheme."""
@@ -176,3 +202,27 @@ def write_netlist(
     return render_netlist("crossbar_write.cir.j2", **context)
 
 
+
+
+def sequence_netlist(
+    crossbar: Crossbar,
+    stimulus: "Stimulus",
+    spice_options: Mapping[str, float] | None = None,
+    save: str = "terminals",
+    title: str | None = None,
+) -> str:
+    """Sequence testbench (``.tran``): PWL sources from a :class:`~cosim.crossbar.stimulus.Stimulus`.
+
+    The time step is capped at ``stimulus.tstep`` [s] so that read plateaus and pulse tops are
+    resolved; :meth:`Stimulus.read_times` gives the sampling time of each read.
+    """
+    waves = stimulus.waveforms(crossbar.rows, crossbar.cols)
+    name = title or f"cosim crossbar sequence {crossbar.rows}x{crossbar.cols} {len(stimulus.steps)} steps"
+    context = _common(crossbar, name, spice_options, save)
+    context.update(
+        row_pwl=[[(float(t), float(v)) for t, v in w] for w in waves.rows],
+        col_pwl=[[(float(t), float(v)) for t, v in w] for w in waves.cols],
+        tstep=float(stimulus.tstep),
+        tstop=float(waves.stop_time),
+    )
+    return render_netlist("crossbar_sequence.cir.j2", **context)

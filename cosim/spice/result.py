@@ -69,6 +69,17 @@ class SimResult:
     def names(self) -> list[str]:
         return list(self.plot().vectors) if self.plots else []
 
+    def cells(self, crossbar: object, plot: int = -1) -> object:
+        """Per-cell (points, M, N) arrays of a crossbar run saved with ``save="cells"``.
+
+        Returns a :class:`cosim.crossbar.probes.CellArrays` (node and cell voltages, cell
+        currents, Verilog-A state nodes); ``crossbar`` is the simulated
+        :class:`cosim.crossbar.Crossbar`.
+        """
+        from cosim.crossbar.probes import CellArrays
+
+        return CellArrays.from_result(self, crossbar, plot)  # type: ignore[arg-type]
+
     def to_long_frame(self) -> pd.DataFrame:
         """Long table over all plots: ``plot, point, vector, value`` (+ ``imag`` if complex)."""
         frames = []
