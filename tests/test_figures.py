@@ -2,7 +2,8 @@
 
 Unit convention (docs/figures.md): a numeric axis label names its unit in brackets
 (``V [V]``, ``R at U0 [Ω]``); dimensionless quantities say ``(unitless)``, counts ``(count``
-(``cycle (count)``, ``weight bits (count, 0 = analog)``). An axis whose ticks are words (feature
+(``cycle (count)``, ``weight bits (count, 0 = analog)``), positions in an array ``(index``
+(``row i (index, last row = sense end)``). An axis whose ticks are words (feature
 names or labelled categories such as channel numbers) needs a label but no unit.
 """
 
@@ -24,7 +25,7 @@ from matplotlib.ticker import FixedFormatter
 from cosim.device.modelfile import load_model
 from cosim.paths import DEFAULT_MODEL
 
-UNIT = re.compile(r"\[[^\]]+\]|\(unitless|\(count")
+UNIT = re.compile(r"\[[^\]]+\]|\(unitless|\(count|\(index")
 NUMBER = re.compile(r"[-+\d.,e{}^×\s]*\d[-+\d.,e{}^×\s]*")
 
 
@@ -195,3 +196,37 @@ def test_demo_cycling_figure() -> None:
         import matplotlib.pyplot as plt
 
         plt.close(fig)
+
+
+def _saved_figure(monkeypatch: pytest.MonkeyPatch, draw: Any) -> Figure:
+    """Run ``draw()`` (a function that saves a figure to a file) and return the figure it saved."""
+    saved: list[Figure] = []
+    original = Figure.savefig
+
+    def record(self: Figure, *args: Any, **kwargs: Any) -> Any:
+        saved.append(self)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", record)
+    draw()
+    assert len(saved) == 1
+    return saved[0]
+
+
+def test_ir_drop_figure(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from cosim.crossbar import Crossbar, LinearCells
+    from cosim.crossbar.probes import CellArrays, ir_drop_figure
+    from cosim.crossbar.solver import simulate
+
+    g = np.random.default_rng(4).uniform(1 / 75e3, 1 / 4.5e3, size=(8, 6))
+    crossbar = Crossbar(LinearCells(g), r_row=2.0, r_col=3.0)
+    cells = CellArrays.from_result(simulate(crossbar, save_nodes=True), crossbar)
+    fig = _saved_figure(monkeypatch, lambda: ir_drop_figure(cells, tmp_path / "ir.png", title="8x6"))
+    assert figure_problems(fig) == []
+
+
+def test_library_iv_figure(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from cosim.library import iv_figure
+
+    fig = _saved_figure(monkeypatch, lambda: iv_figure("vteam", tmp_path / "iv.png", leg=2e-6))
+    assert figure_problems(fig) == []
