@@ -58,7 +58,7 @@ def netlist_crossbar(
     cell: Optional[str] = typer.Option(None, "--cell", help="Access: 1r or 1t1r."),
     device: Optional[str] = typer.Option(
         None, "--device", help="Cell: resistor, polynomial, veriloga, generative or library."),
-    model: Optional[Path] = typer.Option(None, "--model", help="generative/polynomial: device model JSON."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Device model JSON (generative and polynomial cells)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="generative: RNG seed of the devices (as cosim synth)."),
     first_device: Optional[int] = typer.Option(None, "--first-device", help="generative: device id of cell (0, 0)."),
     osdi: Optional[Path] = typer.Option(None, "--osdi", help="veriloga: compiled OSDI library (cosim compile)."),
