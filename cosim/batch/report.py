@@ -177,16 +177,16 @@ def terminal_tables(
             used = 0
         chunks[-1].append(m)
         used += need
-    tables = []
-    for k, chunk in enumerate(c for c in chunks if c):
+    frames = []
+    for chunk in (c for c in chunks if c):
         frame = base.copy()
         for m in chunk:
             frame.insert(len(frame.columns) - 1, m, columns[m])
-        tables.append((frame, chunk))
-    total = len(tables)
-    titled = [(("results, mean ± sd over seeds" + (f" ({k + 1}/{total})" if total > 1 else "")), f)
-              for k, (f, _) in enumerate(tables)]
-    return titled, notes
+        frames.append(frame)
+    title = "results, mean ± sd over seeds"
+    if len(frames) == 1:
+        return [(title, frames[0])], notes
+    return [(f"{title} ({k + 1}/{len(frames)})", f) for k, f in enumerate(frames)], notes
 
 
 def _choose(value: str | None, options: list[str], what: str) -> str | None:

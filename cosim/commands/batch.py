@@ -71,7 +71,6 @@ def report(
     from rich.table import Table
 
     from cosim.batch.report import build_report, terminal_tables
-
     from cosim.commands._progress import working
 
     try:
