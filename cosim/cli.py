@@ -33,6 +33,11 @@ def _register_all() -> None:
                 continue
             raise
         module.register(app)
+    # one place that turns user-caused failures (CosimError, OSError, MemoryError) of any
+    # command into an `error:` line; other exceptions are bugs and keep their traceback
+    from cosim.commands._guard import guard_commands
+
+    guard_commands(app)
 
 
 _register_all()

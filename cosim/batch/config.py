@@ -239,4 +239,7 @@ def load_sweep(path: str | Path) -> Sweep:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise SweepConfigError(f"{path}: cannot read sweep file: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise SweepConfigError(f"{path}: not UTF-8 text (byte {exc.start}); TOML files are "
+                               "UTF-8") from None
     return parse_sweep(text, path)

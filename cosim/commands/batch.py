@@ -39,7 +39,10 @@ def batch(
     from cosim.batch.config import load_sweep
     from cosim.batch.runner import FAILED_STATUSES, run_sweep
 
+    from cosim.commands._guard import check_output_folder
+
     try:
+        check_output_folder(out, "--out")
         loaded = load_sweep(sweep)
         counts = run_sweep(
             loaded,

@@ -87,11 +87,14 @@ def compile_command(
     lint_only: bool = typer.Option(False, "--lint-only", help="only lint (exit 1 if there are warnings)"),
 ) -> None:
     """Compile a Verilog-A file to OSDI with openvaf-r (cached); print the library path."""
+    from cosim.commands._guard import check_output_file
     from cosim.commands._progress import working
     from cosim.compile import compile_va
     from cosim.valint import lint_file
 
     try:
+        if output is not None:
+            check_output_file(output)
         if lint or lint_only:
             warnings = lint_file(source)
             for warning in warnings:
@@ -122,9 +125,12 @@ def run_command(
     from cosim.fileio import write_frame_atomic
     from cosim.spice.netlist_io import read_netlist_file
 
+    from cosim.commands._guard import check_output_file
+
     if backend is None:
         backend = Backend.vacask if netlist.suffix.lower() == ".sim" else Backend.batch
     try:
+        check_output_file(output)
         if backend is Backend.vacask:  # VACASK's own dialect: run the file where it lies
             from cosim.spice.vacask import run_vacask
 

@@ -16,6 +16,13 @@ from cosim.errors import CosimError
 
 _NETLIST_GROUP: typer.Typer | None = None
 
+#: peak memory of `cosim netlist crossbar`, measured at 128x128 and 512x512 cells (bytes)
+NETLIST_BYTES_BASE, NETLIST_BYTES_PER_CELL = 150e6, 1.5e3
+#: peak memory of `cosim mdm` per logical weight (differential pairs, nodal solves), bytes
+MDM_BYTES_BASE, MDM_BYTES_PER_WEIGHT = 200e6, 5e3
+#: peak memory of `cosim irdrop` (nodal, measured at 128x128 and 512x512 cells), bytes
+IRDROP_BYTES_BASE, IRDROP_BYTES_PER_CELL = 200e6, 2.2e3
+
 
 def _fail(exc: CosimError) -> typer.Exit:
     typer.echo(f"error: {exc}", err=True)
@@ -78,11 +85,13 @@ def netlist_crossbar(
     select_col: Optional[int] = typer.Option(None, "--select-col", help="Column of the cell to write."),
 ) -> None:
     """Write a crossbar read or write testbench netlist (see docs/crossbar.md)."""
+    from cosim.commands._guard import check_memory, check_output_file
     from cosim.commands._progress import working
     from cosim.crossbar import config as cfg
     from cosim.fileio import write_text_atomic
 
     try:
+        check_output_file(output)
         data = cfg.load_toml(config) if config is not None else {}
         flags = {
             "rows": rows, "cols": cols, "access": cell, "differential": differential, "bench": bench,
@@ -105,6 +114,9 @@ def netlist_crossbar(
         source = str(config) if config is not None else "flags"
         parsed = cfg.parse_config(cfg.merge(data, flags), source)
         base_dir = config.parent if config is not None else Path.cwd()
+        cells = parsed.rows * parsed.cols * (2 if parsed.differential else 1)
+        check_memory(NETLIST_BYTES_BASE + NETLIST_BYTES_PER_CELL * cells,
+                     f"a {parsed.rows}x{parsed.cols} netlist ({cells} cells)")
         with working(f"rendering the {parsed.rows}x{parsed.cols} netlist"):
             text = cfg.render(parsed, base_dir)
         write_text_atomic(output, text)
@@ -133,12 +145,19 @@ def mdm(
     from cosim.crossbar.mdm import random_inputs, random_weights, study
     from cosim.fileio import write_text_atomic
     from cosim.crossbar.spec import Crossbar
+    from cosim.commands._guard import check_memory, check_output_file
 
     try:
+        if not 0 <= seed < 2**32 - 1:
+            raise CosimError(f"--seed must be in 0..{2**32 - 2} (got {seed})")
+        if json_out is not None:
+            check_output_file(json_out, "--json")
         if matrix is not None:
             weights, origin = load_matrix(matrix, "weight matrix"), str(matrix)
         else:
             weights, origin = random_weights(rows, cols, block, seed), ("block-diagonal" if block else "dense Gaussian")
+        check_memory(MDM_BYTES_BASE + MDM_BYTES_PER_WEIGHT * weights.size,
+                     f"MDM on a {weights.shape[0]}x{weights.shape[1]} weight matrix")
         crossbar = Crossbar.from_weights(
             weights, g_min=g_min, g_max=g_max, differential=True, r_row=r_wire, r_col=r_wire, v_read=v_read
         )
@@ -172,10 +191,17 @@ def irdrop(
     from cosim.crossbar import config as cfg
     from cosim.crossbar.netlist import read_netlist
     from cosim.crossbar.probes import CellArrays, ir_drop_figure
+    from cosim.commands._guard import check_memory, check_output_file
     from cosim.fileio import atomic_path
 
     try:
+        check_output_file(output)
+        if csv is not None:
+            check_output_file(csv, "--csv")
         parsed = cfg.parse_config(cfg.load_toml(config), str(config))
+        cells_total = parsed.rows * parsed.cols * (2 if parsed.differential else 1)
+        check_memory(IRDROP_BYTES_BASE + IRDROP_BYTES_PER_CELL * cells_total,
+                     f"IR-drop maps of a {parsed.rows}x{parsed.cols} crossbar")
         crossbar = cfg.build_crossbar(parsed, config.parent)
         if backend == "nodal":
             from cosim.crossbar.solver import simulate

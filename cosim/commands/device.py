@@ -53,8 +53,11 @@ def synth_command(
     )
     from cosim.paths import DEFAULT_MODEL
 
+    from cosim.commands._guard import check_output_file
+
     model_path = model or DEFAULT_MODEL
     try:
+        check_output_file(output)
         m = load_model(model_path)
         # validate the settings on one device before streaming blocks of devices
         if fmt is SynthFormat.cycles:
@@ -71,11 +74,13 @@ def synth_command(
         for first in range(0, devices, step):
             n = min(step, devices - first)
             if fmt is SynthFormat.cycles:
-                yield synth_cycles(m, n, cycles, seed, v_set=v_set, v_reset=v_reset, noise=noise,
-                                   first_device=first)
+                part = synth_cycles(m, n, cycles, seed, v_set=v_set, v_reset=v_reset,
+                                    noise=noise, first_device=first)
             else:
-                yield synth_iv(m, n, cycles, seed, v_set=v_set, v_reset=v_reset, dv=dv,
-                               sweep_rate=sweep_rate, noise=noise, first_device=first)
+                part = synth_iv(m, n, cycles, seed, v_set=v_set, v_reset=v_reset, dv=dv,
+                                sweep_rate=sweep_rate, noise=noise, first_device=first)
+            meta["d2d_redrawn"] += part.attrs.get("d2d_redrawn", 0)
+            yield part
             advance(n)
 
     meta = {
@@ -94,6 +99,7 @@ def synth_command(
         "noise": noise,
         "columns": CYCLE_COLUMNS if fmt is SynthFormat.cycles else IV_COLUMNS,
         "rng": "cosim counter hash RNG (docs/rng.md)",
+        "d2d_redrawn": 0,  # devices whose D2D draw had σ <= 0 or an LRS reaching 0 Ω (redrawn)
     }
     from cosim.commands._progress import counting
 
@@ -112,9 +118,11 @@ def import_synaptogen_command(
     var_order: int = typer.Option(10, "--var-order", min=1, max=10, help="VAR order p (VAR_00p)"),
 ) -> None:
     """Convert the published Synaptogen parameter file into a cosim model file."""
+    from cosim.commands._guard import check_output_file
     from cosim.device.modelfile import import_synaptogen, save_model
 
     try:
+        check_output_file(output)
         m = import_synaptogen(source, var_order=var_order)
         save_model(m, output)
     except CosimError as exc:
@@ -133,6 +141,7 @@ def show_command(
     from cosim.device.model import basis_conductances
     from cosim.device.modelfile import (
         DEFAULT_MA_ORDER,
+        d2d_invalid_fraction,
         load_model,
         ma_variance_captured,
         var_spectral_radius,
@@ -148,6 +157,8 @@ def show_command(
     g_l, g_h = basis_conductances(m)
     typer.echo(f"name: {m.name}  schema {m.schema_version}")
     typer.echo(f"D2D components K = {m.n_components}, weights {np.round(m.d2d_weights, 4).tolist()}")
+    invalid = float(d2d_invalid_fraction(m) @ (m.d2d_weights / m.d2d_weights.sum()))
+    typer.echo(f"D2D draws redrawn (sigma <= 0 or LRS reaching 0 ohm): {invalid:.2g} of devices")
     typer.echo(f"VAR order p = {m.var_order}, companion spectral radius {var_spectral_radius(m.var_lags):.4f}")
     typer.echo(f"MA order J = {j}: stationary variance kept "
                + ", ".join(f"{f} {k:.3f}" for f, k in zip(m.features, kept)))
@@ -173,9 +184,11 @@ def plots_command(
     )
     from cosim.fileio import save_figure_atomic
     from cosim.device.synth import synth_cycles, synth_iv
+    from cosim.commands._guard import check_output_folder
     from cosim.paths import DEFAULT_MODEL
 
     try:
+        check_output_folder(output_dir, "--output-dir")
         m = load_model(model or DEFAULT_MODEL)
     except CosimError as exc:
         raise _fail(exc) from None

@@ -36,26 +36,30 @@ def fit_command(
                                    "input is a cycle table (default: the shipped default)."),
 ) -> None:
     """Fit the generative device model to IN.csv and write MODEL.json (and a report)."""
-    from cosim.errors import CosimError
-
-    try:
-        _run(input_csv, output, report, fmt, seed, gamma_degree, max_order, ic, var_order,
-             max_components, u0, hrs_read, base_model)
-    except CosimError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=2) from None
+    _run(input_csv, output, report, fmt, seed, gamma_degree, max_order, ic, var_order,
+         max_components, u0, hrs_read, base_model)
 
 
 def _run(input_csv: Path, output: Path, report: Optional[Path], fmt: str, seed: int,
          gamma_degree: int, max_order: int, ic: str, var_order: Optional[int],
          max_components: int, u0: float, hrs_read: str, base_model: Optional[Path]) -> None:
+    from cosim.commands._guard import check_output_file, check_output_folder
     from cosim.device.modelfile import load_model, save_model
     from cosim.errors import CosimError
     from cosim.fit.extract import ExtractConfig
-    from cosim.fit.fit import FitConfig, fit_file
     from cosim.commands._progress import working
-    from cosim.fit.report import write_report
+    from cosim.fit.fit import FitConfig, FitError, fit_file
+    from cosim.fit.report import write_failed_report, write_report
 
+    # every output is checked before the (long) fit, so nothing is written and then refused
+    check_output_file(output)
+    if report is not None:
+        check_output_folder(report, "--report")
+        if report.resolve() == output.resolve():
+            raise CosimError(f"--report {report} and --output {output} are the same path")
+
+    if not 0 <= seed <= 2**31 - 1 - 16:  # restarts use seed, seed + 1, ...
+        raise CosimError(f"--seed must be in 0..{2**31 - 17} (got {seed})")
     if fmt not in ("auto", "cycles", "iv"):
         raise CosimError(f"--format must be auto, cycles or iv (got {fmt!r})")
     if ic not in ("aic", "bic", "hqic"):
@@ -69,8 +73,14 @@ def _run(input_csv: Path, output: Path, report: Optional[Path], fmt: str, seed: 
                        hrs_read=hrs_read.replace("-", "_"),  # type: ignore[arg-type]
                        extract=ExtractConfig(u0=u0))
     base = load_model(base_model) if base_model is not None else None
-    with working(f"reading, checking and fitting {input_csv}"):
-        result = fit_file(input_csv, fmt, config, base)  # type: ignore[arg-type]
+    try:
+        with working(f"reading, checking and fitting {input_csv}"):
+            result = fit_file(input_csv, fmt, config, base)  # type: ignore[arg-type]
+    except FitError as exc:
+        if report is not None:  # the QC findings explain the failure: keep them
+            path = write_failed_report(exc.qc, report, str(exc), str(input_csv))
+            raise CosimError(f"{exc} (QC report: {path})") from None
+        raise
     save_model(result.model, output)
     m = result.model
     typer.echo(f"wrote {output}: {result.device_stats.shape[0]} devices, {len(result.table)} "

@@ -20,11 +20,15 @@ def va_command(
                                help="hold the per-cycle features in internal nodes (faster)"),
 ) -> None:
     """Render the device model's Verilog-A source (compile with openvaf-r, load with pre_osdi)."""
-    from cosim.device.modelfile import DEFAULT_MA_ORDER, load_model
+    from cosim.device.modelfile import (DEFAULT_MA_ORDER, MIN_MA_VARIANCE_CAPTURED, load_model,
+                                        ma_variance_captured)
     from cosim.paths import DEFAULT_MODEL
     from cosim.veriloga import RenderOptions, write_reram
 
+    from cosim.commands._guard import check_output_file
+
     try:
+        check_output_file(output)
         m = load_model(model or DEFAULT_MODEL)
         options = RenderOptions(order=DEFAULT_MA_ORDER if order is None else order, module=module, latch=latch)
         path = write_reram(m, output, options)
@@ -32,6 +36,12 @@ def va_command(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=2) from None
     typer.echo(f"wrote {path} (module {module}, J={options.order}, latch={'on' if latch else 'off'})")
+    kept = ma_variance_captured(m.var_lags, m.var_chol, options.order)
+    if kept.min() < MIN_MA_VARIANCE_CAPTURED:
+        worst = int(kept.argmin())
+        typer.echo(f"warning: MA({options.order}) keeps {kept[worst]:.3g} of the {m.features[worst]} "
+                   f"variance (< {MIN_MA_VARIANCE_CAPTURED}); use a larger -J for statistics",
+                   err=True)
 
 
 def library_list() -> None:

@@ -107,7 +107,7 @@ class CellsConfig(BaseModel):
     kind: Literal["resistor", "polynomial", "veriloga", "generative", "library"] = "resistor"
     resistance: Optional[float] = Field(None, gt=0)
     resistance_file: Optional[str] = None
-    random_seed: Optional[int] = None
+    random_seed: Optional[int] = Field(None, ge=0, le=2**32 - 1)
     r_min: float = Field(4.5e3, gt=0)
     r_max: float = Field(75e3, gt=0)
     model_file: Optional[str] = None
@@ -210,6 +210,8 @@ def load_toml(path: Path) -> dict[str, Any]:
         raise CosimError(f"{path}: cannot read ({exc.strerror})") from exc
     except tomllib.TOMLDecodeError as exc:
         raise CosimError(f"{path}: invalid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise CosimError(f"{path}: not UTF-8 text (byte {exc.start}); TOML files are UTF-8") from None
 
 
 def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from typing import Optional, Union
 import numpy as np
 
 from cosim.device import _fast, rng
-from cosim.device.modelfile import DEFAULT_MA_ORDER, DeviceModel
+from cosim.device.modelfile import DEFAULT_MA_ORDER, DeviceModel, d2d_invalid
 
 BOLTZMANN = 1.380649e-23  # J/K
 ELEMENTARY_CHARGE = 1.602176634e-19  # C
@@ -46,10 +46,25 @@ class DeviceParams:
     component: np.ndarray  # (N,) int64
     mu: np.ndarray  # (N, 4)
     sigma: np.ndarray  # (N, 4)
+    redrawn: int = 0
+    """Devices whose first draw had a σ ≤ 0 or a mean LRS ≤ 0 and were drawn again."""
+
+
+#: redraws of a device whose D2D vector has σ ≤ 0 or mean LRS ≤ 0 (each with fresh normals)
+D2D_MAX_REDRAWS = 64
 
 
 def draw_d2d(model: DeviceModel, seed: int, device_ids: np.ndarray) -> DeviceParams:
-    """Pick a mixture component per device, then ``[μ; σ] = μDtD[:, k] + L_k z``."""
+    """Pick a mixture component per device, then ``[μ; σ] = μDtD[:, k] + L_k z``.
+
+    A Gaussian draw can give σ ≤ 0 (about 1e-4 of the devices of the published parameters),
+    which flips or freezes a feature's cycle-to-cycle variation, or an LRS that can reach 0 Ω
+    (:func:`cosim.device.modelfile.d2d_invalid`). Such a device is drawn again within its
+    component with fresh normals (key cycle word = attempt 1, 2, ...): the D2D distribution is
+    truncated to valid devices. The number of redrawn devices is ``DeviceParams.redrawn``.
+    Model files whose mixture would need this for more than 1 % of the devices are refused
+    (:data:`cosim.device.modelfile.MAX_INVALID_D2D`).
+    """
     seed = rng.check_seed(seed)
     ids = check_device_ids(device_ids)
     u = rng.uniform(seed, ids, 0, rng.STREAM_D2D_COMPONENT, 0)
@@ -59,7 +74,18 @@ def draw_d2d(model: DeviceModel, seed: int, device_ids: np.ndarray) -> DevicePar
     means = model.d2d_means.T[comp]  # (N, 8)
     chol = model.d2d_chol[comp]  # (N, 8, 8)
     vec = means + np.einsum("nij,nj->ni", chol, z)
-    return DeviceParams(ids, comp.astype(np.int64), vec[:, :4].copy(), vec[:, 4:].copy())
+    bad = np.flatnonzero(d2d_invalid(model, vec))
+    redrawn = int(bad.size)
+    for attempt in range(1, D2D_MAX_REDRAWS + 1):
+        if bad.size == 0:
+            break
+        z = rng.normal(seed, ids[bad, None], attempt, rng.STREAM_D2D_NORMAL, np.arange(8)[None, :])
+        vec[bad] = means[bad] + np.einsum("nij,nj->ni", chol[bad], z)
+        bad = bad[d2d_invalid(model, vec[bad])]
+    if bad.size:  # not reached for a valid model file (probability < 0.01 ** 64)
+        raise ValueError(f"{bad.size} device(s) without a valid D2D draw after "
+                         f"{D2D_MAX_REDRAWS} attempts; the model's D2D mixture is degenerate")
+    return DeviceParams(ids, comp.astype(np.int64), vec[:, :4].copy(), vec[:, 4:].copy(), redrawn)
 
 
 # --------------------------------------------------------------------------- C2C

@@ -23,12 +23,23 @@ The file is plain JSON, one object, whose keys mirror the fields of :class:`Devi
 
 The VAR order ``p`` is ``len(var_lags)``; the lag order is explicit (newest lag first),
 unlike the reference JSON which stores ``[L | A_p | ... | A_1]``.
+
+Types are strict: numbers must be JSON numbers (``"0.2"`` is refused), ``hrs_log10`` a JSON
+boolean (``"false"`` is refused), ``name`` a string. Besides shapes, validation refuses
+
+* a VAR whose truncated MA(J) form, at the default J = :data:`DEFAULT_MA_ORDER`, keeps less
+  than :data:`MIN_MA_VARIANCE_CAPTURED` of any feature's stationary latent variance (spectral
+  radius too close to 1: the Verilog-A model would lose the cycle-to-cycle variation);
+* a D2D mixture that draws σ ≤ 0 (any feature), or an LRS that can reach 0 Ω
+  (:func:`d2d_invalid`), for more than :data:`MAX_INVALID_D2D` of the devices (the rarer
+  draws are redrawn, see :func:`cosim.device.model.draw_d2d`).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +56,16 @@ GAMMA_CHECK_RANGE = (-4.0, 4.0)
 #: default order J of the truncated MA form: keeps >= 0.98 of the stationary latent variance
 #: of every feature for the default model (LRS is the slowest: 0.988 at J = 50, 0.983 at 45)
 DEFAULT_MA_ORDER = 50
+#: a model file is refused when the MA(DEFAULT_MA_ORDER) form keeps less than this fraction of
+#: the stationary latent variance of some feature (the default model keeps 0.988)
+MIN_MA_VARIANCE_CAPTURED = 0.9
+#: a model file is refused when more than this fraction of D2D draws (mixture-weighted) is
+#: invalid (σ <= 0 or an LRS reaching 0 Ω, see d2d_invalid; published Synaptogen: about 1e-4)
+MAX_INVALID_D2D = 0.01
+#: the LRS of a valid device stays positive for latents x >= -D2D_LATENT_RANGE (in sd)
+D2D_LATENT_RANGE = 5.0
+#: deepest JSON nesting read from a model file (the schema needs 3)
+MAX_JSON_DEPTH = 32
 
 
 @dataclass(eq=False)
@@ -76,6 +97,17 @@ class DeviceModel:
             setattr(self, name, _as_float_array(name, getattr(self, name)))
         for name in ("u0", "umax", "eta", "read_temperature_K", "read_bandwidth_Hz"):
             setattr(self, name, _as_float(name, getattr(self, name)))
+        if not isinstance(self.name, str):
+            raise ModelFileError(f"field 'name' must be a string, got {_json_type(self.name)}")
+        if not isinstance(self.hrs_log10, (bool, np.bool_)):
+            raise ModelFileError("field 'hrs_log10' must be true or false (a JSON boolean), "
+                                 f"got {_json_type(self.hrs_log10)}")
+        self.hrs_log10 = bool(self.hrs_log10)
+        if isinstance(self.features, str) or not all(isinstance(f, str) for f in self.features):
+            raise ModelFileError(f"field 'features' must be a list of strings, got {self.features!r}")
+        if isinstance(self.schema_version, bool) or not isinstance(self.schema_version, int):
+            raise ModelFileError(f"field 'schema_version' must be an integer, got "
+                                 f"{_json_type(self.schema_version)}")
         self.features = tuple(self.features)
         validate(self)
 
@@ -145,7 +177,7 @@ class DeviceModel:
         if not isinstance(data, dict):
             raise ModelFileError(f"{source}: top level must be a JSON object")
         version = data.get("schema_version")
-        if version != SCHEMA_VERSION:
+        if isinstance(version, bool) or version != SCHEMA_VERSION:
             raise ModelFileError(
                 f"{source}: field 'schema_version' is {version!r}; this cosim reads version {SCHEMA_VERSION}")
         required = ["d2d_weights", "d2d_means", "d2d_chol", "var_lags", "var_chol", "gamma",
@@ -159,8 +191,8 @@ class DeviceModel:
         if unknown:
             raise ModelFileError(f"{source}: unknown field(s) {', '.join(unknown)}")
         kwargs = {k: data[k] for k in known if k in data and k != "schema_version"}
-        if "features" in kwargs:
-            kwargs["features"] = tuple(kwargs["features"])
+        if "features" in kwargs and not isinstance(kwargs["features"], list):
+            raise ModelFileError(f"{source}: field 'features' must be a list of strings")
         try:
             return cls(**kwargs)
         except ModelFileError as exc:
@@ -168,21 +200,54 @@ class DeviceModel:
 
 
 # ----------------------------------------------------------------- validation
+def _json_type(value: Any) -> str:
+    """How a value reads in JSON terms, for messages (``null``, ``string "0.2"`` ...)."""
+    if value is None:
+        return "null"
+    if isinstance(value, (bool, np.bool_)):
+        return f"boolean {str(bool(value)).lower()}"
+    if isinstance(value, str):
+        return f"string {value[:40]!r}"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
 def _as_float_array(name: str, value: Any) -> np.ndarray:
+    """Strict: nested lists of numbers (or a numeric array); no strings, booleans or null."""
     try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ModelFileError(f"field '{name}' is not a numeric array") from None
+        raw = np.asarray(value)
+    except (TypeError, ValueError):  # ragged nesting
+        raise ModelFileError(f"field '{name}' is not a numeric array (ragged nesting)") from None
+    if raw.dtype.kind == "O":
+        bad = [v for v in raw.ravel() if isinstance(v, (str, bool)) or v is None]
+        if bad or not all(isinstance(v, (int, float)) for v in raw.ravel()):
+            shown = _json_type(bad[0]) if bad else "a ragged array"
+            raise ModelFileError(f"field '{name}' is not a numeric array (contains {shown})")
+        try:
+            raw = raw.astype(np.float64)
+        except OverflowError:
+            raise ModelFileError(f"field '{name}' holds a number too large for a double") from None
+    if raw.dtype.kind not in "iuf":
+        what = {"U": "strings", "S": "strings", "b": "booleans"}.get(raw.dtype.kind, raw.dtype.name)
+        raise ModelFileError(f"field '{name}' is not a numeric array (contains {what})")
+    arr = raw.astype(np.float64)
     if not np.all(np.isfinite(arr)):
         raise ModelFileError(f"field '{name}' contains non-finite values")
     return arr
 
 
 def _as_float(name: str, value: Any) -> float:
+    """Strict: a number (not a string, boolean or null), finite."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer,
+                                                                       np.floating)):
+        raise ModelFileError(f"field '{name}' must be a number, got {_json_type(value)}")
     try:
         out = float(value)
-    except (TypeError, ValueError):
-        raise ModelFileError(f"field '{name}' must be a number, got {value!r}") from None
+    except OverflowError:
+        raise ModelFileError(f"field '{name}' is too large for a double") from None
     if not np.isfinite(out):
         raise ModelFileError(f"field '{name}' must be finite")
     return out
@@ -254,6 +319,41 @@ def var_spectral_radius(lags: np.ndarray) -> float:
     return float(np.max(np.abs(np.linalg.eigvals(companion_matrix(lags)))))
 
 
+def d2d_invalid(model: DeviceModel, vectors: np.ndarray) -> np.ndarray:
+    """Which D2D vectors ``[μ; σ]`` (rows of an (N, 8) array) a device must not have.
+
+    Invalid: some σ ≤ 0 (it flips or freezes the feature's cycle-to-cycle variation), or an
+    LRS that reaches 0 Ω within the latent range the model covers, μ_LRS + σ_LRS·Γ_LRS(x) ≤ 0
+    for some x ≥ −:data:`D2D_LATENT_RANGE` (a negative resistance).
+    """
+    sigma = vectors[:, 4:]
+    lowest_gamma = min(float(np.polyval(model.gamma[2], -D2D_LATENT_RANGE)), 0.0)
+    lowest_lrs = vectors[:, 2] + np.maximum(sigma[:, 2], 0.0) * lowest_gamma
+    return np.any(sigma <= 0.0, axis=1) | (lowest_lrs <= 0.0)
+
+
+def d2d_invalid_fraction(model: DeviceModel, samples: int = 4096) -> np.ndarray:
+    """Per mixture component, the fraction of D2D draws that :func:`d2d_invalid` refuses.
+
+    Estimated from ``samples`` fixed normal draws (seed 0), so the answer is reproducible;
+    its sampling error is below 0.002 at the 1 % threshold.
+    """
+    z = np.random.default_rng(0).standard_normal((samples, 2 * N_FEAT))
+    return np.array([d2d_invalid(model, model.d2d_means[:, k] + z @ model.d2d_chol[k].T).mean()
+                     for k in range(model.n_components)])
+
+
+def _check_d2d_draws(model: DeviceModel) -> None:
+    frac = d2d_invalid_fraction(model)
+    total = float(frac @ (model.d2d_weights / model.d2d_weights.sum()))
+    if total > MAX_INVALID_D2D:
+        k = int(np.argmax(frac))
+        raise ModelFileError(
+            f"fields 'd2d_means'/'d2d_chol': {total:.3g} of the D2D draws would have σ <= 0 "
+            f"or an LRS reaching 0 Ω (component {k}: {frac[k]:.3g}); at most "
+            f"{MAX_INVALID_D2D} is accepted")
+
+
 def gamma_is_monotone(coeffs: np.ndarray, lo: float = -4.0, hi: float = 4.0) -> bool:
     """True when the polynomial (highest power first) is strictly increasing on [lo, hi]."""
     deriv = np.polyder(coeffs)
@@ -290,6 +390,18 @@ def validate(model: DeviceModel) -> None:
     rho = var_spectral_radius(lags)
     if rho >= 1.0:
         raise ModelFileError(f"field 'var_lags': VAR is not stable (companion spectral radius {rho:.4f} >= 1)")
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # an ill-conditioned Lyapunov solve is judged below
+        kept = ma_variance_captured(lags, model.var_chol, DEFAULT_MA_ORDER)
+    if not np.all((kept > -1e-6) & (kept < 1 + 1e-6)):  # a fraction: else round-off dominates
+        raise ModelFileError("fields 'var_lags'/'var_chol': the stationary covariance of the VAR "
+                             "is numerically singular (innovations nearly collinear)")
+    if not np.all(kept >= MIN_MA_VARIANCE_CAPTURED):  # NaN (near-singular) is refused too
+        worst = int(np.argmin(np.nan_to_num(kept, nan=-1.0)))
+        raise ModelFileError(
+            f"field 'var_lags': companion spectral radius {rho:.7g} is too close to 1: the "
+            f"MA({DEFAULT_MA_ORDER}) form keeps {kept[worst]:.3g} of the {FEATURES[worst]} "
+            f"variance (need >= {MIN_MA_VARIANCE_CAPTURED})")
     _shape("gamma", model.gamma, (N_FEAT, 5))
     for i, name in enumerate(FEATURES):
         if not gamma_is_monotone(model.gamma[i], *GAMMA_CHECK_RANGE):
@@ -305,6 +417,7 @@ def validate(model: DeviceModel) -> None:
         raise ModelFileError("fields 'iv_llrs'/'iv_hhrs': need P_LLRS(u0) > P_HHRS(u0)")
     if not isinstance(model.provenance, dict):
         raise ModelFileError("field 'provenance' must be a JSON object")
+    _check_d2d_draws(model)  # last: it evaluates Γ_LRS, checked above
 
 
 # ----------------------------------------------------------------- file I/O
@@ -315,11 +428,48 @@ def load_model(path: str | os.PathLike[str]) -> DeviceModel:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ModelFileError(f"{path}: cannot read model file ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise ModelFileError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    return DeviceModel.from_dict(parse_json(text, str(path)), source=str(path))
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def parse_json(text: str, source: str) -> Any:
+    """Strict JSON: no NaN/Infinity, no integer beyond a double, nesting <= MAX_JSON_DEPTH."""
+    depth = max_depth = 0
+    in_string = escaped = False
+    for ch in text:  # cheap bracket scan: refuse deep nesting before the recursive parser
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            max_depth = max(max_depth, depth)
+            if depth > MAX_JSON_DEPTH:
+                raise ModelFileError(f"{source}: JSON nested deeper than {MAX_JSON_DEPTH} levels")
+        elif ch in "]}":
+            depth -= 1
     try:
-        data = json.loads(text)
+        return json.loads(text, parse_constant=_refuse_constant, parse_int=_parse_int)
     except json.JSONDecodeError as exc:
-        raise ModelFileError(f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
-    return DeviceModel.from_dict(data, source=str(path))
+        raise ModelFileError(f"{source}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except (ValueError, RecursionError) as exc:
+        raise ModelFileError(f"{source}: invalid JSON: {exc}") from None
+
+
+def _parse_int(text: str) -> int | float:
+    if len(text.lstrip("-")) > 300:  # beyond any double (1.8e308)
+        raise ValueError(f"integer literal of {len(text)} digits is too large")
+    return int(text)
 
 
 def save_model(model: DeviceModel, path: str | os.PathLike[str]) -> None:
@@ -341,11 +491,14 @@ def import_synaptogen(json_path: str | os.PathLike[str], var_order: int = 10) ->
     """
     path = Path(json_path)
     try:
-        src = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ModelFileError(f"{path}: cannot read ({exc.strerror})") from None
-    except json.JSONDecodeError as exc:
-        raise ModelFileError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
+    except UnicodeDecodeError as exc:
+        raise ModelFileError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    src = parse_json(text, str(path))
+    if not isinstance(src, dict):
+        raise ModelFileError(f"{path}: top level must be a JSON object")
     missing = [k for k in SYNAPTOGEN_KEYS if k not in src]
     var_key = f"VAR_{var_order:03d}"
     if var_key not in src:

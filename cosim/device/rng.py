@@ -49,7 +49,7 @@ TWO_POW_31 = 2147483648.0
 #: stream numbers used by the device model (documented in docs/rng.md)
 STREAM_C2C = 0  # streams 0..3: innovation eps_n of feature f = 0..3 (draw 0)
 STREAM_D2D_COMPONENT = 8  # uniform for the mixture component, cycle 0, draw 0
-STREAM_D2D_NORMAL = 9  # z_j of the D2D draw, cycle 0, draw j = 0..7
+STREAM_D2D_NORMAL = 9  # z_j of the D2D draw, cycle 0 (redraw a: cycle a), draw j = 0..7
 STREAM_READ_NOISE = 16  # read noise: draw = read counter within the cycle
 STREAM_MEAS_NOISE = 17  # measurement noise of synthetic I-V data (cosim synth)
 

@@ -75,7 +75,9 @@ def synth_cycles(model: DeviceModel, n_devices: int, n_cycles: int, seed: int,
         "LRS_ohm": (model.u0 / out["I_lrs"]).ravel(),
         "UR_V": out["UR_V"].ravel(),
     })
-    return frame[CYCLE_COLUMNS]
+    frame = frame[CYCLE_COLUMNS]
+    frame.attrs["d2d_redrawn"] = int(dev.params.redrawn)  # devices with a redrawn D2D vector
+    return frame
 
 
 def sweep_waveform(model: DeviceModel, v_set: float = -2.0, v_reset: float = 1.5, dv: float = 0.01,
@@ -121,13 +123,15 @@ def synth_iv(model: DeviceModel, n_devices: int, n_cycles: int, seed: int, v_set
                        rng.STREAM_MEAS_NOISE, np.arange(n_s)[None, None, :])
         cur = _noisy(model, cur, volts[None, None, :], z, noise_floor_a)
     t = (np.arange(n_cycles * n_s) * dt).reshape(n_cycles, n_s)
-    return pd.DataFrame({
+    frame = pd.DataFrame({
         "device": np.repeat(ids, n_cycles * n_s),
         "cycle": np.tile(np.repeat(np.arange(n_cycles), n_s), n_devices),
         "t_s": np.tile(t.ravel(), n_devices),
         "V": np.tile(volts, n_devices * n_cycles),
         "I": cur.ravel(),
     })[IV_COLUMNS]
+    frame.attrs["d2d_redrawn"] = int(dev.params.redrawn)  # devices with a redrawn D2D vector
+    return frame
 
 
 def _check_sizes(n_devices: int, n_cycles: int) -> None:

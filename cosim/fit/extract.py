@@ -24,12 +24,13 @@ polynomials and for η, Umax.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from cosim.fit.qc import QCReport, sort_key, sort_rows
+from cosim.fit.qc import QCConfig, QCReport, fmt, overflow_mask, sort_key, sort_rows
 
 FEATURE_COLUMNS = ["HRS_ohm", "US_V", "LRS_ohm", "UR_V"]
 
@@ -237,8 +238,79 @@ def _collect(v: np.ndarray, i: np.ndarray, set_index: int, k_min: int, before_re
     seg.v_max.append(float(v[rise[-1]]))
 
 
+def _report_loops(frame: pd.DataFrame, mask: np.ndarray, kind: str, what: str,
+                  report: QCReport, column: str | None = None) -> None:
+    """One QC entry per loop with samples in ``mask``: 'N sample(s) WHAT (first line L)'."""
+    for (dev, cyc), grp in frame.loc[mask].groupby(["device", "cycle"], sort=False,
+                                                   observed=True):
+        report.add(kind, dev, cyc, f"{len(grp)} sample(s) {what} (first line "
+                   f"{int(grp['line'].iloc[0])})", "excluded", column=column,
+                   line=int(grp["line"].iloc[0]))
+
+
+def _drop_bad_samples(frame: pd.DataFrame, report: QCReport) -> pd.DataFrame:
+    """Exclude samples with an instrument overflow code in V, I or t_s, or an empty t_s."""
+    bad = np.zeros(len(frame), dtype=bool)
+    for column in [c for c in ("V", "I", "t_s") if c in frame.columns]:
+        values = frame[column].to_numpy(dtype=float)
+        codes = overflow_mask(values) & ~bad
+        if codes.any():
+            example = fmt(values[np.flatnonzero(codes)[0]])
+            _report_loops(frame, codes, "glitch", f"with the instrument overflow code "
+                          f"{example} in {column}", report, column)
+            bad |= codes
+    if "t_s" in frame.columns:
+        empty = ~np.isfinite(frame["t_s"].to_numpy(dtype=float)) & ~bad
+        if empty.any():
+            _report_loops(frame, empty, "missing", "with an empty or non-finite t_s (their "
+                          "place in the loop is unknown)", report, "t_s")
+            bad |= empty
+    return frame.loc[~bad].reset_index(drop=True) if bad.any() else frame
+
+
+def _drop_voltage_glitches(frame: pd.DataFrame, factor: float, report: QCReport) -> pd.DataFrame:
+    """Exclude voltage spikes: samples (in time order) whose |V| exceeds ``factor`` times both
+    their loop's 90th percentile of |V| and the median |V| of their four nearest neighbours
+    in the loop (so a sweep after a long train of reads at U0 is not a spike)."""
+    if frame.empty:
+        return frame
+    loop = pd.factorize(pd.MultiIndex.from_arrays([sort_key(frame["device"]),
+                                                   frame["cycle"].to_numpy()]))[0]
+    size = np.abs(frame["V"].to_numpy(dtype=float))
+    scale = pd.Series(size).groupby(loop).quantile(0.9).to_numpy()[loop]
+    n = size.size
+    neighbours = np.full((4, n), np.nan)
+    for row, shift in enumerate((-2, -1, 1, 2)):
+        index = np.arange(n) + shift
+        ok = (index >= 0) & (index < n)
+        ok[ok] &= loop[index[ok]] == loop[ok]
+        neighbours[row, ok] = size[index[ok]]
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a loop of one sample: no neighbours
+        local = np.nanmedian(neighbours, axis=0)
+    spikes = size > factor * np.fmax(scale, local)
+    if not spikes.any():
+        return frame
+    _report_loops(frame, spikes, "glitch", f"with |V| above {factor:g} × both the loop's 90th "
+                  f"percentile of |V| and its neighbours' (largest {fmt(size[spikes].max())} V)",
+                  report, "V")
+    return frame.loc[~spikes].reset_index(drop=True)
+
+
+def clean_samples(frame: pd.DataFrame, glitch_factor: float = QCConfig.glitch_v_factor
+                  ) -> pd.DataFrame:
+    """The I–V samples without overflow codes, empty time stamps and voltage glitches (what
+    :func:`extract_features` excludes as ``glitch``/``missing``), e.g. for plots."""
+    scratch = QCReport()
+    frame = _drop_bad_samples(frame, scratch)
+    finite = np.isfinite(frame["V"].to_numpy(dtype=float)) & np.isfinite(frame["I"].to_numpy(dtype=float))
+    return _drop_voltage_glitches(frame.loc[finite].reset_index(drop=True), glitch_factor, scratch)
+
+
 def extract_features(frame: pd.DataFrame, cfg: ExtractConfig | None = None,
-                     report: QCReport | None = None) -> tuple[pd.DataFrame, Segments, QCReport]:
+                     report: QCReport | None = None,
+                     glitch_factor: float = QCConfig.glitch_v_factor
+                     ) -> tuple[pd.DataFrame, Segments, QCReport]:
     """Turn canonical I–V samples (device, cycle, [t_s], V, I, line) into a cycle table.
 
     Returns (cycle table with columns device, cycle, HRS_ohm, US_V, LRS_ohm, UR_V, line;
@@ -247,6 +319,7 @@ def extract_features(frame: pd.DataFrame, cfg: ExtractConfig | None = None,
     """
     cfg = cfg or ExtractConfig()
     report = report if report is not None else QCReport()
+    frame = _drop_bad_samples(frame, report)
     keys = ["device", "cycle"] + (["t_s"] if "t_s" in frame.columns else [])
     if "t_s" in frame.columns:
         frame = sort_rows(frame, keys, report)
@@ -265,6 +338,7 @@ def extract_features(frame: pd.DataFrame, cfg: ExtractConfig | None = None,
             report.add("missing", dev, cyc, f"{len(grp)} sample(s) with NaN/non-finite V or I "
                        f"(first line {int(grp['line'].iloc[0])})", "excluded")
         frame = frame.loc[~bad].reset_index(drop=True)
+    frame = _drop_voltage_glitches(frame, glitch_factor, report)
 
     segments = Segments()
     rows: list[dict[str, object]] = []

@@ -13,8 +13,9 @@ Steps (each a function below, so that tests can check them one by one):
    the order chosen by an information criterion (AIC/BIC/HQIC as in statsmodels'
    ``VAR.select_order``, all orders compared on the same rows), the innovation covariance
    and its Cholesky factor L;
-5. the D2D Gaussian mixture over the 8-vectors (μ_d, σ_d), K chosen by BIC
-   (:class:`sklearn.mixture.GaussianMixture`);
+5. the D2D Gaussian mixture over the 8-vectors (μ_d, σ_d), K chosen by BIC over seeded
+   restarts (:class:`sklearn.mixture.GaussianMixture`); an uncertain K (a BIC margin below
+   10, or a best fit that only one restart found) is reported as a QC note;
 6. from I–V loops also the I–V basis polynomials (P_LLRS degree 6, P_HHRS degree 5, no
    constant term) and the transition-curve parameters η and Umax (docs/device-model.md); from
    a cycle table these are taken from a base model (default: the shipped default model).
@@ -34,8 +35,8 @@ import scipy.linalg
 import scipy.optimize
 import scipy.stats
 
-from cosim.errors import DataFileError
-from cosim.fit.extract import ExtractConfig, Segments, extract_features
+from cosim.errors import DataFileError, ModelFileError
+from cosim.fit.extract import ExtractConfig, Segments, clean_samples, extract_features
 from cosim.fit.qc import QCConfig, QCReport, check_cycle_table
 from cosim.fit.readers import CYCLE_FEATURES, Format, Measurement, read_measurements
 
@@ -45,6 +46,14 @@ GAMMA_RANGE = 5.0
 
 
 HrsRead = Literal["after_reset", "before_set"]
+
+
+class FitError(DataFileError):
+    """The data could not be fitted; ``qc`` holds the quality-control findings so far."""
+
+    def __init__(self, message: str, qc: QCReport) -> None:
+        super().__init__(message)
+        self.qc = qc
 
 
 @dataclass
@@ -303,41 +312,126 @@ def fit_var(x: np.ndarray, devices: np.ndarray, cycles: np.ndarray,
 
 
 # --------------------------------------------------------------------------- D2D
-def fit_mixture(vectors: np.ndarray, max_components: int, seed: int
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, pd.DataFrame]:
-    """Gaussian mixture over the per-device 8-vectors, K by BIC.
+MIXTURE_RESTARTS = 5
+"""Seeded restarts (seeds seed, seed+1, ...) of the mixture fit for every K; each restart
+keeps the best of MIXTURE_INITS k-means++ starts, as one fit would."""
+MIXTURE_INITS = 2
+MIXTURE_SAME_OPTIMUM_BIC = 2.0
+"""Restarts whose BIC is within this of the best one found the same optimum."""
+MIXTURE_STRONG_BIC_MARGIN = 10.0
+"""A BIC difference above this is 'very strong' evidence (Kass & Raftery 1995): a smaller
+margin between the best and the next K is reported as a QC note."""
 
-    The vectors are standardized before sklearn's fit (its ``reg_covar`` is absolute) and the
-    means / covariances transformed back. Returns (weights (K,), means (8, K),
-    Cholesky factors (K, 8, 8), BIC table).
+
+@dataclass
+class MixtureChoice:
+    """How the number K of D2D mixture components was chosen."""
+
+    components: int
+    """The chosen K (smallest BIC over all restarts)."""
+    bic_margin: float
+    """BIC of the next-best K minus BIC of the chosen K (inf when only one K was tried)."""
+    k_by_restart: list[int]
+    """The K each restart alone would have chosen (a single seeded fit, as fits used to be:
+    local optima of EM make it vary with the seed even for clear clusters)."""
+    restarts_at_best: int
+    """Restarts that reached the chosen fit (BIC within MIXTURE_SAME_OPTIMUM_BIC of it)."""
+
+    @property
+    def stable(self) -> bool:
+        """K is well determined: a strong BIC margin, and its best fit found by >= 2 restarts
+        (so another set of seeds finds it too)."""
+        return self.bic_margin >= MIXTURE_STRONG_BIC_MARGIN and self.restarts_at_best >= 2
+
+    def note(self) -> str | None:
+        """A QC note when K is uncertain (weak BIC margin, or the best fit found only once)."""
+        problems = []
+        if self.restarts_at_best < 2:
+            problems.append("its best fit was found by only one of the seeded restarts, so "
+                            "other seeds may choose another K (single restarts chose " + ", ".join(
+                                f"K={k} {self.k_by_restart.count(k)}×"
+                                for k in sorted(set(self.k_by_restart))) + ")")
+        if self.bic_margin < MIXTURE_STRONG_BIC_MARGIN:
+            problems.append(f"the BIC margin to the next K is only {self.bic_margin:.3g} "
+                            f"(< {MIXTURE_STRONG_BIC_MARGIN:g})")
+        if not problems:
+            return None
+        return (f"D2D mixture K = {self.components} is uncertain: " + "; ".join(problems)
+                + "; the number of components is not well determined by these devices")
+
+
+def fit_mixture(vectors: np.ndarray, max_components: int, seed: int,
+                restarts: int = MIXTURE_RESTARTS
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, pd.DataFrame]:
+    """Gaussian mixture over the per-device 8-vectors, K by BIC over seeded restarts.
+
+    Every K = 1..K_max is fitted ``restarts`` times (each the best of :data:`MIXTURE_INITS`
+    k-means++ starts, seeds ``seed``, ``seed + 1``, ...); K is the one with the smallest BIC
+    over all restarts, and the model is that best fit. The BIC table has, per K, the best and worst BIC over the restarts and
+    how many restarts alone chose that K (``chosen_by``); :func:`mixture_choice` summarises
+    it. The vectors are standardized before sklearn's fit (its ``reg_covar`` is absolute) and
+    the means / covariances transformed back. Returns (weights (K,), means (8, K), Cholesky
+    factors (K, 8, 8), BIC table).
     """
     from sklearn.mixture import GaussianMixture
+    from threadpoolctl import threadpool_limits
 
+    with threadpool_limits(limits=1):  # tiny matrices: threads only cost (shared machines)
+        return _fit_mixture(GaussianMixture, vectors, max_components, seed, restarts)
+
+
+def _fit_mixture(GaussianMixture: Any, vectors: np.ndarray, max_components: int, seed: int,
+                 restarts: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, pd.DataFrame]:
     n = vectors.shape[0]
     centre = vectors.mean(axis=0)
     scale = vectors.std(axis=0)
     scale = np.where(scale > 0, scale, np.maximum(np.abs(centre) * 1e-6, 1e-12))
     data = (vectors - centre) / scale
     k_max = int(max(1, min(max_components, n // 10)))
-    best, records = None, []
+    bics = np.empty((k_max, restarts))
+    fits: list[Any] = []
     for k in range(1, k_max + 1):
-        gmm = GaussianMixture(n_components=k, covariance_type="full", n_init=5,
-                              init_params="k-means++", random_state=seed, reg_covar=1e-4,
-                              max_iter=500)
-        gmm.fit(data)
-        bic = float(gmm.bic(data))
-        records.append({"components": k, "bic": bic, "converged": bool(gmm.converged_)})
-        if best is None or bic < best[0]:
-            best = (bic, gmm)
-    gmm = best[1]
+        best = None
+        for r in range(restarts):
+            gmm = GaussianMixture(n_components=k, covariance_type="full", n_init=MIXTURE_INITS,
+                                  init_params="k-means++", random_state=seed + r,
+                                  reg_covar=1e-4, max_iter=500)
+            gmm.fit(data)
+            bics[k - 1, r] = float(gmm.bic(data))
+            if best is None or bics[k - 1, r] < best[0]:
+                best = (bics[k - 1, r], gmm)
+        fits.append(best[1])
+    best_k = int(np.argmin(bics.min(axis=1))) + 1
+    gmm = fits[best_k - 1]
     order = np.argsort(-gmm.weights_)
     weights = gmm.weights_[order] / gmm.weights_[order].sum()
     means = (gmm.means_[order] * scale + centre).T
     covs = gmm.covariances_[order] * np.outer(scale, scale)
     chols = np.stack([np.linalg.cholesky(c) for c in covs])
-    table = pd.DataFrame(records)
-    table["selected"] = table["components"] == len(weights)
+    chosen = np.argmin(bics, axis=0) + 1
+    table = pd.DataFrame({
+        "components": np.arange(1, k_max + 1),
+        "bic": bics.min(axis=1),
+        "bic_worst_restart": bics.max(axis=1),
+        "chosen_by": [int(np.sum(chosen == k)) for k in range(1, k_max + 1)],
+        "restarts_at_best": (bics <= bics.min(axis=1, keepdims=True)
+                             + MIXTURE_SAME_OPTIMUM_BIC).sum(axis=1),
+        "converged": [bool(f.converged_) for f in fits],
+    })
+    table["selected"] = table["components"] == best_k
     return weights, means, chols, table
+
+
+def mixture_choice(table: pd.DataFrame) -> MixtureChoice:
+    """Summary of a BIC table from :func:`fit_mixture`: chosen K, BIC margin, K per restart."""
+    ordered = table.sort_values("bic")
+    best = int(ordered["components"].iloc[0])
+    margin = (float(ordered["bic"].iloc[1] - ordered["bic"].iloc[0]) if len(ordered) > 1
+              else float("inf"))
+    by_restart = [int(k) for k, n in zip(table["components"], table["chosen_by"])
+                  for _ in range(int(n))]
+    hits = int(ordered["restarts_at_best"].iloc[0])
+    return MixtureChoice(best, margin, by_restart, hits)
 
 
 # --------------------------------------------------------------------------- I–V
@@ -463,12 +557,19 @@ def fit_table(table: pd.DataFrame, config: FitConfig | None = None,
     """
     from threadpoolctl import threadpool_limits
 
+    report = report if report is not None else QCReport()
     with threadpool_limits(limits=1):
         try:
             return _fit_table(table, config, report, segments, base_model, kind, provenance)
         except (np.linalg.LinAlgError, scipy.linalg.LinAlgError) as exc:
-            raise DataFileError(f"numerical failure while fitting ({exc}); the data may be "
-                                "degenerate (see the QC entries)") from None
+            raise FitError(f"numerical failure while fitting ({exc}); the data may be "
+                           "degenerate (see the QC entries)", report) from None
+        except FitError:
+            raise
+        except DataFileError as exc:
+            raise FitError(str(exc), report) from None
+        except ModelFileError as exc:
+            raise FitError(f"the fitted model is not valid: {exc}", report) from None
 
 
 def _fit_table(table: pd.DataFrame, config: FitConfig | None, report: QCReport | None,
@@ -480,15 +581,15 @@ def _fit_table(table: pd.DataFrame, config: FitConfig | None, report: QCReport |
     config = config or FitConfig()
     rows, report = check_cycle_table(table, config.qc, report)
     if rows.empty:
-        raise DataFileError("no usable rows after quality control "
+        raise FitError("no usable rows after quality control "
                             f"({len(report)} QC entries; first: "
-                            f"{report.entries[0].detail if report.entries else 'none'})")
+                       f"{report.entries[0].detail if report.entries else 'none'})", report)
     kept = align_vectors(rows, config.hrs_read, report)
     codes, names = device_codes(kept)
     if names.size < config.min_devices:
-        raise DataFileError(
+        raise FitError(
             f"{names.size} usable device(s) after quality control; the device-to-device "
-            f"statistics need at least {config.min_devices} (see the QC entries)")
+            f"statistics need at least {config.min_devices} (see the QC entries)", report)
     y = feature_matrix(kept)
     mu, sigma = location_scale(y, codes)
     z = (y - mu[codes]) / sigma[codes]
@@ -511,6 +612,10 @@ def _fit_table(table: pd.DataFrame, config: FitConfig | None, report: QCReport |
     var_chol = np.linalg.cholesky(sigma_u)
     weights, means, chols, mixtures = fit_mixture(np.hstack([mu, sigma]),
                                                   config.max_components, config.seed)
+    choice = mixture_choice(mixtures)
+    note = choice.note()
+    if note is not None:
+        report.add("info", None, None, note, "kept")
     base = base_model if base_model is not None else load_model(DEFAULT_MODEL)
     iv_info: dict[str, Any] = {"source": "base model (cycle-table input has no I–V data)",
                                "base_model": base.name}
@@ -541,6 +646,11 @@ def _fit_table(table: pd.DataFrame, config: FitConfig | None, report: QCReport |
         "var_order_criterion": config.ic if config.var_order is None else "fixed",
         "var_rows": var_rows,
         "mixture_components": int(weights.size),
+        "mixture_restarts": len(choice.k_by_restart),
+        "mixture_bic_margin": (round(choice.bic_margin, 3) if np.isfinite(choice.bic_margin)
+                               else None),
+        "mixture_k_by_restart": choice.k_by_restart,
+        "mixture_restarts_at_best": choice.restarts_at_best,
         "iv": iv_info,
         "qc_counts": {f"{r.kind}/{r.action}": int(r.entries)
                       for r in report.counts().itertuples(index=False)},
@@ -587,10 +697,11 @@ def fit_measurement(measurement: Measurement, config: FitConfig | None = None,
     if measurement.kind == "cycles":
         return fit_table(measurement.frame, config, base_model=base_model, kind="cycles",
                          provenance=provenance)
-    table, segments, report = extract_features(measurement.frame, config.extract)
+    table, segments, report = extract_features(measurement.frame, config.extract,
+                                               glitch_factor=config.qc.glitch_v_factor)
     result = fit_table(table, config, report=report, segments=segments,
                        base_model=base_model, kind="iv", provenance=provenance)
-    result.iv_frame = measurement.frame
+    result.iv_frame = clean_samples(measurement.frame, config.qc.glitch_v_factor)
     return result
 
 

@@ -26,6 +26,8 @@ KINDS: dict[str, str] = {
     "too_few_cycles": "device with too few usable cycles",
     "outlier": "robust z-score beyond the threshold",
     "extraction": "I–V loop from which a feature could not be extracted",
+    "glitch": "instrument overflow code (|x| >= 9.9e37) or a voltage spike far outside the sweep",
+    "units": "device whose typical value differs from the other devices by a unit factor",
     "info": "note",
 }
 
@@ -49,6 +51,30 @@ class QCEntry:
     """1-based line in the input file, where one line is concerned."""
 
 
+OVERFLOW_CODE = 9.9e37
+"""|value| at or above this is an instrument overflow/NaN code (SCPI instruments write
+9.91e37 for "not a number" and 9.9e37 for overflow), never a measurement."""
+
+
+def overflow_mask(values: np.ndarray) -> np.ndarray:
+    """True where a value is an instrument overflow code (finite but |x| >= 9.9e37)."""
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(values) & (np.abs(values) >= OVERFLOW_CODE)
+
+
+def fmt(value: object, digits: int = 4) -> str:
+    """A number for humans: ``nan``, ``inf``, ``1.234e+05``, ``-0.6821`` (never ``np.float64``)."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return str(value)
+    if np.isnan(number):
+        return "nan"
+    if np.isinf(number):
+        return "inf" if number > 0 else "-inf"
+    return f"{number:.{digits}g}"
+
+
 @dataclass
 class QCConfig:
     """Thresholds of quality control."""
@@ -61,6 +87,12 @@ class QCConfig:
     """|robust z| above this: reported and excluded (gross error, e.g. open contact)."""
     min_rel_spread: float = 1e-9
     """A feature whose within-device sd is below this fraction of |median| is 'stuck'."""
+    unit_factor: float = 30.0
+    """A device whose median HRS, LRS, |US| or |UR| differs from the median over devices by
+    more than this factor (up or down) is excluded as recorded in other units ('units')."""
+    glitch_v_factor: float = 3.0
+    """I–V samples with |V| above this multiple of both their loop's 90th percentile of |V|
+    and the median |V| of their four neighbours are voltage glitches (excluded)."""
 
 
 @dataclass
@@ -155,11 +187,17 @@ def _drop_duplicates(frame: pd.DataFrame, report: QCReport) -> pd.DataFrame:
 
 def _missing_values(frame: pd.DataFrame, report: QCReport) -> np.ndarray:
     values = frame[list(CYCLE_FEATURES)].to_numpy(dtype=float)
-    bad = ~np.isfinite(values)
+    codes = overflow_mask(values)
+    bad = ~np.isfinite(values) | codes
     for i, j in zip(*np.nonzero(bad)):
-        report.add("missing", frame["device"].iat[i], frame["cycle"].iat[i],
-                   f"{CYCLE_FEATURES[j]} is {values[i, j]!r}", "excluded",
-                   column=CYCLE_FEATURES[j], line=frame["line"].iat[i])
+        if codes[i, j]:
+            report.add("glitch", frame["device"].iat[i], frame["cycle"].iat[i],
+                       f"{CYCLE_FEATURES[j]} = {fmt(values[i, j])}: instrument overflow code",
+                       "excluded", column=CYCLE_FEATURES[j], line=frame["line"].iat[i])
+        else:
+            report.add("missing", frame["device"].iat[i], frame["cycle"].iat[i],
+                       f"{CYCLE_FEATURES[j]} is {'empty' if np.isnan(values[i, j]) else fmt(values[i, j])}",
+                       "excluded", column=CYCLE_FEATURES[j], line=frame["line"].iat[i])
     return bad.any(axis=1)
 
 
@@ -179,8 +217,9 @@ def _failed_switching(frame: pd.DataFrame, usable: np.ndarray, report: QCReport)
         hit = mask & usable & ~failed
         for i in np.flatnonzero(hit):
             report.add("failed_switching", frame["device"].iat[i], frame["cycle"].iat[i],
-                       f"{text}: HRS={hrs[i]:.6g} Ω, US={us[i]:.4g} V, LRS={lrs[i]:.6g} Ω, "
-                       f"UR={ur[i]:.4g} V", "excluded", column=column, line=frame["line"].iat[i])
+                       f"{text}: HRS={fmt(hrs[i], 6)} Ω, US={fmt(us[i])} V, "
+                       f"LRS={fmt(lrs[i], 6)} Ω, UR={fmt(ur[i])} V", "excluded", column=column,
+                       line=frame["line"].iat[i])
         failed |= hit
     return failed
 
@@ -240,8 +279,9 @@ def _outliers(frame: pd.DataFrame, usable: np.ndarray, config: QCConfig,
         i = index[k]
         column = CYCLE_FEATURES[j]
         gross = abs(z[k, j]) > config.outlier_exclude_z
+        shown_z = f"{z[k, j]:+.1f}" if abs(z[k, j]) < 1e4 else f"{z[k, j]:+.2e}"
         report.add("outlier", frame["device"].iat[i], frame["cycle"].iat[i],
-                   f"{column} = {frame[column].iat[i]:.6g}, robust z = {z[k, j]:+.1f}"
+                   f"{column} = {fmt(frame[column].iat[i], 6)}, robust z = {shown_z}"
                    f"{' (gross)' if gross else ''}", "excluded" if gross else "kept",
                    column=column, line=frame["line"].iat[i])
         excluded[i] |= gross
@@ -277,6 +317,41 @@ def _device_checks(frame: pd.DataFrame, usable: np.ndarray, config: QCConfig,
     return bad_device[codes]
 
 
+def _unit_mismatch(frame: pd.DataFrame, usable: np.ndarray, config: QCConfig,
+                   report: QCReport) -> np.ndarray:
+    """Exclude devices whose median of a feature is off the median over devices by more than
+    ``config.unit_factor`` (a device recorded in kΩ in an Ω column, mV in a V column ...).
+
+    Needs at least three devices (with two, which one is off cannot be told)."""
+    codes, names = pd.factorize(frame["device"], sort=False)
+    n_dev = len(names)
+    bad_device = np.zeros(n_dev, dtype=bool)
+    present = np.unique(codes[usable])
+    if present.size < 3:
+        return bad_device[codes]
+    values = np.abs(frame[list(CYCLE_FEATURES)].to_numpy(dtype=float)[usable])
+    medians = pd.DataFrame(values).groupby(codes[usable]).median()
+    overall = medians.median(axis=0).to_numpy()
+    units = {"HRS_ohm": "Ω", "US_V": "V", "LRS_ohm": "Ω", "UR_V": "V"}
+    for d, row in zip(medians.index, medians.to_numpy()):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = row / overall
+        off = [j for j in range(4) if overall[j] > 0
+               and not (1 / config.unit_factor <= ratio[j] <= config.unit_factor)]
+        if not off:
+            continue
+        parts = []
+        for j in off:
+            name, unit = CYCLE_FEATURES[j], units[CYCLE_FEATURES[j]]
+            factor = f"{fmt(ratio[j])} ×" if ratio[j] >= 1 else f"1/{fmt(1 / ratio[j])} of"
+            parts.append(f"median |{name}| {fmt(row[j])} {unit} is {factor} the median over "
+                         f"devices ({fmt(overall[j])} {unit})")
+        report.add("units", names[d], None, "; ".join(parts) + ": recorded in other units "
+                   "(e.g. kΩ in an Ω column)?", "excluded", column=CYCLE_FEATURES[off[0]])
+        bad_device[d] = True
+    return bad_device[codes]
+
+
 def check_cycle_table(frame: pd.DataFrame, config: QCConfig | None = None,
                       report: QCReport | None = None) -> tuple[pd.DataFrame, QCReport]:
     """Run QC on a canonical cycle table; return (rows to fit, report).
@@ -291,6 +366,7 @@ def check_cycle_table(frame: pd.DataFrame, config: QCConfig | None = None,
     missing = _missing_values(frame, report)
     failed = _failed_switching(frame, ~missing, report)
     usable = ~missing & ~failed
+    usable &= ~_unit_mismatch(frame, usable, config, report)
     usable &= ~_outliers(frame, usable, config, report)
     usable &= ~_device_checks(frame, usable, config, report)
     kept = frame.loc[usable].reset_index(drop=True)

@@ -251,7 +251,7 @@ def _cycle_column(series: pd.Series, lines: np.ndarray, path: Path, header: str)
     if frac.any():
         i = int(np.flatnonzero(frac)[0])
         raise DataFileError(f"{path}: line {lines[i]}, column {header!r}: cycle index "
-                            f"{values[i]!r} is not an integer")
+                            f"{float(values[i]):.10g} is not an integer")
     if np.abs(values).max(initial=0) > 2**53:
         raise DataFileError(f"{path}: column {header!r}: cycle index out of range")
     return values.astype(np.int64)
@@ -261,11 +261,14 @@ def _device_column(series: pd.Series, lines: np.ndarray, path: Path,
                    header: str) -> pd.Categorical:
     """Device names as a categorical of strings (categories in order of first appearance).
 
-    Integers written as ``3.0`` by some exports become ``"3"``.
+    A name is text: ``01`` and ``1``, ``1E3`` and ``1000`` are different devices (files are
+    read with the device column as text). Only surrounding spaces are ignored. In-memory
+    tables with a numeric device column get the integer spelling (``3.0`` → ``"3"``).
     """
     codes, uniques = pd.factorize(series, sort=False, use_na_sentinel=True)
+    if pd.api.types.is_float_dtype(series.dtype):
+        uniques = [str(int(v)) if float(v).is_integer() else repr(float(v)) for v in uniques]
     names = pd.Series(pd.Index(uniques).astype(str), dtype=object).str.strip()
-    names = names.str.replace(r"^(-?\d+)\.0+$", r"\1", regex=True)
     blank = (names == "").to_numpy()
     missing = (codes < 0) | (blank[codes] if blank.any() else np.zeros(codes.size, bool))
     if missing.any():
@@ -292,10 +295,12 @@ def read_measurements(path: str | Path, fmt: Format = "auto") -> Measurement:
     end = body.find(b"\n", 0, 1 << 20)
     first_line = body[: end if end >= 0 else 1 << 20].decode("utf-8", errors="replace")
     sep = _delimiter(first_line)
+    text_columns = _device_headers(first_line, sep, path)
     frame = None
     for encoding in ("utf-8-sig", "cp1252"):
         try:
-            frame = pd.read_csv(io.BytesIO(body), sep=sep, dtype=None, skip_blank_lines=False,
+            frame = pd.read_csv(io.BytesIO(body), sep=sep, dtype=text_columns or None,
+                                skip_blank_lines=False,
                                 na_values=_NA_STRINGS, keep_default_na=True, low_memory=False,
                                 skipinitialspace=True, encoding=encoding)
             break
@@ -307,17 +312,67 @@ def read_measurements(path: str | Path, fmt: Format = "auto") -> Measurement:
             raise DataFileError(f"{path}: not a readable CSV table ({message})") from None
     if frame is None:
         raise DataFileError(f"{path}: not a text CSV file (undecodable bytes)")
-    return measurement_from_frame(frame, fmt, path, first_line=header_line + 1)
+    lines = None
+    if _quoted_newline(body):  # a quoted field spans lines: count the lines of every record
+        lines = _record_lines(body.decode(encoding, errors="replace"), sep, len(frame))
+    if lines is not None:
+        lines = lines + (header_line - 1)
+    return measurement_from_frame(frame, fmt, path, first_line=header_line + 1, lines=lines)
+
+
+def _quoted_newline(body: bytes) -> bool:
+    """True when a line break lies inside quotes (between an odd and the next double quote)."""
+    if b'"' not in body:
+        return False
+    return any(b"\n" in inside for inside in body.split(b'"')[1::2])
+
+
+def _device_headers(first_line: str, sep: str, path: Path) -> dict[str, type]:
+    """``{header: str}`` for the device column(s), so that names are read as text."""
+    try:
+        headers = next(csv.reader([first_line], delimiter=sep, skipinitialspace=True))
+    except (csv.Error, StopIteration):
+        return {}
+    out: dict[str, type] = {}
+    for i, header in enumerate(headers):
+        name = header.lstrip("\ufeff") if i == 0 else header
+        try:
+            spec = parse_header(name, path)
+        except DataFileError:
+            continue  # reported with the full column check later
+        if spec is not None and spec.canonical == "device":
+            out[name] = str
+    return out
+
+
+def _record_lines(text: str, sep: str, rows: int) -> np.ndarray | None:
+    """1-based line (within ``text``) where each data record starts, or None if the records
+    do not line up with the ``rows`` rows pandas read."""
+    reader = csv.reader(io.StringIO(text), delimiter=sep, skipinitialspace=True)
+    starts, previous = [], 0
+    try:
+        for _record in reader:
+            starts.append(previous + 1)
+            previous = reader.line_num
+    except csv.Error:
+        return None
+    data = starts[1:]  # the first record is the header
+    if len(data) != rows:
+        return None
+    return np.asarray(data, dtype=np.int64)
 
 
 def measurement_from_frame(frame: pd.DataFrame, fmt: Format = "auto",
-                           path: str | Path = "<table>", first_line: int = 2) -> Measurement:
+                           path: str | Path = "<table>", first_line: int = 2,
+                           lines: np.ndarray | None = None) -> Measurement:
     """Map an in-memory table (file headers as columns) like :func:`read_measurements` does.
 
-    ``first_line`` is the line number reported for the first row (2: below a header line).
+    ``first_line`` is the line number reported for the first row (2: below a header line);
+    ``lines`` gives the line of every row instead (records spanning several lines).
     """
     path = Path(path)
-    lines = np.arange(len(frame), dtype=np.int64) + first_line
+    if lines is None:
+        lines = np.arange(len(frame), dtype=np.int64) + first_line
     empty_rows = frame.isna().all(axis=1).to_numpy()
     frame = frame.loc[~empty_rows].reset_index(drop=True)
     lines = lines[~empty_rows]

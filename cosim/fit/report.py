@@ -19,6 +19,7 @@ import pandas as pd
 
 from cosim.fit.fit import FEATURE_NAMES, FitResult, device_codes, feature_matrix
 from cosim.fileio import save_figure_atomic, write_text_atomic
+from cosim.fit.qc import QCReport
 from cosim.fit.readers import write_table
 
 FEATURE_LABELS = ("log10 HRS [log10 Ω]", "US [V]", "LRS [Ω]", "UR [V]")
@@ -401,7 +402,10 @@ def render_markdown(result: FitResult, comp: Comparison, figures: list[str],
         f"{_latent_corr(m)[0, 1]:+.3f}, (LRS, UR) {_latent_corr(m)[2, 3]:+.3f} "
         "(the shipped default model: −0.23, +0.19).",
         f"* D2D mixture: K = {m.n_components}, weights "
-        + ", ".join(f"{w:.3f}" for w in m.d2d_weights) + ".",
+        + ", ".join(f"{w:.3f}" for w in m.d2d_weights) + f"; chosen by BIC over "
+        f"{prov.get('mixture_restarts', '?')} seeded restarts per K, BIC margin to the next K "
+        f"{prov.get('mixture_bic_margin')}, K chosen by each restart "
+        f"{prov.get('mixture_k_by_restart')}.",
         f"* I–V basis, η = {m.eta:.4g}, Umax = {m.umax:.4g} V: {prov.get('iv', {}).get('source')}.",
         "", "Information criteria per VAR order (same rows for every order):", "",
         _frame_md(result.order_table), "",
@@ -461,4 +465,20 @@ def write_report(result: FitResult, folder: str | Path, seed: int = 0,
     write_table(result.mixture_table, folder / "mixture.csv")
     report = folder / "report.md"
     write_text_atomic(report, render_markdown(result, comp, list(figures), model_path))
+    return report
+
+
+def write_failed_report(qc: QCReport, folder: str | Path, error: str,
+                        input_path: str | None = None) -> Path:
+    """Report of a fit that stopped: ``qc.csv`` and a ``report.md`` with the reason and the
+    quality-control entries that led to it. Returns the path of ``report.md``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_table(qc.to_frame(), folder / "qc.csv")
+    parts = ["# Fit report: no model", ""]
+    if input_path:
+        parts += [f"Input: `{input_path}`", ""]
+    parts += [f"The fit stopped: {error}", "", "## Quality control", "", qc.to_markdown()]
+    report = folder / "report.md"
+    write_text_atomic(report, "\n".join(parts))
     return report

@@ -180,6 +180,8 @@ def load_study_config(path: Path | None = None, seed: int | None = None) -> S4DS
             raise CosimError(f"{path}: cannot read ({exc.strerror})") from exc
         except tomllib.TOMLDecodeError as exc:
             raise CosimError(f"{path}: invalid TOML: {exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise CosimError(f"{path}: not UTF-8 text (byte {exc.start}); TOML files are UTF-8") from None
         model_file = data.get("devices", {}).get("model_file") if isinstance(data.get("devices"), dict) else None
         if isinstance(model_file, str) and not Path(model_file).is_absolute():
             data["devices"]["model_file"] = str((Path(path).parent / model_file).resolve())
