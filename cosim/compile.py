@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from cosim.fileio import make_ordinary
 from cosim.errors import CosimError
 from cosim.toolchain import find_openvaf
 
@@ -178,7 +179,7 @@ def _atomic_copy(src: Path, dest: Path) -> None:
     os.close(fd)
     try:
         shutil.copyfile(src, tmp_name)
-        os.chmod(tmp_name, 0o755)
+        make_ordinary(tmp_name, 0o777)  # a shared library: executable, minus the umask
         os.replace(tmp_name, dest)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)

@@ -3,6 +3,10 @@
 Each writer creates a temporary file in the destination's folder (so the final rename stays
 on one file system), writes and flushes it, then moves it into place with :func:`os.replace`.
 On any error the temporary file is removed and the destination is left as it was.
+
+``tempfile.mkstemp`` creates its file with mode 0600; before the rename the file gets the mode
+an ordinary ``open(..., "w")`` would have given it, ``0666`` minus the process umask
+(:func:`current_umask`), so results are as readable as any other file the user writes.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from typing import Any
 
 __all__ = [
     "atomic_path",
+    "current_umask",
+    "make_ordinary",
     "write_text_atomic",
     "write_bytes_atomic",
     "write_json_atomic",
@@ -25,6 +31,38 @@ __all__ = [
     "save_figure_atomic",
     "sha256_file",
 ]
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it (``/proc/self/status`` on Linux)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # no /proc: read it by setting it (briefly) and restoring it
+    os.umask(mask)
+    return mask
+
+
+def make_ordinary(path: str | os.PathLike[str], mode: int = 0o666) -> None:
+    """Give a freshly created temporary file ``mode`` minus the umask (mkstemp made it 0600)."""
+    os.chmod(path, mode & ~current_umask())
+
+
+_PENDING: set[str] = set()
+"""Temporary files of atomic writes in progress (removed by :func:`remove_pending_temporaries`)."""
+
+
+def remove_pending_temporaries() -> None:
+    """Delete the temporary files of atomic writes in progress (before a hard exit)."""
+    for name in list(_PENDING):
+        try:
+            os.unlink(name)
+        except OSError:
+            pass
 
 
 @contextmanager
@@ -41,7 +79,9 @@ def atomic_path(destination: str | os.PathLike[str], *, fsync: bool = False) -> 
     )
     os.close(fd)
     temp = Path(temp_name)
+    _PENDING.add(temp_name)
     try:
+        make_ordinary(temp)
         yield temp
         if fsync:
             with open(temp, "rb+") as handle:
@@ -49,6 +89,7 @@ def atomic_path(destination: str | os.PathLike[str], *, fsync: bool = False) -> 
         os.replace(temp, destination)
     finally:
         temp.unlink(missing_ok=True)
+        _PENDING.discard(temp_name)
 
 
 def write_text_atomic(destination: str | os.PathLike[str], text: str) -> Path:

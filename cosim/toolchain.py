@@ -75,11 +75,14 @@ def _fail(message: str) -> ToolchainError:
     return ToolchainError(f"{message}\n{REMEDY}")
 
 
-def _run_probe(args: list[str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def _run_probe(
+    args: list[str], stdin: str | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     try:
         return subprocess.run(
             args,
             input=stdin,
+            cwd=cwd,
             capture_output=True,
             text=True,
             timeout=PROBE_TIMEOUT_S,
@@ -120,7 +123,7 @@ def _probe_osdi(executable: Path) -> bool:
         netlist.write_text(
             f"* osdi probe\n.control\npre_osdi {missing}\n.endc\nV1 a 0 1\nR1 a 0 1\n.op\n.end\n"
         )
-        proc = _run_probe([str(executable), "-b", str(netlist)])
+        proc = _run_probe([str(executable), "-n", "-b", str(netlist)], cwd=Path(tmp))
     log = proc.stdout + proc.stderr
     if "no such command" in log:
         return False

@@ -76,6 +76,20 @@ def fail_job(params: dict[str, Any], seed: int) -> dict[str, Any]:
     return {"value": float(np.random.default_rng(seed).uniform())}
 
 
+@register_job("escape")
+def escape_job(params: dict[str, Any], seed: int) -> dict[str, Any]:
+    """Start descendants that leave the job's process tree: one in a new session (setsid) and
+    one double-forked (its shell parent exits, so it is re-parented). Their pids go to
+    ``pid_file``. ``mode`` "hang" then sleeps past any timeout, "ok" returns at once."""
+    setsid = subprocess.Popen(["sleep", "600"], start_new_session=True)
+    fork = subprocess.run(["sh", "-c", "sleep 600 >/dev/null 2>&1 & echo $!"],
+                          capture_output=True, text=True, check=True)
+    Path(params["pid_file"]).write_text(f"{setsid.pid} {fork.stdout.strip()}\n")
+    if params["mode"] == "hang":
+        time.sleep(600)
+    return {"value": 1.0}
+
+
 @register_job("variants")
 def variants_job(params: dict[str, Any], seed: int) -> list[dict[str, Any]]:
     """Two result rows per job, labelled by text: ``plain`` = x·seed, ``mdm`` = x·seed / 2."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -144,3 +146,12 @@ def test_cli_compile_prints_path_and_reports_errors(tmp_path: Path) -> None:
     assert bad.exit_code == 2
     assert f"{source}:6:" in bad.output
     assert "Traceback" not in bad.output
+
+
+def test_compiled_library_mode_honours_the_umask(tmp_path: Path, private_cache: Path) -> None:
+    old = os.umask(0o027)
+    try:
+        target = compile_va(RES_VA, tmp_path / "res.osdi")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o750

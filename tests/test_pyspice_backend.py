@@ -71,7 +71,8 @@ def test_control_block_becomes_shared_mode_commands(osdi: dict[str, Path]) -> No
         ("run", "run"),
         ("write out.raw", "write"),
         ("set a=1; shell ls", "';'"),
-        ("pre_osdi relative/model.osdi", "absolute"),
+        ("pre_osdi relative/model.osdi", "relative/model.osdi does not exist"),
+        ("pre_osdi /tmp/a b.osdi", "only letters"),
         ("pre_osdi /nonexistent/model.osdi", "does not exist"),
     ],
 )
@@ -362,3 +363,25 @@ def test_netlist_file_path_is_accepted_and_named_in_errors(tmp_path: Path) -> No
     bad.write_text("* t\n.control\nshell ls\n.endc\nV1 a 0 1\nR1 a 0 1k\n.op\n.end\n")
     with pytest.raises(NetlistError, match=r"bad\.cir.*line 3.*shell"):
         run_pyspice(bad)
+
+
+def test_relative_pre_osdi_resolves_beside_the_netlist_in_both_ngspice_backends(
+    osdi: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cosim.spice.batch import run_batch
+
+    folder = tmp_path / "deck"
+    folder.mkdir()
+    (folder / "lin.osdi").write_bytes(osdi["lin_res"].read_bytes())
+    netlist = folder / "divider.cir"
+    netlist.write_text(
+        "* relative osdi\n.control\nset num_threads=1\npre_osdi lin.osdi\n.endc\n.options klu\n"
+        ".model linm lin_res\nV1 in 0 DC 1\nR1 in mid 1k\nN1 mid 0 linm r=3k\n.op\n.end\n"
+    )
+    monkeypatch.chdir(tmp_path)  # elsewhere: the netlist's folder must count, not the cwd
+    prepared = prepare_netlist(netlist)
+    assert prepared.osdi_files == [str(folder / "lin.osdi")]
+    in_process = run_pyspice(netlist, timeout_s=60)["v(mid)"][0]
+    subprocess_run = run_batch(netlist, timeout_s=60)["v(mid)"][0]
+    assert in_process == pytest.approx(0.75, rel=1e-12)
+    assert subprocess_run == pytest.approx(in_process, rel=1e-12)

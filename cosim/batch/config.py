@@ -50,6 +50,11 @@ RESERVED_COLUMNS = frozenset(
     {"job_id", "kind", "status", "error", "seed", "attempt", "elapsed_s", "pid", "row"}
 )
 MAX_SEED = 2**63 - 1
+DEFAULT_MAX_JOBS = 100_000
+"""Largest sweep accepted unless the file raises ``max_jobs`` (each job costs memory in the
+runner and a part file on disk; a typo in ``seeds.count`` should not mean a million jobs)."""
+NOT_FINGERPRINTED = ("max_jobs",)
+"""Fields that do not change any job's result (left out of :meth:`Sweep.fingerprint`)."""
 
 
 def _value_kind(value: Any) -> str:
@@ -67,7 +72,7 @@ class SeedRange(BaseModel):
     """``count`` consecutive seeds starting at ``base``."""
 
     model_config = ConfigDict(extra="forbid")
-    count: int = Field(ge=1, le=100_000)
+    count: int = Field(ge=1, le=100_000_000)
     base: int = Field(default=0, ge=0, le=MAX_SEED)
 
 
@@ -89,6 +94,8 @@ class SweepConfig(BaseModel):
     """Extra Python modules that register job kinds."""
     files: list[str] = Field(default_factory=list)
     """Files the sweep depends on (paths relative to the sweep file); hashed into the manifest."""
+    max_jobs: int = Field(default=DEFAULT_MAX_JOBS, ge=1)
+    """Refuse the sweep if grid points × seeds exceed this (an explicit override)."""
 
     @field_validator("grid")
     @classmethod
@@ -126,6 +133,13 @@ class SweepConfig(BaseModel):
             if key in RESERVED_COLUMNS:
                 raise ValueError(f"parameter name {key!r} is reserved for a result column")
         return self
+
+    def n_jobs(self) -> int:
+        """Grid points × seeds, computed without expanding either."""
+        count = self.seeds.count if isinstance(self.seeds, SeedRange) else len(self.seeds)
+        for values in self.grid.values():
+            count *= len(values)
+        return count
 
     def seed_list(self) -> list[int]:
         """The seeds, resolved to a list."""
@@ -170,7 +184,7 @@ class Sweep:
 
     def resolved(self) -> dict[str, Any]:
         """The config with defaults filled in and seeds resolved (JSON-ready)."""
-        data = self.config.model_dump(mode="json")
+        data = self.config.model_dump(mode="json", exclude=set(NOT_FINGERPRINTED))
         data["seeds"] = self.config.seed_list()
         return data
 
@@ -217,6 +231,13 @@ def parse_sweep(text: str, path: Path) -> Sweep:
         get_job_kind(config.kind)
     except CosimError as exc:
         raise SweepConfigError(f"{path}: field 'kind': {exc}") from None
+    n_jobs = config.n_jobs()
+    if n_jobs > config.max_jobs:
+        raise SweepConfigError(
+            f"{path}: the sweep expands to {n_jobs:,} jobs (grid points × seeds), over the "
+            f"limit of {config.max_jobs:,}; check 'seeds' and '[grid]', or raise the limit "
+            f"with max_jobs = {n_jobs} in the sweep file"
+        )
     for name in config.files:
         if not (path.parent / name).is_file():
             raise SweepConfigError(f"{path}: field 'files': {name!r} does not exist")

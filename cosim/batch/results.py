@@ -6,6 +6,7 @@ Layout of an output folder ``DIR``::
     DIR/parts/<job_id>.parquet   one file per finished job, written as soon as it finishes
     DIR/results.parquet      all parts of the sweep, in job order (written at the end)
     DIR/stale/<time>/        parts of jobs no longer in the config (moved there by --force)
+    DIR/corrupt/<time>/      part files that could not be read or hold another job's result
 
 Table format (long / tidy): one row per job and result row; never a pivot over grid values.
 Columns: ``job_id, kind, status, error, seed, attempt, elapsed_s, pid``, then one column per
@@ -14,12 +15,18 @@ job returning one dict), then one column per result field. A failed job has one 
 its ``status`` (``error``, ``nonconverged``, ``timeout``, ``crashed``) and ``error`` message and
 empty result columns. Every file is written to a temporary file in the same folder and moved
 into place with ``os.replace``, so a killed run never leaves a partial file.
+
+A part file that cannot be read (empty, truncated, not Parquet) or whose ``job_id`` column is
+not its own name (a copied file) is never trusted: a run moves it to ``DIR/corrupt/<time>/``,
+logs a warning naming it and runs its job again; ``cosim report`` leaves it out (the job
+counts as missing).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import fcntl
+import logging
 import hashlib
 import json
 import os
@@ -39,6 +46,9 @@ import pyarrow.parquet as pq
 from cosim.batch.config import Sweep
 from cosim.batch.runner import FAILED_STATUSES, STATUS_OK, JobOutcome
 from cosim.errors import CosimError
+from cosim.fileio import make_ordinary
+
+log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 LOCK = ".lock"
@@ -53,6 +63,64 @@ class ResultDirError(CosimError):
     """The output folder cannot be used (different sweep, unreadable manifest)."""
 
 
+_LOCK_HANDLES: set[Any] = set()
+"""Open lock files of this process (closed in forked children, see below)."""
+
+
+def _close_inherited_locks() -> None:
+    """In a freshly forked child: drop the copies of the parent's lock files, so that only
+    the parent holds the lock and its death frees the folder. The descriptor is pointed at
+    /dev/null rather than closed, so the child's file object never closes a reused number."""
+    for handle in list(_LOCK_HANDLES):
+        try:
+            null = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(null, handle.fileno())
+            os.close(null)
+        except (OSError, ValueError):
+            pass
+    _LOCK_HANDLES.clear()
+
+
+os.register_at_fork(after_in_child=_close_inherited_locks)
+
+
+def _lock_holders(lock: Path) -> list[int]:
+    """Pids of this user's processes that have ``lock`` open (Linux ``/proc``)."""
+    target = str(lock.resolve())
+    holders = []
+    for name in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if not name.isdigit():
+            continue
+        try:
+            fds = os.listdir(f"/proc/{name}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{name}/fd/{fd}") == target:
+                    holders.append(int(name))
+                    break
+            except OSError:
+                continue
+    return sorted(holders)
+
+
+def _lock_refusal(root: Path, owner: str) -> str:
+    """Why the lock of ``root`` is busy: its live owner, or the leftovers of a dead one."""
+    import psutil
+
+    if owner.isdigit() and psutil.pid_exists(int(owner)):
+        return f"{root}: another `cosim batch` (pid {owner}) is writing to this folder"
+    holders = [pid for pid in _lock_holders(root / LOCK) if pid != os.getpid()]
+    who = f"the run of pid {owner}" if owner else "the run that locked it"
+    held = (f"processes {', '.join(map(str, holders))} still hold {root / LOCK}"
+            if holders else "another process holds the lock")
+    return (
+        f"{root}: {who} is no longer running, but {held} (leftovers of a killed run?); "
+        "stop them, then rerun"
+    )
+
+
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Call ``write(tmp)`` on a temporary file next to ``path``, fsync it, then rename it."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -60,6 +128,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     os.close(fd)
     tmp = Path(tmp_name)
     try:
+        make_ordinary(tmp)
         write(tmp)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
@@ -162,21 +231,37 @@ class ResultStore:
             raise ResultDirError(f"{self.manifest_path}: unreadable manifest: {exc}") from None
 
     def lock(self) -> None:
-        """Take the folder's lock (released when this process ends, even by kill -9)."""
+        """Take the folder's lock and record this process as its owner.
+
+        The lock is an ``flock`` on ``.lock``: the kernel drops it when the owner dies, even by
+        ``kill -9``; processes forked from the owner close their copy at once
+        (:func:`_close_inherited_locks`). A refusal names the owner, or, if the recorded owner
+        is gone, the processes still holding the file open.
+        """
         self.root.mkdir(parents=True, exist_ok=True)
-        self._lock_handle = open(self.root / LOCK, "a+", encoding="utf-8")
+        handle = open(self.root / LOCK, "a+", encoding="utf-8")
         try:
-            fcntl.flock(self._lock_handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            self._lock_handle.close()
-            raise ResultDirError(
-                f"{self.root}: another `cosim batch` is writing to this folder"
-            ) from None
+            handle.seek(0)
+            owner = handle.read().strip()
+            handle.close()
+            raise ResultDirError(_lock_refusal(self.root, owner)) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        _LOCK_HANDLES.add(handle)
+        self._lock_handle = handle
 
     def release(self) -> None:
         """Drop the folder's lock (no-op when not held)."""
         handle = getattr(self, "_lock_handle", None)
         if handle is not None and not handle.closed:
+            handle.seek(0)
+            handle.truncate()
+            handle.flush()
+            _LOCK_HANDLES.discard(handle)
             handle.close()
 
     def begin(self, sweep: Sweep, *, force: bool, runner: dict[str, Any]) -> None:
@@ -246,15 +331,32 @@ class ResultStore:
         }
 
     def finished_ids(self, *, failed_count_as_finished: bool) -> set[str]:
-        """Ids of jobs with a part file (only successful ones unless failed ones count)."""
-        if failed_count_as_finished:
-            return {p.stem for p in self.parts.glob("*.parquet")}
+        """Ids of jobs with a sound part file (only successful ones unless failed ones count).
+
+        Unreadable part files and part files holding another job's result are moved to
+        ``corrupt/`` (with a logged warning), so their jobs run again.
+        """
         done = set()
-        for part in self.parts.glob("*.parquet"):
-            status = pq.read_table(part, columns=["status"]).column("status").to_pylist()
-            if all(s == STATUS_OK for s in status):
+        bad: list[tuple[Path, str]] = []
+        for part in sorted(self.parts.glob("*.parquet")):
+            table = read_part(part, ["job_id", "status"])
+            if isinstance(table, str):
+                bad.append((part, table))
+                continue
+            statuses = table.column("status").to_pylist()
+            if failed_count_as_finished or all(s == STATUS_OK for s in statuses):
                 done.add(part.stem)
+        if bad:
+            self._quarantine(bad)
         return done
+
+    def _quarantine(self, bad: list[tuple[Path, str]]) -> None:
+        target = self.root / "corrupt" / dt.datetime.now().strftime("%Y%m%dT%H%M%S%f")
+        target.mkdir(parents=True, exist_ok=True)
+        for part, reason in bad:
+            shutil.move(str(part), target / part.name)
+            log.warning("corrupt part file %s: %s; moved to %s, the job runs again",
+                        part, reason, target)
 
     def write_part(self, outcome: JobOutcome) -> None:
         """Store one finished job atomically as ``parts/<job_id>.parquet``."""
@@ -280,12 +382,44 @@ class ResultStore:
         return counts
 
 
+def read_part(path: Path, columns: list[str] | None = None) -> pa.Table | str:
+    """The table of one part file, or the reason it cannot be trusted (a one-line text).
+
+    A part must be a readable Parquet file with at least one row whose ``job_id`` column
+    holds only the file's own name (``<job_id>.parquet``).
+    """
+    wanted = None if columns is None else list(dict.fromkeys(["job_id", *columns]))
+    try:
+        if path.stat().st_size == 0:
+            return "empty file (0 bytes)"
+        table = pq.read_table(path, columns=wanted)
+    except (OSError, pa.ArrowException, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return f"unreadable ({first})"
+    if table.num_rows == 0:
+        return "no rows"
+    ids = set(table.column("job_id").to_pylist())
+    if ids != {path.stem}:
+        other = ", ".join(sorted(str(i) for i in ids - {path.stem})) or "none"
+        return f"holds the result of job {other}, not of job {path.stem}"
+    return table
+
+
 def read_parts_table(parts_dir: Path, job_ids: list[str]) -> pa.Table | None:
-    """Concatenate the part files of ``job_ids`` that exist, in that order (None if none)."""
-    paths = [p for jid in job_ids if (p := parts_dir / f"{jid}.parquet").is_file()]
-    if not paths:
+    """Concatenate the sound part files of ``job_ids`` that exist, in that order (None if
+    none); unsound ones are left out with a logged warning."""
+    tables = []
+    for jid in dict.fromkeys(job_ids):
+        path = parts_dir / f"{jid}.parquet"
+        if not path.is_file():
+            continue
+        table = read_part(path)
+        if isinstance(table, str):
+            log.warning("corrupt part file %s left out: %s", path, table)
+            continue
+        tables.append(table)
+    if not tables:
         return None
-    tables = [pq.read_table(p) for p in paths]
     try:
         return pa.concat_tables(tables, promote_options="permissive")
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
@@ -333,5 +467,9 @@ def load_results(root: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     job_ids = [job["id"] for job in manifest.get("jobs", [])]
     results = root / RESULTS
     if manifest.get("status") == "complete" and results.is_file():
-        return pd.read_parquet(results), manifest
+        try:
+            return pd.read_parquet(results), manifest
+        except (OSError, pa.ArrowException, ValueError) as exc:
+            log.warning("%s is unreadable (%s); reading the part files instead", results,
+                        str(exc).strip().splitlines()[0] if str(exc).strip() else "empty")
     return read_parts(store.parts, job_ids), manifest

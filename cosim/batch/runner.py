@@ -8,6 +8,14 @@ job that crashes cannot take the worker with it. A failed attempt is retried up 
 ``retries`` times; the last attempt's outcome is recorded. Results are stored by the main
 process as each job finishes (:mod:`cosim.batch.results`), so a killed sweep resumes where it
 stopped.
+
+Nothing outlives the run that started it: every job process carries a mark in its environment
+(:data:`JOB_MARK_ENV`, inherited by all its descendants) and after each attempt every process
+still carrying the attempt's mark is killed, also those that left the process tree with
+``setsid`` or a double fork. Pool workers and job processes get SIGKILL from the kernel when
+their parent dies (``PR_SET_PDEATHSIG``), so ``kill -9`` of the runner leaves no worker behind;
+Ctrl-C kills the pool at once, and so does SIGTERM (``cosim batch`` calls
+:func:`kill_local_pools` from its signal handler and exits).
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ import multiprocessing
 import multiprocessing.spawn
 import os
 import pickle
+import signal
 import subprocess
 import sys
 import tempfile
@@ -34,6 +43,7 @@ import psutil
 from cosim.batch.config import RESERVED_COLUMNS, Job, Sweep
 from cosim.batch.jobs import discover_job_kinds, get_job_kind
 from cosim.errors import ConvergenceError, CosimError
+from cosim.spice._process import die_with_parent, kill_marked, new_mark
 
 STATUS_OK = "ok"
 STATUS_ERROR = "error"
@@ -45,6 +55,8 @@ FAILED_STATUSES = (STATUS_ERROR, STATUS_NONCONVERGED, STATUS_TIMEOUT, STATUS_CRA
 _PRELOAD = ["cosim.batch.runner", "cosim.batch._preload"]
 MAIN_PATH_ENV = "COSIM_BATCH_MAIN_PATH"
 _KILL_GRACE_S = 5.0
+JOB_MARK_ENV = "COSIM_JOB_MARK"
+"""Environment variable whose value marks the processes of one job attempt."""
 
 
 @dataclass
@@ -114,8 +126,10 @@ def execute_job(job: Job, modules: list[str]) -> tuple[str, Any]:
         return STATUS_ERROR, f"{type(exc).__name__}: {exc}"
 
 
-def _job_child(job: Job, modules: list[str], conn: Any) -> None:
+def _job_child(job: Job, modules: list[str], conn: Any, mark: str) -> None:
     """Body of a forked job process: run the job and send (status, payload) to the parent."""
+    die_with_parent()
+    os.environ[JOB_MARK_ENV] = mark
     conn.send(execute_job(job, modules))
     conn.close()
 
@@ -150,7 +164,8 @@ def _run_attempt_forked(
 ) -> tuple[str, Any, float, int]:
     ctx = _job_context()
     receiver, sender = ctx.Pipe(duplex=False)
-    process = ctx.Process(target=_job_child, args=(job, modules, sender), daemon=False)
+    mark = new_mark()
+    process = ctx.Process(target=_job_child, args=(job, modules, sender, mark), daemon=False)
     start = time.perf_counter()
     process.start()
     sender.close()
@@ -171,6 +186,7 @@ def _run_attempt_forked(
         return status, payload, _since(start), process.pid
     finally:
         receiver.close()
+        kill_marked(JOB_MARK_ENV, mark)  # descendants that left the job's process tree
 
 
 def _run_attempt_subprocess(
@@ -182,15 +198,23 @@ def _run_attempt_subprocess(
         request, reply, log = Path(tmp, "job.pkl"), Path(tmp, "result.pkl"), Path(tmp, "log")
         request.write_bytes(pickle.dumps((job, modules)))
         argv = [sys.executable, "-m", "cosim.batch.child", str(request), str(reply)]
+        mark = new_mark()
         start = time.perf_counter()
         with open(log, "wb") as log_handle:
-            process = subprocess.Popen(argv, stdout=log_handle, stderr=subprocess.STDOUT)
+            process = subprocess.Popen(
+                argv, stdout=log_handle, stderr=subprocess.STDOUT,
+                env={**os.environ, JOB_MARK_ENV: mark}, preexec_fn=die_with_parent,
+            )
         try:
             process.wait(timeout_s)
         except subprocess.TimeoutExpired:
             _kill_tree(process.pid)
             process.wait()
             return STATUS_TIMEOUT, _timeout_message(timeout_s), timeout_s, process.pid
+        finally:
+            if process.poll() is None:  # interrupted
+                _kill_tree(process.pid)
+            kill_marked(JOB_MARK_ENV, mark)
         if not reply.is_file():
             tail = " | ".join(log.read_text(errors="replace").strip().splitlines()[-3:])
             message = f"{_died(process.returncode)}: {tail}"
@@ -257,14 +281,33 @@ def _outcome_from_future(job: Job, future: Any) -> JobOutcome:
 
 
 def _init_worker(modules: list[str], kind_name: str) -> None:
-    """Pool worker start: import the job kinds and run the sweep kind's warm-up, if any, so
-    that the job processes forked from this worker inherit its result. A failing warm-up is
-    ignored: the jobs then do the work themselves and report any error as theirs."""
+    """Pool worker start: die with the runner, import the job kinds and run the sweep kind's
+    warm-up, if any, so that the job processes forked from this worker inherit its result. A
+    failing warm-up is ignored: the jobs then do the work themselves and report any error as
+    theirs."""
+    die_with_parent()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the runner's SIGTERM handler
     discover_job_kinds(modules)
     warmup = get_job_kind(kind_name).warmup
     if warmup is not None:
         with contextlib.suppress(Exception):  # the jobs record the failure with their reason
             warmup()
+
+
+_LOCAL_POOLS: set[ProcessPoolExecutor] = set()
+"""Pools of this process whose jobs are running (for :func:`kill_local_pools`)."""
+
+
+def kill_local_pools() -> None:
+    """SIGKILL the workers of every running local pool, their job processes and whatever
+    those started (also outside the process tree, by the workers' job marks).
+
+    Safe to call from a signal handler: it takes no lock the interrupted code may hold.
+    """
+    for pool in list(_LOCAL_POOLS):
+        for pid in list(getattr(pool, "_processes", None) or {}):
+            _kill_tree(pid)
+            kill_marked(JOB_MARK_ENV, f"{pid}-", prefix=True)
 
 
 def _local_outcomes(jobs: list[Job], sweep: Sweep, workers: int) -> Iterator[JobOutcome]:
@@ -280,12 +323,18 @@ def _local_outcomes(jobs: list[Job], sweep: Sweep, workers: int) -> Iterator[Job
         pool.submit(run_job_isolated, job, cfg.timeout_s, cfg.retries, cfg.modules): job
         for job in jobs
     }
+    _LOCAL_POOLS.add(pool)
 
     def outcomes() -> Iterator[JobOutcome]:
+        complete = False
         try:
             for future in as_completed(futures):
                 yield _outcome_from_future(futures[future], future)
+            complete = True
         finally:
+            if not complete:  # interrupted (Ctrl-C, an error storing a result)
+                kill_local_pools()
+            _LOCAL_POOLS.discard(pool)
             pool.shutdown(wait=True, cancel_futures=True)
 
     return outcomes()

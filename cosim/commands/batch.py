@@ -16,6 +16,21 @@ def _fail(exc: CosimError) -> typer.Exit:
     return typer.Exit(code=2)
 
 
+def _stop_on_sigterm(out: Path) -> None:
+    """On SIGTERM: kill the pool's workers and jobs, say so, exit 143 at once.
+
+    Finished jobs are safe (each part file is written atomically); the folder's lock goes
+    with the process. See :func:`cosim.spice._process.exit_on_sigterm`.
+    """
+    from cosim.batch.runner import kill_local_pools
+    from cosim.spice._process import exit_on_sigterm
+
+    exit_on_sigterm(
+        f"error: terminated (SIGTERM); finished jobs are kept in {out}, rerun to resume",
+        cleanup=kill_local_pools,
+    )
+
+
 def batch(
     sweep: Path = typer.Argument(..., help="Sweep file (TOML), see docs/batch.md."),
     out: Path = typer.Option(..., "-o", "--out", help="Output folder (created; resumable)."),
@@ -41,6 +56,7 @@ def batch(
 
     from cosim.commands._guard import check_output_folder
 
+    _stop_on_sigterm(out)
     try:
         check_output_folder(out, "--out")
         loaded = load_sweep(sweep)

@@ -19,6 +19,10 @@ class Backend(str, Enum):
     vacask = "vacask"
 
 
+NGSPICE_SUFFIXES = (".cir", ".sp", ".spi", ".spice", ".net", ".ckt")
+"""Netlist file suffixes of SPICE dialects (refused by the VACASK backend)."""
+
+
 def _fail(exc: CosimError) -> typer.Exit:
     """Print a CosimError on stderr (no traceback) and return the exit to raise."""
     typer.echo(f"error: {exc}", err=True)
@@ -109,40 +113,67 @@ def compile_command(
     typer.echo(str(result))
 
 
+def _run_batch_with_progress(netlist: Path, timeout_s: float):
+    """Run a netlist file in batch ngspice; a ``.tran`` shows its simulated time on a bar."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from cosim.spice.batch import run_batch
+
+    console = Console(stderr=True)
+    columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[t]}"),
+               TimeElapsedColumn()]
+    with Progress(*columns, console=console, transient=True,
+                  disable=not console.is_terminal) as bar:
+        task = bar.add_task(f"{netlist.name} .tran", total=1.0, t="")
+
+        def show(reached: float, stop: float) -> None:
+            bar.update(task, completed=reached / stop, t=f"t = {reached:.3g} of {stop:.3g} s")
+
+        return run_batch(netlist, timeout_s=timeout_s, progress=show)
+
+
 def run_command(
     netlist: Path = typer.Argument(..., help="ngspice netlist (.cir) or VACASK netlist (.sim)"),
     output: Path = typer.Option(..., "-o", "--output", help="Parquet file for the vectors"),
     backend: Optional[Backend] = typer.Option(
         None,
         "--backend",
-        help="ngspice subprocess (batch), in-process (pyspice) or VACASK; "
-        "default: vacask for .sim files, else batch",
+        help="ngspice subprocess (batch), in-process libngspice (pyspice) or VACASK (vacask: "
+        "its own netlist dialect, .sim files only; it cannot run the ngspice netlists cosim "
+        "writes); default: vacask for .sim files, else batch",
     ),
     timeout: float = typer.Option(600.0, "--timeout", help="time limit in seconds"),
 ) -> None:
     """Simulate NETLIST and write every vector (long format) to a Parquet file."""
-    from cosim.spice.batch import run_batch
-    from cosim.fileio import write_frame_atomic
-    from cosim.spice.netlist_io import read_netlist_file
-
     from cosim.commands._guard import check_output_file
+    from cosim.fileio import write_frame_atomic
+    from cosim.spice._process import check_timeout, exit_on_sigterm
 
     if backend is None:
         backend = Backend.vacask if netlist.suffix.lower() == ".sim" else Backend.batch
+    # SIGTERM: kill the simulator, remove its folder and any partial output, then exit 143
+    exit_on_sigterm(f"error: {netlist}: terminated (SIGTERM); the simulator was stopped")
     try:
+        timeout = check_timeout(timeout, "--timeout")
         check_output_file(output)
         if backend is Backend.vacask:  # VACASK's own dialect: run the file where it lies
             from cosim.spice.vacask import run_vacask
 
+            if netlist.suffix.lower() in NGSPICE_SUFFIXES:
+                raise CosimError(
+                    f"{netlist}: --backend vacask runs VACASK netlists (.sim) only; "
+                    f"{netlist.suffix} files (and every netlist cosim writes) are ngspice "
+                    "netlists: use --backend batch or --backend pyspice"
+                )
+
             result = run_vacask(netlist, timeout_s=timeout)
         elif backend is Backend.batch:
-            text = read_netlist_file(netlist)
-            result = run_batch(text, timeout_s=timeout, cwd=netlist.resolve().parent)
+            result = _run_batch_with_progress(netlist, timeout)
         else:
-            text = read_netlist_file(netlist)
             from cosim.spice.pyspice_backend import run_pyspice
 
-            result = run_pyspice(text, timeout_s=timeout)
+            result = run_pyspice(netlist, timeout_s=timeout)  # relative paths: beside it
         frame = result.to_long_frame()
         write_frame_atomic(output, frame)
     except CosimError as exc:

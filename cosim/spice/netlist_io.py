@@ -47,7 +47,7 @@ def read_netlist_file(path: Path | str) -> str:
     """
     text = read_netlist_text(path)
     try:
-        check_netlist_settings(text, str(path))
+        check_netlist_settings(text, str(path), rendered=False)
     except NetlistError as exc:
         log.warning("%s (running it anyway; expect a slower solve)", exc)
     return text

@@ -17,9 +17,13 @@ Per request the pipe costs tens of microseconds (see ``benchmarks/bench_pyspice.
 Shared mode and ``.control`` blocks: the netlist's ``.control`` … ``.endc`` block (from
 ``templates/base.cir.j2``) is removed before the circuit is handed to ``ngSpice_Circ``; its
 ``pre_osdi FILE`` lines become the shared-mode command ``osdi FILE`` (run once per worker
-per file, before the circuit is parsed) and its ``set`` / ``unset`` / ``option`` lines are
-run as commands. Any other control command (``run``, ``write``, ``shell``, …) is refused with
-a :class:`~cosim.errors.NetlistError`: analyses belong in dot cards (``.op``, ``.tran``).
+per file, before the circuit is parsed; a relative path is resolved beside the netlist file)
+and its ``set`` / ``unset`` / ``option`` lines are run as commands if they hold no shell or
+substitution syntax. Any other control command (``run``, ``write``, ``shell``, …) is refused
+with a :class:`~cosim.errors.NetlistError`: analyses belong in dot cards (``.op``, ``.tran``).
+Included files are read, checked and spliced in by :mod:`cosim.spice.deck`, and the worker
+runs in an empty private folder (no ``.spiceinit``): a netlist cannot make this backend run a
+shell command (``docs/security.md``).
 
 Memory: after every run the circuit and all plots are removed (``remcirc``, ``destroy all``);
 the worker serving :func:`run_pyspice` is additionally replaced after
@@ -30,7 +34,10 @@ from __future__ import annotations
 
 import atexit
 import glob
+import logging
 import os
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -52,8 +59,12 @@ from cosim.errors import (
     SimulationTimeout,
     ToolchainError,
 )
-from cosim.spice.render import format_number, ident
+from cosim.spice._process import track_folder, track_process, untrack_folder, untrack_process
+from cosim.spice.deck import SourceLine, check_title, flatten
+from cosim.spice.render import PATH_PATTERN, format_number, ident
 from cosim.spice.result import Plot, SimResult, normalise_vector_name
+
+log = logging.getLogger(__name__)
 
 WORKER_FILE = Path(__file__).with_name("worker.py")
 LIBRARY_GLOBS = (
@@ -68,6 +79,9 @@ STARTUP_TIMEOUT_S = 60.0
 """Seconds a new worker may take to import PySpice and initialise libngspice."""
 ALLOWED_CONTROL = ("set", "unset", "option", "options", "pre_osdi", "osdi")
 """Control-block commands the shared-mode backend understands (others are refused)."""
+SAFE_COMMAND_RE = re.compile(r"[A-Za-z0-9_.,=+\-() \t]*")
+"""Characters allowed in a ``set``/``option`` line: nothing ngspice substitutes (backquotes,
+``$``, ``!``), redirects (``<``, ``>``) or globs."""
 
 RECYCLE_KINDS = ("osdi", "fatal", "internal", "")
 """Failures after which libngspice may be in a bad state: the worker is replaced."""
@@ -113,27 +127,33 @@ class PreparedNetlist:
     title: str = ""
 
 
-def prepare_netlist(netlist: str | Path) -> PreparedNetlist:
-    """Remove ``.control`` blocks and translate their commands for shared mode.
+def prepare_netlist(netlist: str | Path, base_dir: Path | None = None) -> PreparedNetlist:
+    """Remove ``.control`` blocks, translate their commands and splice in included files.
 
-    ``netlist`` is netlist *text* if a ``str``, a *file* if a ``Path``. Raises
-    :class:`NetlistError` naming the line for an unsupported control command, an
-    unterminated block, or an OSDI path that is relative or missing.
+    ``netlist`` is netlist *text* if a ``str``, a *file* if a ``Path``. Relative ``.include``,
+    ``.lib`` and ``pre_osdi`` paths are resolved against the netlist file's folder, for text
+    against ``base_dir`` (default: the working directory). Raises :class:`NetlistError` naming
+    the file and line for an unsupported control command or character, an unterminated block,
+    a missing OSDI or included file, or anything that would make ngspice run a command
+    (see :mod:`cosim.spice.deck`).
     """
     if isinstance(netlist, Path):
         from cosim.spice.netlist_io import read_netlist_file
 
         try:
-            return prepare_netlist(read_netlist_file(netlist))
+            return _prepare_text(read_netlist_file(netlist), netlist.resolve().parent, netlist)
         except NetlistError as exc:
             if str(netlist) in str(exc):
                 raise
             raise NetlistError(f"{netlist}: {exc}") from exc
-    text = netlist
+    return _prepare_text(netlist, Path.cwd() if base_dir is None else Path(base_dir), None)
+
+
+def _prepare_text(text: str, folder: Path, top: Path | None) -> PreparedNetlist:
     if not isinstance(text, str) or not text.strip():
         raise NetlistError("empty netlist")
     prepared = PreparedNetlist(circuit="")
-    circuit_lines: list[str] = []
+    circuit_lines: list[SourceLine] = []
     in_control = False
     for number, line in enumerate(text.splitlines(), start=1):
         stripped = line.strip()
@@ -145,19 +165,23 @@ def prepare_netlist(netlist: str | Path) -> PreparedNetlist:
                 raise NetlistError(f"line {number}: .endc without .control")
             in_control = False
         elif in_control:
-            _control_line(prepared, stripped, number)
+            _control_line(prepared, stripped, number, folder)
         else:
-            circuit_lines.append(line)
+            circuit_lines.append(SourceLine(line, "", number))
     if in_control:
         raise NetlistError("the .control block has no closing .endc")
-    if not any(x.strip().lower() == ".end" for x in circuit_lines):
-        circuit_lines.append(".end")
-    prepared.circuit = "\n".join(circuit_lines)
-    prepared.title = circuit_lines[0].lstrip("* ").strip() if circuit_lines else ""
+    if not circuit_lines:
+        raise NetlistError("the netlist holds only a .control block")
+    check_title(circuit_lines[0].text, "")
+    body = [x.text for x in flatten(circuit_lines[1:], folder, top)]
+    if not any(x.strip().lower() == ".end" for x in body):
+        body.append(".end")
+    prepared.circuit = "\n".join([circuit_lines[0].text, *body])
+    prepared.title = circuit_lines[0].text.lstrip("* ").strip()
     return prepared
 
 
-def _control_line(prepared: PreparedNetlist, stripped: str, number: int) -> None:
+def _control_line(prepared: PreparedNetlist, stripped: str, number: int, folder: Path) -> None:
     if not stripped or stripped.startswith(("*", "#")):
         return
     verb, _, rest = stripped.partition(" ")
@@ -173,11 +197,22 @@ def _control_line(prepared: PreparedNetlist, stripped: str, number: int) -> None
         raise NetlistError(f"line {number}: ';' (several commands on one line) is not allowed")
     if verb in ("pre_osdi", "osdi"):
         osdi = rest.strip().strip('"')
-        if not os.path.isabs(osdi):
-            raise NetlistError(f"line {number}: OSDI path {osdi!r} must be absolute")
-        if not os.path.isfile(osdi):
-            raise NetlistError(f"line {number}: OSDI file {osdi} does not exist")
-        prepared.osdi_files.append(osdi)
+        resolved = Path(osdi) if os.path.isabs(osdi) else folder / osdi
+        if not PATH_PATTERN.fullmatch(str(resolved)):
+            raise NetlistError(
+                f"line {number}: OSDI path {osdi!r} may use only letters, digits and _./+- "
+                "(ngspice would expand other characters)"
+            )
+        if not resolved.is_file():
+            raise NetlistError(f"line {number}: OSDI file {resolved} does not exist")
+        prepared.osdi_files.append(str(resolved))
+    elif not SAFE_COMMAND_RE.fullmatch(stripped):
+        bad = sorted({c for c in stripped if not SAFE_COMMAND_RE.fullmatch(c)})
+        raise NetlistError(
+            f"line {number}: {verb} line holds {' '.join(repr(c) for c in bad)}: ngspice "
+            "expands or runs such syntax (backquotes run shell commands, > writes files); "
+            "allowed are letters, digits, spaces and _.,=+-()"
+        )
     else:
         prepared.commands.append(stripped)
 
@@ -206,13 +241,41 @@ def change_triples(changes: Mapping[Any, float]) -> list[tuple[str, str, str]]:
 # --------------------------------------------------------------------------------------
 
 
+_warned_spiceinit: set[str] = set()
+
+
+def user_spiceinit() -> Path | None:
+    """The account's ``~/.spiceinit`` if it exists (libngspice reads it at start-up; it finds
+    the home folder in the password database, so ``HOME`` does not matter)."""
+    import pwd
+
+    try:
+        home = pwd.getpwuid(os.getuid()).pw_dir
+    except KeyError:
+        return None
+    path = Path(home) / ".spiceinit"
+    return path if path.is_file() else None
+
+
+def _warn_user_spiceinit() -> None:
+    found = user_spiceinit()
+    if found is not None and str(found) not in _warned_spiceinit:
+        _warned_spiceinit.add(str(found))
+        log.warning("%s exists: libngspice (the pyspice backend) runs its commands at start-up, "
+                    "the batch backend does not; empty or remove it for identical runs", found)
+
+
 class NgSpiceWorker:
     """One worker process hosting libngspice; requests go over a pipe, with deadlines."""
 
     def __init__(self, startup_timeout_s: float = STARTUP_TIMEOUT_S) -> None:
         self.library_path = find_libngspice()
+        _warn_user_spiceinit()
         self.requests = 0
         self._log_file = tempfile.TemporaryFile(prefix="cosim-ngspice-worker-")
+        # libngspice reads ./.spiceinit at start-up (its commands may run shell commands):
+        # the worker starts, and stays, in an empty private folder
+        self.cwd = tempfile.mkdtemp(prefix="cosim-ngspice-cwd-")
         request_r, request_w = os.pipe()
         answer_r, answer_w = os.pipe()
         env = dict(os.environ, OMP_NUM_THREADS="1", NGSPICE_LIBRARY_PATH=str(self.library_path))
@@ -225,16 +288,22 @@ class NgSpiceWorker:
                 stdout=self._log_file,
                 stderr=subprocess.STDOUT,
                 env=env,
+                cwd=self.cwd,
                 close_fds=True,
             )
+        except BaseException:
+            shutil.rmtree(self.cwd, ignore_errors=True)
+            raise
         finally:
             os.close(request_r)
             os.close(answer_w)
+        track_process(self._process)  # SIGTERM of a CLI command kills it (stop_everything)
+        track_folder(self.cwd)
         self._send_conn = Connection(request_w, readable=False)
         self._recv_conn = Connection(answer_r, writable=False)
         self.pid = self._process.pid
         # a worker whose owner is garbage-collected unclosed is killed, not left running
-        weakref.finalize(self, _reap, self._process)
+        weakref.finalize(self, _reap, self._process, self.cwd)
         self._receive(startup_timeout_s, "starting libngspice")
 
     @property
@@ -314,6 +383,9 @@ class NgSpiceWorker:
             self._process.kill()
         self._process.wait()
         self._close_pipes()
+        shutil.rmtree(self.cwd, ignore_errors=True)
+        untrack_process(self._process)
+        untrack_folder(self.cwd)
 
     def close(self, timeout_s: float = 5.0) -> None:
         """Ask the worker to quit; kill it if it does not within ``timeout_s``."""
@@ -333,10 +405,11 @@ class NgSpiceWorker:
             self._log_file.close()
 
 
-def _reap(process: subprocess.Popen[bytes]) -> None:
+def _reap(process: subprocess.Popen[bytes], cwd: str) -> None:
     if process.poll() is None:
         process.kill()
         process.wait()
+    shutil.rmtree(cwd, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------------------

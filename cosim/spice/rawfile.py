@@ -19,14 +19,20 @@ as the in-process backend names it too).
 from __future__ import annotations
 
 from dataclasses import dataclass
+import os
+import struct
 from pathlib import Path
 
 import numpy as np
 
 from cosim.errors import SimulationError
-from cosim.spice.result import Plot, SimResult, normalise_vector_name
+from cosim.spice.result import Plot, SimResult, is_branch_flow, normalise_vector_name
 
 _REAL_SWEEP_TYPES = {"frequency"}
+
+
+_HEADER_WINDOW = 1 << 20
+"""Bytes read to find one plot's header (names of all its vectors)."""
 
 
 class RawFileError(SimulationError):
@@ -196,5 +202,43 @@ def _make_plot(header: _Header, matrix: np.ndarray) -> Plot:
         if np.iscomplexobj(values) and kind.lower() in _REAL_SWEEP_TYPES:
             values = values.real.copy()
         vectors[key] = np.ascontiguousarray(values)
-        units[key] = kind
+        units[key] = "current" if is_branch_flow(key) else kind
     return Plot(name=header.plotname, vectors=vectors, title=header.title, units=units)
+
+
+def last_time_point(path: Path | str) -> float | None:
+    """The scale value (time, s) of the last point ngspice has written so far, or None.
+
+    ngspice writes a binary raw file while it simulates: each plot's header (with ``No.
+    Points`` still 0 for the plot in progress) followed by the points as they are computed.
+    This reads the header of the plot in progress and the last whole point behind it (not the
+    data in between), so a caller can tell how far a slow transient got. None when nothing
+    usable is there yet (no file, header incomplete, no point stored yet, ASCII or complex).
+    """
+    try:
+        handle = open(path, "rb")
+    except OSError:
+        return None
+    with handle:
+        size = os.fstat(handle.fileno()).st_size
+        position, last = 0, None
+        while position < size:
+            handle.seek(position)
+            head = handle.read(min(_HEADER_WINDOW, size - position))
+            try:
+                header, used = _read_header(head, 0, str(path))
+            except RawFileError:
+                return last
+            if header.data_kind != "binary" or "complex" in header.flags:
+                return last
+            start, width = position + used, 8 * header.n_vars
+            points = header.n_points or (size - start) // width
+            if points == 0 or start + points * width > size:
+                return last
+            handle.seek(start + (points - 1) * width)
+            value = struct.unpack("<d", handle.read(8))[0]
+            if header.n_points == 0:  # the plot in progress
+                return value
+            last = value if header.names[0].lower() == "time" else None
+            position = start + points * width
+        return last

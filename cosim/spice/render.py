@@ -168,12 +168,13 @@ def render_netlist(template_name: str, **context: Any) -> str:
     return text
 
 
-def check_netlist_settings(text: str, source: str = "netlist") -> None:
+def check_netlist_settings(text: str, source: str = "netlist", rendered: bool = True) -> None:
     """Raise :class:`NetlistError` unless ``text`` selects KLU and one OSDI thread.
 
     Accepted spellings: an ``.option``/``.options`` card whose words include ``klu`` (other
     options may follow, e.g. ``.options klu reltol=1e-6``) and ``set num_threads=1``
-    (spaces around ``=`` allowed).
+    (spaces around ``=`` allowed). ``rendered``: the text came from a cosim template (the
+    message says so); False for a netlist a user wrote.
     """
     missing = []
     lines = [line.strip().lower() for line in text.splitlines()]
@@ -182,4 +183,5 @@ def check_netlist_settings(text: str, source: str = "netlist") -> None:
     if not any(_THREADS_RE.match(line) for line in lines):
         missing.append(REQUIRED_LINES[1])
     if missing:
-        raise NetlistError(f"{source}: rendered netlist lacks {', '.join(missing)}")
+        what = "rendered netlist" if rendered else "netlist"
+        raise NetlistError(f"{source}: {what} lacks {', '.join(missing)}")

@@ -8,6 +8,7 @@ units (V, A, s, Hz); complex analyses hold complex arrays.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -104,8 +105,24 @@ class SimResult:
 
 
 def normalise_vector_name(name: str) -> str:
-    """Map simulator spellings to one form: ``V(Out)`` → ``v(out)``, ``vin#branch`` → ``i(vin)``."""
+    """Map simulator spellings to one form: ``V(Out)`` → ``v(out)``, ``vin#branch`` → ``i(vin)``.
+
+    An OSDI device's implicit branch (``V(a,b) <+ ...`` in Verilog-A) adds a current unknown
+    that ngspice names ``n1#flow(a,b)`` and writes to raw files as ``v(n1#flow(a,b))`` with
+    type voltage; it is a current in A, so it becomes ``i(n1#flow(a,b))``.
+    """
     key = name.strip().lower()
     if key.endswith("#branch"):
         return f"i({key[: -len('#branch')]})"
+    inner = key[2:-1] if key.startswith("v(") and key.endswith(")") else key
+    if _FLOW_RE.search(inner):
+        return f"i({inner})"
     return key
+
+
+_FLOW_RE = re.compile(r"#flow\([^()]*\)$")
+
+
+def is_branch_flow(name: str) -> bool:
+    """True for a normalised name of an implicit-branch current (``i(n1#flow(a,b))``)."""
+    return name.startswith("i(") and bool(_FLOW_RE.search(name[2:-1]))

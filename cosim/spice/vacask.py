@@ -11,6 +11,13 @@ Process handling is shared with the batch ngspice backend (:mod:`cosim.spice._pr
 simulator runs in its own process group, output goes to files, and at the time limit the whole
 group is killed (:class:`~cosim.errors.SimulationTimeout`).
 
+VACASK runs with ``--skip-postprocess`` (a netlist's ``postprocess`` steps would run programs;
+cosim reads the raw files itself) and ``--tomlfile`` naming an empty settings file, so no
+``.vacaskrc.toml`` from the working directory or the home folder changes the compiler or the
+search paths. A VACASK netlist is still code (it loads native OSDI libraries and may write
+embedded files): run trusted netlists only (``docs/security.md``). VACASK reads its own
+dialect only; the ngspice netlists cosim writes cannot run here.
+
 VACASK exits 1 after parse/setup errors but **0** after a failed analysis ("Analysis 'op1'
 aborted."), and prints every message to stdout, so the log is always scanned:
 
@@ -56,7 +63,7 @@ from cosim.errors import (
     ConvergenceError,
     SimulationError,
 )
-from cosim.spice._process import quote_lines, run_logged
+from cosim.spice._process import quote_lines, run_logged, track_folder, untrack_folder
 from cosim.spice.batch import LogVerdict
 from cosim.spice.netlist_io import read_netlist_text
 from cosim.spice.rawfile import RawFileError, read_raw
@@ -67,6 +74,7 @@ DEFAULT_TIMEOUT_S = 600.0
 MAX_LOG_LINES = 25
 
 NETLIST_NAME = "in.sim"
+SETTINGS_NAME = "cosim-vacaskrc.toml"
 LOG_STEM = "vacask"  # vacask.out / vacask.err in the run folder
 
 _BANNER_RE = re.compile(
@@ -223,6 +231,8 @@ def run_vacask(
     limit = DEFAULT_TIMEOUT_S if timeout_s is None else float(timeout_s)
     own_folder = workdir is None
     folder = Path(tempfile.mkdtemp(prefix="cosim-vacask-")) if own_folder else Path(workdir)
+    if own_folder and not keep_files:
+        track_folder(folder)
     folder.mkdir(parents=True, exist_ok=True)
     folder = folder.resolve()
     try:
@@ -233,6 +243,7 @@ def run_vacask(
     finally:
         if own_folder and not keep_files:
             shutil.rmtree(folder, ignore_errors=True)
+            untrack_folder(folder)
 
 
 def _prepare(netlist: str | os.PathLike[str], folder: Path) -> tuple[Path, str, str]:
@@ -264,8 +275,10 @@ def _run_in(
     for name in analyses:  # VACASK rewrites these; stale copies must not pass for results
         (folder / f"{name}.raw").unlink(missing_ok=True)
     before = _raw_snapshot(folder)
+    settings = folder / SETTINGS_NAME  # empty: no .vacaskrc.toml from cwd or home is read
+    settings.write_text("# cosim: VACASK runs with its built-in settings only\n", encoding="utf-8")
     run, log = run_logged(
-        [str(executable), "-qp", str(source)],
+        [str(executable), "-qp", "--skip-postprocess", "--tomlfile", str(settings), str(source)],
         cwd=folder,
         log_stem=folder / LOG_STEM,
         timeout_s=timeout_s,

@@ -40,6 +40,9 @@ CONVERGENCE_PATTERN = re.compile(
 )
 """Words that, inside an error report, mean the solver did not converge."""
 
+FLOW_PATTERN = re.compile(r"#flow\([^()]*\)$")
+"""Shared-mode name of an OSDI device's implicit-branch current (``n1#flow(te,be)``)."""
+
 RELEASE_HISTORY_EVERY = 5000
 """Clear ngspice's command-history structures (``ngSpice_Command(NULL)``) this often."""
 
@@ -106,11 +109,14 @@ def vector_key(raw_name: str, vector_type: int) -> str:
     """Map a shared-mode vector name to the raw-file spelling used by :class:`SimResult`.
 
     In shared mode node voltages are bare node names (``out``, ``n1#x``) and branch currents
-    ``v1#branch``; raw files spell them ``v(out)``, ``v(n1#x)`` and ``i(v1)``.
+    ``v1#branch``; raw files spell them ``v(out)``, ``v(n1#x)`` and ``i(v1)``. The current of
+    an OSDI implicit branch (``n1#flow(a,b)``) becomes ``i(n1#flow(a,b))``.
     """
     name = raw_name.strip().lower()
     if name.endswith("#branch"):
         return f"i({name[: -len('#branch')]})"
+    if FLOW_PATTERN.search(name):  # an OSDI implicit branch: a current, whatever its type
+        return f"i({name})"
     if vector_type == VECTOR_TYPE_VOLTAGE and "(" not in name and not name.startswith("@"):
         return f"v({name})"
     return name
@@ -262,7 +268,8 @@ class NgSpiceEngine:
                 values = values.real.copy()
             key = vector_key(raw, vtype)
             vectors[key] = values
-            units[key] = VECTOR_TYPE_NAMES.get(vtype, "notype")
+            flow = FLOW_PATTERN.search(raw.strip().lower()) is not None
+            units[key] = "current" if flow else VECTOR_TYPE_NAMES.get(vtype, "notype")
         prefix = re.sub(r"\d+$", "", plot_type)
         return {"name": ANALYSIS_NAMES.get(prefix, plot_type), "type": plot_type,
                 "vectors": vectors, "units": units}
