@@ -91,13 +91,15 @@ class DemoSettings:
         if quick:
             s4d = {"seed": seed, "length": 32, "variants": ["delta"], "layout": "channel", "mdm": True,
                    "model": {"kind": "lin", "channels": 2, "state_size": 4, "init_seed": seed},
-                   "devices": {"seeds": seeds[:1]}, "backends": {"nodal": True, "ngspice": False}}
+                   "devices": {"seeds": seeds[:1]}, "backends": {"nodal": True, "ngspice": False},
+                   "compensation": {"methods": ["none", "gain"]}}
             return cls(seed=seed, quick=True, devices=16, cycles=120, ma_order=10, va_cycles=6, s4d=s4d)
         # one crossbar per channel (17×34 with differential pairs): on the single 68×136 layer
         # crossbar 1 Ω wires alone make the kernel unusable (docs/s4d.md), which shows less
         s4d = {"seed": seed, "length": 256, "variants": ["full", "delta"], "layout": "channel", "mdm": True,
                "model": {"kind": "test"}, "devices": {"seeds": seeds},
-               "backends": {"nodal": True, "ngspice": False}}
+               "backends": {"nodal": True, "ngspice": False},
+               "compensation": {"methods": ["none", "gain", "predistort"]}}
         return cls(seed=seed, quick=False, s4d=s4d)
 
     def seeds(self) -> dict[str, Any]:
@@ -471,16 +473,14 @@ class _Demo:
             "crossbars": f"{config.model.kind} model, {config.layout} layout, L = {config.length}, "
                          f"{len(config.device_seeds())} device seed(s), nodal solver",
         }
-        by_case = cases.set_index(["variant", "case"])
         for variant in config.variants:
-            keys = [(variant, c) for c in ("ideal_wires", "devices_wires", "devices_mdm")]
-            if not set(keys) <= set(by_case.index):
-                continue
-            ideal, before, after = (by_case.loc[k] for k in keys)
-            record.figures[f"{variant}: kernel err"] = (
-                f"ideal G + wires {ideal.kernel_rel_l2:.3g}; devices + wires {before.kernel_rel_l2:.3g} "
-                f"→ MDM {after.kernel_rel_l2:.3g}")
-            record.figures[f"{variant}: NF"] = f"{before.nf:.3g} → MDM {after.nf:.3g}"
+            for case, label in (("ideal_wires", "ideal G + wires"), ("devices_wires", "devices + wires"),
+                                ("devices_mdm", "devices + wires + MDM")):
+                part = cases[(cases.variant == variant) & (cases.case == case)].set_index("compensation")
+                if "none" not in part.index:
+                    continue
+                text = ", ".join(f"{'raw' if m == 'none' else m} {_stable_mean(part.loc[m])}" for m in part.index)
+                record.figures[f"{variant}: {label}"] = f"kernel err {text}"
 
     def record_ok(self, key: str) -> bool:
         return any(r.key == key and r.status == "ok" for r in self.records)
@@ -509,18 +509,29 @@ class _Demo:
 
 # --------------------------------------------------------------------------- S4D summary
 def s4d_case_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """Per (variant, case, backend): the mean over channels and device seeds of the key
-    metrics, the smallest stability margin, and the number of device seeds."""
-    metrics = [c for c in ("kernel_rel_l2", "kernel_snr_db", "output_rel_l2", "mvm_error", "nf", "output_error")
-               if c in summary.columns]
-    grouped = summary.groupby(["variant", "case", "backend"], sort=False)
-    table = grouped[metrics].mean()
+    """Per (variant, case, compensation, backend): the mean over channels and device seeds of
+    the key metrics over the *stable* rows (stability margin ≥ 0), the number of unstable
+    channel-seeds (``n_unstable``, left out of the means) and of clipped ones (``n_clipped``),
+    the smallest stability margin, and the number of device seeds."""
+    metrics = [c for c in ("kernel_rel_l2", "kernel_snr_db", "output_rel_l2", "mvm_error", "nf", "output_error",
+                           "output_error_net") if c in summary.columns]
+    keys = ["variant", "case", "compensation", "backend"]
+    grouped = summary.groupby(keys, sort=False)
+    table = summary[~summary.unstable].groupby(keys, sort=False)[metrics].mean().reindex(grouped.size().index)
+    table["n_unstable"] = grouped["unstable"].sum()
+    table["n_clipped"] = grouped["clipped"].sum()
     if "stability_margin" in summary.columns:
         table["stability_margin_min"] = grouped["stability_margin"].min()
     table["seeds"] = grouped["seed"].nunique()
     table = table.reset_index()
-    table.insert(2, "mdm", table.case == "devices_mdm")
+    table.insert(3, "mdm", table.case == "devices_mdm")
     return table
+
+
+def _stable_mean(row: pd.Series) -> str:
+    """Kernel error of a case-table row, with its unstable count when there is one."""
+    text = f"{row.kernel_rel_l2:.3g}"
+    return text + (f" ({int(row.n_unstable)} unstable)" if row.n_unstable else "")
 
 
 # --------------------------------------------------------------------------- figures
@@ -598,7 +609,8 @@ def render_report(demo: _Demo, figures: list[Path]) -> str:
         "",
         (f"Mode {'quick' if s.quick else 'full'}, seed {s.seed}. Measurements synthesized from the "
         "shipped default model → fitted → Verilog-A compiled with openvaf-r → one device cycled in "
-        "ngspice against the Python model → S4D on crossbars with wires, with and without MDM. "
+        "ngspice against the Python model → S4D on crossbars with wires, raw and compensated, with "
+        "and without MDM. "
         "Every seed, tool version and file hash is in [manifest.json](manifest.json)."),
         "",
         "## Summary",
@@ -693,7 +705,7 @@ def _cycling_section(demo: _Demo) -> list[str]:
 
 
 def _s4d_section(demo: _Demo) -> list[str]:
-    parts = ["## 5. S4D on crossbars with wires, with and without MDM", ""] + _stage_section(demo, "s4d")
+    parts = ["## 5. S4D on crossbars with wires, raw and compensated, with and without MDM", ""] + _stage_section(demo, "s4d")
     if "s4d_cases" in demo.data:
         cfg = demo.data["s4d_config"]
         parts += [
@@ -702,15 +714,20 @@ def _s4d_section(demo: _Demo) -> list[str]:
             f"{', '.join(f'{k} {v:g} Ω' for k, v in cfg['wires'].items())}, devices of the "
             f"{demo.data['s4d_device_model']} model programmed by "
             f"write-verify (device seeds {cfg['devices']['seeds']}, input seed {cfg['input_seed']}), "
-            "nodal solver. Means over channels and device seeds (`mdm`: rows and columns placed by "
-            "Manhattan-distance mapping); full report: [s4d/report.md](s4d/report.md), table: "
+            "nodal solver. Means over channels and device seeds whose recurrence is stable "
+            "(`n_unstable` channel-seeds with a negative stability margin are counted and left out; "
+            "`n_clipped` reached a converter's full scale); `compensation`: `none` = raw, `gain` = "
+            "per-output gain calibrated by probing the array, `predistort` = targets iterated with "
+            "the circuit solver (see docs/compensation.md); `mdm`: rows and columns placed by "
+            "Manhattan-distance mapping. Full report: [s4d/report.md](s4d/report.md), table: "
             "[s4d_cases.csv](s4d_cases.csv)."),
             "",
             ("Columns: `kernel_rel_l2` = ‖K̂ − K‖₂/‖K‖₂ of the impulse response against the ideal "
             "kernel, `kernel_snr_db` the same as an SNR; `output_rel_l2` the same for a random input "
             "sequence; `mvm_error` the relative error of one matrix-vector product; `nf` the "
-            "non-ideality factor of the crossbar tiles (docs/crossbar.md; random inputs), `output_error` "
-            "the differential output error for the S4D step voltages; `stability_margin_min` the "
+            "non-ideality factor of the raw crossbar tiles (random inputs), `output_error` "
+            "the raw differential output error for the S4D step voltages, `output_error_net` the "
+            "corrected products against the wanted ones; `stability_margin_min` the "
             "smallest 1 − max |eigenvalue| of a channel's effective state transition (negative: "
             "unstable). The "
             "recurrence feeds each step's error into the next, so a few per cent of NF can become "
@@ -789,7 +806,7 @@ def run_demo(output: Path | str, settings: DemoSettings | None = None, console: 
     demo.stage("fit", "Fit the device model", demo.fit, needs=("synth",))
     demo.stage("veriloga", "Render and compile the Verilog-A", demo.veriloga, needs=("fit",))
     demo.stage("cycling", "Cycle one device in ngspice", demo.cycling, needs=("veriloga",))
-    demo.stage("s4d", "S4D on crossbars, with and without MDM", demo.s4d)
+    demo.stage("s4d", "S4D on crossbars: raw and compensated, ± MDM", demo.s4d)
     demo.stage("report", "Write the report", demo.report)
     seconds = time.perf_counter() - started
     write_manifest(demo, started_at, seconds)

@@ -121,7 +121,7 @@ def test_mdm_command_reports_before_and_after(tmp_path):
     assert data["nf_after"] < data["nf_before"]
     matrix = tmp_path / "w.csv"
     np.savetxt(matrix, random_weights(6, 3, 0, seed=1), delimiter=",")
-    assert CliRunner().invoke(app, ["mdm", "--matrix", str(matrix), "--inputs", "4"]).exit_code == 0
+    assert CliRunner().invoke(app, ["mdm", "--matrix", str(matrix), "--vectors", "4"]).exit_code == 0
     bad = tmp_path / "bad.csv"
     bad.write_text("1,2\n3,abc\n")
     failed = CliRunner().invoke(app, ["mdm", "--matrix", str(bad)])

@@ -92,3 +92,58 @@ def test_target_just_above_lrs_retries_on_next_cycles(model) -> None:
     assert res.attempts.max() > 1
     assert np.all(devices.cycle[res.attempts > 1] >= 1)  # later attempts used new cycles
     assert res.success.mean() > 0.3  # some later cycle had a lower LRS
+
+
+def test_centred_acceptance_has_no_bias_on_2000_devices_at_8_levels(model) -> None:
+    """2000 devices, 8 levels: |mean relative error| ≤ 0.5 % with centred acceptance, while
+    the first-in-band stop is biased by +2–3 %; spread and failures are reported."""
+    target = np.resize(pg.achievable_levels(model, 8, seed=0), 2000)
+    centred = pg.program(DeviceArray(model, 2000, seed=3), target, pg.ProgramConfig())
+    classic = pg.program(DeviceArray(model, 2000, seed=3), target, pg.ProgramConfig(centred=False))
+    s, c = centred.summary(), classic.summary()
+    print(f"\ncentred: bias {s['rel_error_mean']:+.5f} spread {s['rel_error_sd']:.5f} failures {s['failures']:.0f} "
+          f"pulses {s['pulses_mean']:.1f}; first-in-band: bias {c['rel_error_mean']:+.5f} spread {c['rel_error_sd']:.5f}")
+    assert abs(s["rel_error_mean"]) <= 0.005
+    assert c["rel_error_mean"] > 0.015  # the bias the centred policy removes
+    assert s["rel_error_sd"] < c["rel_error_sd"]
+    for key in ("rel_error_sd", "failures", "pulses_mean", "pulses_max"):
+        assert key in s
+    assert s["failures"] == (~centred.success).sum() == len(centred.failures())
+
+
+def test_failures_are_named_with_their_final_error(model) -> None:
+    n = 20
+    target = np.where(np.arange(n) % 2 == 0, 1e-3, 8e-5)  # even ids: above any LRS, cannot succeed
+    ids = np.arange(100, 100 + n)
+    res = pg.program(DeviceArray(model, device_ids=ids, seed=5), target, pg.ProgramConfig(max_pulses=60, max_attempts=2))
+    failures = res.failures()
+    assert set(failures.device) >= set(ids[::2])
+    row = failures[failures.device == 100].iloc[0]
+    assert row.target_S == 1e-3 and row.rel_error == pytest.approx(res.relative_error[0])
+    assert res.summary()["failed_rel_error_max_abs"] >= abs(row.rel_error)
+
+
+def test_select_and_verify_read_hooks(model) -> None:
+    devices = DeviceArray(model, 10, seed=2)
+    before = devices.conductance().copy()
+    select = np.arange(10) < 5
+    calls = []
+
+    def reader(d):
+        calls.append(1)
+        return d.conductance() * 0.98  # a read path that loses 2 %
+
+    res = pg.program(devices, np.full(10, 8e-5), pg.ProgramConfig(), verify_read=reader, select=select)
+    assert np.all(res.pulses[~select] == 0)
+    np.testing.assert_array_equal(devices.conductance()[~select], before[~select])
+    assert len(calls) >= res.reads.max()
+    # accepted on the verify path's reading, so the devices themselves sit ~2 % high
+    assert np.mean(res.relative_error[select]) > 0.01
+    np.testing.assert_allclose(res.verified, devices.conductance() * 0.98)
+
+
+@pytest.mark.parametrize("field", ["tolerance", "reset_step", "fine_step", "max_pulses", "set_voltage"])
+def test_bad_settings_are_errors_naming_the_field(field) -> None:
+    bad = {"tolerance": 1.5, "reset_step": 0.0, "fine_step": -1.0, "max_pulses": 1, "set_voltage": 1.0}[field]
+    with pytest.raises(pg.ProgrammingError, match=field):
+        pg.ProgramConfig(**{field: bad})

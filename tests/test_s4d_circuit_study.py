@@ -70,18 +70,27 @@ def test_study_covers_every_case_and_records_seeds(study):
     assert list(cases["ideal_nowire"]) == [-1]
     for case in ("devices_model", "devices_wires", "devices_mdm"):
         assert sorted(cases[case]) == [7, 8, 9]
-    assert len(summary) == 4 * (2 + 3 * 3)
+    # raw rows for every case, "gain" rows for the circuit cases with wires (default methods)
+    assert len(summary) == 4 * (1 + 2 + 3 * (1 + 2 + 2))
+    assert set(summary.compensation) == {"none", "gain"}
+    assert set(summary[summary.compensation == "gain"].case) == {"ideal_wires", "devices_wires", "devices_mdm"}
     ideal = summary[summary.case == "ideal_nowire"]
     assert ideal.kernel_rel_l2.max() <= 1e-6 and ideal.output_rel_l2.max() <= 1e-6
     assert ideal.eigenvalue_error.max() <= 1e-6 and ideal.nf.max() <= 1e-6
     # wires cost accuracy; the NF of a 68×136 crossbar with 1 Ω wires is far from 0
-    wired = summary[summary.case == "ideal_wires"]
+    wired = summary[(summary.case == "ideal_wires") & (summary.compensation == "none")]
     assert wired.nf.min() > 1e-3
     assert (wired.kernel_rel_l2 > ideal.kernel_rel_l2.to_numpy()).all()
     table = study.table()
     assert {"kernel_rel_l2", "kernel_rel_l2_sd"} <= set(table.columns)
     mdm = study.mdm_table()
-    assert sorted(mdm.seed) == [7, 8, 9]
+    assert sorted(mdm[mdm.compensation == "none"].seed) == [7, 8, 9]
+    assert sorted(mdm[mdm.compensation == "gain"].seed) == [7, 8, 9]
+    assert set(mdm.mdm_effect) <= {"helps", "hurts", "neutral"}
+    # the sign is the one of the kernel-error change, with a ±2 % neutral band
+    for row in mdm.itertuples():
+        expected = "helps" if row.kernel_change < -0.02 else "hurts" if row.kernel_change > 0.02 else "neutral"
+        assert row.mdm_effect == expected
     print("\nMDM at circuit level (test model, delta, L = 32, 1 Ω wires):\n", mdm.to_string(index=False))
 
 
@@ -103,7 +112,8 @@ def test_report_files(study, tmp_path):
     written = write_report(study, tmp_path / "out")
     names = {p.name for p in written}
     assert {"summary.csv", "table.csv", "mdm.csv", "study.json", "kernels.npz", "report.md",
-            "kernels_delta.png", "errors_delta.png", "mdm.png"} <= names
+            "kernels_delta.png", "errors_delta.png", "mdm.png", "programming.csv", "failures.csv",
+            "compensation.csv"} <= names
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]
     record = json.loads((tmp_path / "out" / "study.json").read_text())
     assert record["config"]["devices"]["seeds"] == [7, 8, 9]

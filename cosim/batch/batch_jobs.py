@@ -339,6 +339,7 @@ def s4d_study_config(p: S4dKernelParams, seed: int) -> dict[str, Any]:
         "wires": {"r_row": p.r_wire, "r_col": p.r_wire, "r_source": p.r_source, "r_sense": p.r_sense},
         "devices": {"seeds": [seed]},
         "backends": {"nodal": True, "ngspice": False},
+        "compensation": {"methods": ["none"]},  # the raw circuit (see docs/compensation.md)
     }
 
 

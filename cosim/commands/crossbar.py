@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -126,56 +126,241 @@ def netlist_crossbar(
 
 
 def mdm(
-    matrix: Optional[Path] = typer.Option(None, "--matrix", help="Weight matrix (.npy or .csv); default random."),
+    matrix: Optional[Path] = typer.Option(None, "--weights", "--matrix", help="Weight matrix, inputs x outputs (.npy or .csv); default random."),
     rows: int = typer.Option(64, "--rows", help="Rows of the random matrix."),
     cols: int = typer.Option(32, "--cols", help="Columns (logical outputs) of the random matrix."),
     block: int = typer.Option(0, "--block", help="Block size for a random block-diagonal matrix (0: dense)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the random matrix and of the input vectors."),
-    inputs: int = typer.Option(32, "--inputs", help="Number of random input vectors (uniform in [0, v_read])."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the random matrix and of the random input vectors."),
+    inputs: Optional[Path] = typer.Option(None, "--inputs", help="Activations, vectors x inputs (.npy or .csv); default random uniform in [0, v_read]."),
+    vectors: int = typer.Option(32, "--vectors", help="Number of random input vectors when --inputs is not given."),
     r_wire: float = typer.Option(1.0, "--r-wire", help="Row and column segment resistance [Ω]."),
     v_read: float = typer.Option(0.2, "--v-read", help="Full-scale read voltage [V]."),
-    g_min: float = typer.Option(1 / 75e3, "--g-min", help="Smallest conductance [S].",
+    g_min: float = typer.Option(1 / 75e3, "--g-min", help="Smallest conductance (G_off) [S].",
                                 show_default="1/75 kΩ ≈ 1.33e-05"),
-    g_max: float = typer.Option(1 / 4.5e3, "--g-max", help="Largest conductance [S].",
+    g_max: float = typer.Option(1 / 4.5e3, "--g-max", help="Largest conductance (G_on) [S].",
                                 show_default="1/4.5 kΩ ≈ 2.22e-04"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the report as JSON."),
+    # -- bit-sliced crossbars (issue #15) --
+    weight_bits: int = typer.Option(0, "--weight-bits", help="Bits per weight, bit-sliced (0: analog differential pairs)."),
+    slice_bits: int = typer.Option(1, "--slice-bits", help="Bits per cell (1 or 2)."),
+    on_off: Optional[float] = typer.Option(None, "--on-off", help="ON/OFF ratio: G_off = G_on / ratio (G_on = --g-max)."),
+    tile: int = typer.Option(0, "--tile", help="Tile size, e.g. 64 or 128 (0: one crossbar; 128 when bit-sliced)."),
+    signed: str = typer.Option("differential", "--signed", help="Signed weights: differential (pairs) or offset (offset column)."),
+    encoding: str = typer.Option("analog", "--input-encoding", help="analog or bit-serial inputs."),
+    input_bits: int = typer.Option(8, "--input-bits", help="Bits of bit-serial inputs."),
+    devices: str = typer.Option("ideal", "--devices", help="ideal cells or programmed (write-verify stochastic devices)."),
+    device_model: Optional[Path] = typer.Option(None, "--device-model", help="Device model JSON: programmed devices and, without --on-off, its levels."),
+    device_seed: int = typer.Option(0, "--device-seed", help="Seed of the programmed devices."),
+    backend: str = typer.Option("nodal", "--backend", help="nodal (exact solver) or ngspice."),
+    mdm_columns: str = typer.Option("flip", "--mdm-columns", help="Bit-sliced MDM columns: flip (drivers on the low-order side, the paper), sorted (by load) or keep (rows only)."),
+    mlp: Optional[Path] = typer.Option(None, "--mlp", help="Trained ReLU network (.npz with W0, b0, W1, ...): accuracy with and without MDM."),
+    labels: Optional[Path] = typer.Option(None, "--labels", help="Class labels of --inputs (.npy), for --mlp."),
+    compensation: Optional[str] = typer.Option(
+        None, "--compensation",
+        help="Analog: compare MDM under each of none, gain, predistort (comma-separated); bit-sliced: gain adds the compensated accuracy.",
+    ),
 ) -> None:
-    """Report NF before and after Manhattan-distance remapping (differential pairs)."""
-    from cosim.crossbar.config import load_matrix
-    from cosim.crossbar.mdm import random_inputs, random_weights, study
+    """Report NF before and after Manhattan-distance mapping (MDM), per tile; analog
+    differential pairs, or bit-sliced weights with --weight-bits (see docs/commands/mdm.md)."""
     from cosim.fileio import write_text_atomic
-    from cosim.crossbar.spec import Crossbar
-    from cosim.commands._guard import check_memory, check_output_file
+    from cosim.commands._guard import check_output_file
 
     try:
         if not 0 <= seed < 2**32 - 1:
             raise CosimError(f"--seed must be in 0..{2**32 - 2} (got {seed})")
         if json_out is not None:
             check_output_file(json_out, "--json")
-        if matrix is not None:
-            weights, origin = load_matrix(matrix, "weight matrix"), str(matrix)
+        if weight_bits or mlp is not None:
+            report, lines = _mdm_sliced(
+                matrix, inputs, labels, mlp, rows, cols, block, seed, vectors, r_wire, v_read, g_min, g_max,
+                weight_bits or 8, slice_bits, on_off, tile or 128, signed, encoding, input_bits, devices,
+                device_model, device_seed, backend, mdm_columns, compensation,
+            )
         else:
-            weights, origin = random_weights(rows, cols, block, seed), ("block-diagonal" if block else "dense Gaussian")
-        check_memory(MDM_BYTES_BASE + MDM_BYTES_PER_WEIGHT * weights.size,
-                     f"MDM on a {weights.shape[0]}x{weights.shape[1]} weight matrix")
-        crossbar = Crossbar.from_weights(
-            weights, g_min=g_min, g_max=g_max, differential=True, r_row=r_wire, r_col=r_wire, v_read=v_read
-        )
-        vectors = random_inputs(crossbar.rows, inputs, v_read, seed + 1)
-        result = study(crossbar, vectors)
+            report, lines = _mdm_analog(
+                matrix, inputs, rows, cols, block, seed, vectors, r_wire, v_read, g_min, g_max, tile, compensation
+            )
     except CosimError as exc:
         raise _fail(exc) from exc
-    report = {
-        "matrix": origin, "shape": list(weights.shape), "seed": seed, "input_seed": seed + 1,
-        "inputs": inputs, "r_wire_ohm": r_wire, "v_read_V": v_read, "g_min_S": g_min, "g_max_S": g_max,
-        **result.as_dict(), **result.remap.as_dict(),
-    }
-    typer.echo(f"matrix: {origin} {weights.shape[0]}x{weights.shape[1]} (seed {seed}), {inputs} inputs, r_wire {r_wire} ohm")
-    typer.echo(f"NF            {result.before.tile_nf:.5f} -> {result.after.tile_nf:.5f}  ({100 * report['nf_reduction']:.1f}% lower)")
-    typer.echo(f"output error  {result.before.output_error:.5f} -> {result.after.output_error:.5f}")
-    typer.echo(f"ideal output unchanged by the remap: {result.ideal_unchanged}")
+    for line in lines:
+        typer.echo(line)
     if json_out is not None:
-        write_text_atomic(json_out, json.dumps(report, indent=2, default=float) + "\n")
+        write_text_atomic(json_out, json.dumps(report, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(value: object) -> object:
+    import numpy as np
+
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return float(value)  # type: ignore[arg-type]
+
+
+def _weights_and_inputs(
+    matrix: Optional[Path], inputs: Optional[Path], rows: int, cols: int, block: int, seed: int, vectors: int, v_read: float
+) -> tuple["object", str, "object", str]:
+    from cosim.commands._guard import check_memory
+    from cosim.crossbar.config import load_matrix
+    from cosim.crossbar.mdm import random_inputs, random_weights
+
+    if matrix is not None:
+        weights, origin = load_matrix(matrix, "weight matrix"), str(matrix)
+    else:
+        weights, origin = random_weights(rows, cols, block, seed), ("block-diagonal" if block else "dense Gaussian")
+    check_memory(MDM_BYTES_BASE + MDM_BYTES_PER_WEIGHT * weights.size,
+                 f"MDM on a {weights.shape[0]}x{weights.shape[1]} weight matrix")
+    if inputs is not None:
+        batch, source = load_matrix(inputs, "inputs"), str(inputs)
+        if batch.shape[1] != weights.shape[0]:
+            raise CosimError(f"{inputs}: {batch.shape[1]} inputs per vector, the weights have {weights.shape[0]} rows")
+    else:
+        batch, source = random_inputs(weights.shape[0], vectors, v_read, seed + 1), f"{vectors} random (seed {seed + 1})"
+    return weights, origin, batch, source
+
+
+def _mdm_analog(
+    matrix: Optional[Path], inputs: Optional[Path], rows: int, cols: int, block: int, seed: int, vectors: int,
+    r_wire: float, v_read: float, g_min: float, g_max: float, tile: int, compensation: Optional[str] = None,
+) -> tuple[dict[str, object], list[str]]:
+    """Analog differential pairs: one crossbar, or ``tile``-row × ``tile``-column tiles;
+    ``compensation`` (one crossbar only): MDM compared under each method."""
+    from cosim.crossbar.mdm import analog_tiles
+
+    weights, origin, batch, source = _weights_and_inputs(matrix, inputs, rows, cols, block, seed, vectors, v_read)
+    if inputs is not None:  # activations → row voltages, full scale v_read
+        batch = batch * (v_read / (float(abs(batch).max()) or 1.0))
+    result = analog_tiles(weights, batch, tile, g_min=g_min, g_max=g_max, r_wire=r_wire, v_read=v_read)
+    report = {
+        "matrix": origin, "shape": list(weights.shape), "seed": seed, "inputs": source, "vectors": int(len(batch)),
+        "r_wire_ohm": r_wire, "v_read_V": v_read, "g_min_S": g_min, "g_max_S": g_max, "tile": tile, **result,
+    }
+    lines = [
+        f"matrix: {origin} {weights.shape[0]}x{weights.shape[1]} (seed {seed}), inputs: {source}, r_wire {r_wire} ohm",
+        f"NF            {report['nf_before']:.5f} -> {report['nf_after']:.5f}  ({100 * report['nf_reduction']:.1f}% lower)",
+        f"output error  {report['output_error_before']:.5f} -> {report['output_error_after']:.5f}",
+        f"ideal output unchanged by the remap: {report['ideal_unchanged']}",
+    ]
+    if len(result["tiles"]) > 1:  # type: ignore[arg-type]
+        lines.insert(1, f"tiles: {len(result['tiles'])} of at most {tile}x{2 * (tile // 2)} cells; NF means over tiles")  # type: ignore[arg-type]
+    if compensation:
+        import numpy as np
+
+        from cosim.crossbar.mdm import Remap
+        from cosim.crossbar.spec import Crossbar
+
+        if len(result["tiles"]) > 1:  # type: ignore[arg-type]
+            raise CosimError("--compensation compares one crossbar; leave out --tile for analog weights")
+        crossbar = Crossbar.from_weights(weights, g_min=g_min, g_max=g_max, differential=True, r_row=r_wire,
+                                         r_col=r_wire, v_read=v_read)
+        remap = Remap(np.asarray(report["row_order"]), np.asarray(report["col_order"]))
+        compensated = _mdm_compensation(compensation, weights, crossbar, remap, batch, seed)
+        for row in compensated:
+            lines.append(f"compensation {row['compensation']:<10} output error vs wanted {row['output_error_before']:.4g} -> "
+                         f"{row['output_error_after']:.4g} with MDM ({row['mdm_effect']})")
+        report["compensation"] = compensated
+        report["probe_seed"] = seed + 2  # gain calibration's known input vectors
+    return report, lines
+
+
+def _mdm_sliced(
+    matrix: Optional[Path], inputs: Optional[Path], labels: Optional[Path], mlp: Optional[Path], rows: int, cols: int,
+    block: int, seed: int, vectors: int, r_wire: float, v_read: float, g_min: float, g_max: float, weight_bits: int,
+    slice_bits: int, on_off: Optional[float], tile: int, signed: str, encoding: str, input_bits: int, devices: str,
+    device_model: Optional[Path], device_seed: int, backend: str, mdm_columns: str, compensation: Optional[str] = None,
+) -> tuple[dict[str, object], list[str]]:
+    """Bit-sliced tiles (and, with ``mlp``, the accuracy of a trained network)."""
+    from cosim.crossbar.tiled import SlicedStudy, load_mlp
+
+    layers = load_mlp(mlp) if mlp is not None else None
+    if layers is not None and matrix is None:
+        if inputs is None:
+            raise CosimError("--mlp needs --inputs (the network's input vectors)")
+        from cosim.crossbar.config import load_matrix
+
+        shapes = " -> ".join(str(layer.weights.shape[0]) for layer in layers) + f" -> {layers[-1].weights.shape[1]}"
+        weights, origin = layers[0].weights, f"{mlp} (network {shapes}; every layer on its own activations)"
+        batch, source = load_matrix(inputs, "inputs"), str(inputs)
+    else:
+        weights, origin, batch, source = _weights_and_inputs(matrix, inputs, rows, cols, block, seed, vectors, v_read)
+    methods = {m.strip() for m in (compensation or "").split(",") if m.strip()}
+    if methods - {"none", "gain"}:
+        raise CosimError(f"bit-sliced tiles support --compensation none or gain, not {sorted(methods - {'none', 'gain'})[0]}")
+    truth = None
+    if labels is not None:
+        from cosim.crossbar.tiled import load_labels
+
+        truth = load_labels(labels, len(batch))
+    study = SlicedStudy(
+        weight_bits=weight_bits, slice_bits=slice_bits, on_off=on_off, g_on=g_max, g_off=g_min, tile=tile,
+        signed=signed, encoding=encoding, input_bits=input_bits, v_read=v_read, r_wire=r_wire,
+        devices=devices, device_model=device_model, device_seed=device_seed, backend=backend, columns=mdm_columns,
+        compensation="gain" in methods,
+    )
+    with _progress() as advance:
+        report = study.run(weights, batch, layers=layers, labels=truth, progress=advance)
+    report = {"matrix": origin, "shape": list(weights.shape), "inputs": source, "vectors": int(len(batch)), **report}
+    lines = [
+        f"matrix: {origin}" + ("" if layers else f" {weights.shape[0]}x{weights.shape[1]}") + f", inputs: {source}",
+        f"bit-sliced: {weight_bits}-bit weights in {slice_bits}-bit slices ({signed}), ON/OFF {report['on_off']:.3g}, "
+        f"{len(report['tiles'])} tiles of at most {tile}x{tile}, {encoding} inputs, r_wire {r_wire} ohm",  # type: ignore[arg-type]
+        f"NF (mean over tiles)  {report['nf_before']:.5f} -> {report['nf_after']:.5f}  ({100 * report['nf_reduction']:.1f}% lower)",
+        f"NF lower per tile     mean {100 * report['nf_reduction_mean_over_tiles']:.1f}%, best {100 * report['nf_reduction_best_tile']:.1f}%, "
+        f"worst {100 * report['nf_reduction_worst_tile']:.1f}%",
+        f"output error          {report['output_error_before']:.5f} -> {report['output_error_after']:.5f}",
+        f"ideal output unchanged by the mapping: {report['ideal_unchanged']}",
+    ]
+    if "accuracy_wires" in report:
+        lines.append(
+            f"accuracy: float {report['accuracy_float']:.4f}, quantized wire-free {report['accuracy_quantized_wire_free']:.4f}, "
+            f"wires {report['accuracy_wires']:.4f}, wires + MDM {report['accuracy_wires_mdm']:.4f}"
+        )
+    if "accuracy_wires_gain" in report:
+        lines.append(f"accuracy with per-column gain compensation: wires {report['accuracy_wires_gain']:.4f}, "
+                     f"wires + MDM {report['accuracy_wires_mdm_gain']:.4f}")
+    return report, lines
+
+
+class _progress:
+    """A rich progress bar over tiles on stderr; yields ``advance(done, total)``."""
+
+    def __enter__(self):  # type: ignore[no-untyped-def]
+        from rich.console import Console
+        from rich.progress import Progress
+
+        self._bar = Progress(console=Console(stderr=True), transient=True)
+        self._bar.__enter__()
+        self._task = self._bar.add_task("tiles", total=None)
+
+        def advance(done: int, total: int) -> None:
+            self._bar.update(self._task, completed=done, total=total)
+
+        return advance
+
+    def __exit__(self, *exc: object) -> None:
+        self._bar.__exit__(*exc)
+
+
+def _mdm_compensation(methods: str, weights: object, crossbar: object, remap: object, vectors: object,
+                      seed: int) -> list[dict[str, object]]:
+    """``--compensation``: each method before/after MDM (see :func:`cosim.compensation.compare_with_mdm`)."""
+    import numpy as np
+
+    from cosim.compensation import ArraySpec, CompensationError, CompensationOptions, compare_with_mdm
+    from cosim.s4d.circuit import Wires
+    from cosim.s4d.mapping import ConductanceWindow
+
+    names = [m.strip() for m in methods.split(",") if m.strip()]
+    if "insitu" in names:
+        raise CompensationError("--compensation insitu needs programmed devices; cosim mdm reads exact conductances "
+                                "(use cosim s4d for in-situ write-verify)")
+    xb = crossbar  # type: Any
+    w = np.asarray(weights, dtype=float)
+    g = xb.conductances()
+    scale = np.full(w.shape[1], (g.max() - g.min()) / max(float(np.abs(w).max()), 1e-300))
+    window = ConductanceWindow(float(g.min()), float(g.max()))
+    spec = ArraySpec(weights=w, window=window, scale=scale, v_read=xb.v_read,
+                     wires=Wires(xb.r_row, xb.r_col, xb.r_source, xb.r_sense))
+    return compare_with_mdm(spec, remap, vectors, names, options=CompensationOptions(probe_seed=seed + 2))  # type: ignore[arg-type]
 
 
 def irdrop(

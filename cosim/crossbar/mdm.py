@@ -25,6 +25,7 @@ import numpy as np
 
 from typing import TYPE_CHECKING
 
+from cosim.crossbar.cells import LinearCells
 from cosim.crossbar.spec import Crossbar
 from cosim.errors import CosimError
 
@@ -86,6 +87,42 @@ def mdm_remap(crossbar: Crossbar, input_mean: np.ndarray | None = None) -> Remap
         col_order = np.column_stack((2 * pair_order, 2 * pair_order + 1)).ravel()
     else:
         col_order = np.argsort(-column_load, kind="stable")
+    return Remap(row_order=row_order, col_order=col_order)
+
+
+def sliced_remap(load: np.ndarray, differential: bool, columns: str = "flip") -> Remap:
+    """MDM of a bit-sliced tile as Farias, Martins and Kung describe it.
+
+    ``load`` (M, N) [A] is the expected current of each cell. Rows are ordered by the
+    Manhattan distance of their cells' current: the row-dependent part of
+    Σ_ij Ī_ij·d_ij is Σ_i (M − i)·R_i, so rows go in ascending load R_i (the heaviest row next
+    to the sense end) — exactly minimal for any fixed column order. ``columns``:
+
+    * ``"flip"`` (the paper): activations are fed from the low-order side — the column order
+      is reversed, so the least-significant (densest) slices sit next to the row drivers and
+      every weight's slices stay adjacent;
+    * ``"sorted"`` (the analog variant): columns (pairs) by descending load, the exact
+      minimiser of the Manhattan cost; slices of one weight may be spread over the tile;
+    * ``"keep"``: rows only.
+
+    Differential pairs stay (G⁺, G⁻).
+    """
+    m, n = load.shape
+    row_order = np.argsort(load.sum(axis=1), kind="stable")
+    if differential and n % 2:
+        raise CosimError("a differential tile needs an even number of columns")
+    units = n // 2 if differential else n
+    if columns == "keep":
+        unit_order = np.arange(units)
+    elif columns == "flip":
+        unit_order = np.arange(units)[::-1]
+    elif columns == "sorted":
+        unit_load = load.sum(axis=0)
+        unit_load = unit_load[0::2] + unit_load[1::2] if differential else unit_load
+        unit_order = np.argsort(-unit_load, kind="stable")
+    else:
+        raise CosimError(f"MDM columns must be flip, sorted or keep, got {columns!r}")
+    col_order = np.column_stack((2 * unit_order, 2 * unit_order + 1)).ravel() if differential else unit_order.copy()
     return Remap(row_order=row_order, col_order=col_order)
 
 
@@ -169,3 +206,59 @@ def random_weights(rows: int, cols: int, block: int, seed: int) -> np.ndarray:
         stop_r, stop_c = min(start + block, rows), min(start + block, cols)
         weights[start:stop_r, start:stop_c] = rng.standard_normal((stop_r - start, stop_c - start))
     return weights
+
+
+def analog_tiles(
+    weights: np.ndarray,
+    inputs: np.ndarray,
+    tile: int = 0,
+    g_min: float = 1 / 75e3,
+    g_max: float = 1 / 4.5e3,
+    r_wire: float = 1.0,
+    v_read: float = 0.2,
+) -> dict[str, object]:
+    """MDM study of analog differential weights (inputs × outputs) for input voltages
+    (K, inputs) [V], on one crossbar (``tile`` = 0) or on tiles of ``tile`` rows × ``tile``
+    physical columns (``tile``/2 outputs). All tiles share one conductance scale (max|W| →
+    ``g_max`` [S]). Returns the means over tiles (``nf_before``, ``nf_after``, output errors),
+    the NF reduction of the means, and a ``tiles`` list; a single crossbar also reports its
+    Manhattan costs and permutation."""
+    w = np.asarray(weights, dtype=float)
+    batch = np.atleast_2d(np.asarray(inputs, dtype=float))
+    if tile < 0 or tile == 1:
+        raise CosimError(f"tile must be 0 (one crossbar) or at least 2, got {tile}")
+    if batch.shape[1] != w.shape[0]:
+        raise CosimError(f"inputs: {batch.shape[1]} values per vector, the weights have {w.shape[0]} rows")
+    full = Crossbar.from_weights(w, g_min=g_min, g_max=g_max, differential=True)
+    g = full.conductances()
+    tile_rows = tile or w.shape[0]
+    tile_pairs = tile // 2 if tile else w.shape[1]
+    tiles, studies = [], []
+    for r0 in range(0, w.shape[0], tile_rows):
+        for c0 in range(0, w.shape[1], tile_pairs):
+            r1, c1 = min(r0 + tile_rows, w.shape[0]), min(c0 + tile_pairs, w.shape[1])
+            volts = batch[:, r0:r1]
+            keep = np.any(volts != 0, axis=1)
+            part = Crossbar(LinearCells(g[r0:r1, 2 * c0:2 * c1]), r_row=r_wire, r_col=r_wire, differential=True, v_read=v_read)
+            if not keep.any() or not np.any(part.conductances() > g_min * (1 + 1e-9)):
+                continue  # nothing flows above background: no NF to report
+            result = study(part, volts[keep])
+            studies.append(result)
+            tiles.append({"rows": [r0, r1], "outputs": [c0, c1], "shape": list(part.shape), **result.as_dict()})
+    if not studies:
+        raise CosimError("every tile is idle: the inputs or the weights are all zero")
+    nf_before = float(np.mean([s.before.tile_nf for s in studies]))
+    nf_after = float(np.mean([s.after.tile_nf for s in studies]))
+    report: dict[str, object] = {
+        "nf_before": nf_before,
+        "nf_after": nf_after,
+        "nf_reduction": 1.0 - nf_after / nf_before,
+        "output_error_before": float(np.mean([s.before.output_error for s in studies])),
+        "output_error_after": float(np.mean([s.after.output_error for s in studies])),
+        "ideal_unchanged": all(s.ideal_unchanged for s in studies),
+        "tiles": tiles,
+    }
+    if len(studies) == 1:
+        report.update(manhattan_cost_before=studies[0].cost_before, manhattan_cost_after=studies[0].cost_after)
+        report.update(studies[0].remap.as_dict())
+    return report

@@ -101,6 +101,17 @@ class _SpiceTile:
         self.circuit.close()
 
 
+def tile_solver(crossbar: Crossbar, solver: SolverName = "nodal", timeout_s: float = 120.0) -> _TileSolver:
+    """A solver of one physical array: ``solve(inputs (K, M) [V]) -> column currents (K, 2N) [A]``
+    and ``close()``. ``"nodal"`` factors the linear-cell matrix once; ``"ngspice"`` loads the
+    read netlist once into an in-process ngspice session."""
+    if solver == "nodal":
+        return _NodalTile(crossbar)
+    if solver == "ngspice":
+        return _SpiceTile(crossbar, timeout_s)
+    raise S4DError(f"solver must be 'nodal' or 'ngspice', got {solver!r}")
+
+
 class CircuitBackend:
     """The crossbar tiles of a :class:`MappedLayer` as a MatVec (see module doc).
 
@@ -132,7 +143,7 @@ class CircuitBackend:
         try:
             for tile in mapped.tiles:
                 physical = tile.physical_crossbar(cell_model, device_model, **wires.as_dict())
-                self._solvers.append(_NodalTile(physical) if solver == "nodal" else _SpiceTile(physical, timeout_s))
+                self._solvers.append(tile_solver(physical, solver, timeout_s))
         except BaseException:
             self.close()
             raise

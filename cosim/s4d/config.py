@@ -1,7 +1,8 @@
 """Configuration of an S4D circuit study (``cosim s4d --config F.toml``), validated by pydantic.
 
-Every key is optional; the defaults give the test model of docs/s4d.md on one layer crossbar with
-1 Ω wires, the default device model, three device seeds, analog weights and ideal converters.
+Every key is optional; the defaults give the deterministic test model (docs/s4d.md) on one
+layer crossbar with 1 Ω wires, the default device model, three device seeds, analog weights,
+ideal converters and the compensation methods "none" and "gain".
 An example with every key (values are examples, not all defaults)::
 
     seed = 0                      # input seed; device seeds default to seed, seed+1, ...
@@ -13,9 +14,11 @@ An example with every key (values are examples, not all defaults)::
     dac_bits = 8                  # omit for ideal converters
     adc_bits = 8
     mdm = true
+    dac_balance = false           # fold per-state scales into the matrix (states use the DAC range)
+    read_inputs = "uniform"       # NF/output-error inputs: "uniform" random or the "trajectory"
 
     [model]
-    kind = "test"                 # "test" (docs/s4d.md), "lin" (S4D-Lin) or "inv" (S4D-Inv)
+    kind = "test"                 # "test" (deterministic), "lin" (S4D-Lin) or "inv" (S4D-Inv)
     channels = 4                  # H, N, init seed, dt range: for "lin"/"inv" only
     state_size = 16
     init_seed = 0
@@ -30,8 +33,24 @@ An example with every key (values are examples, not all defaults)::
     [devices]
     model_file = "models/my.json" # relative to this file; omit: the packaged default model
     seeds = [0, 1, 2]
-    tolerance = 0.05              # write-verify relative tolerance
     cell_model = "linear"         # or "polynomial" (device I–V at the programmed states)
+    tolerance = 0.05              # write-verify (every ProgramConfig field): relative band
+    set_voltage = -2.0            # V
+    reset_start = 0.5             # V
+    reset_step = 0.01             # V, coarse RESET ramp step
+    fine_step = 0.0025            # V, RESET step inside the band
+    centred = true                # centred acceptance (no systematic bias)
+    max_pulses = 300
+    max_attempts = 6
+    read_noise = false
+
+    [compensation]
+    methods = ["none", "gain"]    # any of "none", "gain", "predistort", "insitu"
+    probe_vectors = 32            # gain: known random input vectors
+    max_iterations = 12           # predistort: solver iterations (bound)
+    tolerance = 1e-6              # predistort: relative matrix residual to stop at
+    insitu_passes = 3             # insitu: programming passes
+    insitu_tolerance = 0.01       # insitu: in-circuit error that sends a cell back
 
     [backends]
     nodal = true
@@ -94,7 +113,14 @@ class DevicesConfig(_Strict):
     count: int = Field(3, ge=1, le=100)
     """Number of device seeds when ``seeds`` is not given (seed, seed+1, ...)."""
     tolerance: float = Field(0.05, gt=0, lt=1)
+    set_voltage: float = Field(-2.0, lt=0)
+    reset_start: float = Field(0.5, gt=0)
+    reset_step: float = Field(0.01, gt=0)
+    fine_step: float = Field(0.0025, gt=0)
+    centred: bool = True
     max_pulses: int = Field(300, ge=2)
+    max_attempts: int = Field(6, ge=1)
+    read_noise: bool = False
     cell_model: Literal["linear", "polynomial"] = "linear"
     window_coverage: float = Field(0.99, gt=0.5, lt=1)
 
@@ -108,6 +134,26 @@ class DevicesConfig(_Strict):
                 raise ValueError("device seeds must be in 0 .. 2^31-1")
             if len(set(value)) != len(value):
                 raise ValueError("device seeds must be distinct")
+        return value
+
+
+class CompensationSettings(_Strict):
+    """Compensation methods of the study (see :mod:`cosim.compensation`)."""
+
+    methods: list[Literal["none", "gain", "predistort", "insitu"]] = Field(default_factory=lambda: ["none", "gain"])
+    probe_vectors: int = Field(32, ge=2, le=100_000)
+    max_iterations: int = Field(12, ge=1, le=1000)
+    tolerance: float = Field(1e-6, gt=0, lt=1)
+    insitu_passes: int = Field(3, ge=1, le=100)
+    insitu_tolerance: float = Field(0.01, gt=0, lt=1)
+
+    @field_validator("methods")
+    @classmethod
+    def _methods(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError('give at least one of "none", "gain", "predistort", "insitu"')
+        if len(set(value)) != len(value):
+            raise ValueError("a method is listed twice")
         return value
 
 
@@ -132,10 +178,13 @@ class S4DStudyConfig(_Strict):
     dac_bits: Optional[int] = Field(None, ge=2, le=24)
     adc_bits: Optional[int] = Field(None, ge=2, le=24)
     mdm: bool = True
+    dac_balance: bool = False
+    read_inputs: Literal["uniform", "trajectory"] = "uniform"
     model: ModelConfig = Field(default_factory=ModelConfig)
     wires: WiresSettings = Field(default_factory=WiresSettings)
     devices: DevicesConfig = Field(default_factory=DevicesConfig)
     backends: BackendsConfig = Field(default_factory=BackendsConfig)
+    compensation: CompensationSettings = Field(default_factory=CompensationSettings)
 
     @model_validator(mode="after")
     def _check(self) -> "S4DStudyConfig":
@@ -154,6 +203,24 @@ class S4DStudyConfig(_Strict):
         if self.devices.seeds is not None:
             return list(self.devices.seeds)
         return [self.seed + k for k in range(self.devices.count)]
+
+    def program_config(self) -> Any:
+        """The write-verify settings (:class:`cosim.device.programming.ProgramConfig`)."""
+        from cosim.device.programming import ProgramConfig
+
+        keys = ProgramConfig.keys()
+        return ProgramConfig(**{k: v for k, v in self.devices.model_dump().items() if k in keys})
+
+    def compensation_options(self) -> Any:
+        """The compensation settings (:class:`cosim.compensation.CompensationOptions`);
+        probe vectors are drawn from the study seed."""
+        from cosim.compensation import CompensationOptions
+
+        c = self.compensation
+        return CompensationOptions(
+            probe_vectors=c.probe_vectors, probe_seed=self.seed, max_iterations=c.max_iterations,
+            tolerance=c.tolerance, insitu_passes=c.insitu_passes, insitu_tolerance=c.insitu_tolerance,
+        )
 
     def resolved(self) -> dict[str, Any]:
         """JSON-friendly dict of every setting, with the device seeds spelled out."""

@@ -605,6 +605,47 @@ def calibrate_converters(
     return dac, ADC(bits=adc_bits, full_scale=peak_out)
 
 
+def trajectory_inputs(program: CrossbarProgram, u: np.ndarray) -> np.ndarray:
+    """The crossbar inputs ``[x_{k−1}; u_k]`` of an ideal run on ``u`` (H, L): (L, H, N+1),
+    digital units."""
+    _, states = run_recurrence(ideal_matvec, program, u, return_states=True)
+    n = program.state_size
+    previous = np.concatenate([np.zeros(states.shape[:-2] + (1, n)), states[..., :-1, :]], axis=-2)
+    stacked = np.concatenate([previous, np.asarray(u, float)[..., None]], axis=-1)  # (H, L, N+1)
+    return np.moveaxis(stacked, -2, 0)
+
+
+def dac_range_bits(program: CrossbarProgram, u: np.ndarray, dac: DAC) -> np.ndarray:
+    """Bits of the DAC range each input leaves unused, (H, N+1): ``log2(full_scale / peak)``
+    with ``peak`` the largest |input| of an ideal run on ``u`` (0: the input spans the range).
+    Effective bits of input i = DAC bits − this."""
+    peak = np.abs(trajectory_inputs(program, u)).max(axis=0)
+    scale = np.broadcast_to(dac.channel_scale(), peak.shape)
+    with np.errstate(divide="ignore"):
+        return np.log2(scale / np.where(peak > 0, peak, np.nan))
+
+
+def balance_states(program: CrossbarProgram, u: np.ndarray) -> tuple[CrossbarProgram, np.ndarray]:
+    """Fold per-state input scales into the stored matrices so that every state uses the
+    DAC range of its channel.
+
+    The state is rescaled, ``x' = T x`` with ``T = diag(t)`` per channel (one value per
+    complex mode, so the 2×2 rotation blocks keep their form), and the matrices become
+    ``M' = diag(T, 1) M diag(T⁻¹, 1)`` (the same similarity for the delta variant): kernel,
+    output and eigenvalues are unchanged. ``t`` brings each mode's peak |x| in an ideal run on
+    ``u`` (H, L) up to the channel's largest input peak. Returns the balanced program and
+    ``t`` (H, N)."""
+    inputs = np.abs(trajectory_inputs(program, u)).max(axis=0)  # (H, N+1)
+    n = program.state_size
+    mode_peak = inputs[:, :n].reshape(program.n_channels, n // 2, 2).max(axis=-1)
+    mode_peak = np.repeat(mode_peak, 2, axis=-1)
+    target = inputs.max(axis=-1, keepdims=True)
+    t = np.where(mode_peak > 0, target / np.where(mode_peak > 0, mode_peak, 1.0), 1.0)
+    scale = np.concatenate([t, np.ones((program.n_channels, 1))], axis=-1)  # (H, N+1)
+    matrices = program.matrices * scale[:, :, None] / scale[:, None, :]
+    return program.with_matrices(matrices, label=f"{program.label} balanced"), t
+
+
 # --------------------------------------------------------------------------------------
 # The layer object
 # --------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ fresh devices at those positions, and it isolates the effect of the wires.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -142,6 +142,8 @@ class MappedLayer:
     device_seed: int | None = None
     programming: dict[str, float] = field(default_factory=dict)
     mdm: bool = False
+    failures: Any = None
+    """Cells write-verify did not accept (DataFrame: device id, target, achieved, error), or None."""
 
     @property
     def size(self) -> int:
@@ -261,17 +263,11 @@ def program_layer(mapped: MappedLayer, device_model: object, seed: int, config: 
         tiles.append(
             replace(tile, conductance=result.achieved.reshape(tile.shape), state=devices.r.reshape(tile.shape).copy())
         )
-    error = np.concatenate([r.relative_error for r in results])
-    pulses = np.concatenate([r.pulses for r in results])
-    stats = {
-        "devices": float(error.size),
-        "success_rate": float(np.mean(np.concatenate([r.success for r in results]))),
-        "rel_error_mean": float(error.mean()),
-        "rel_error_rms": float(np.sqrt(np.mean(error**2))),
-        "rel_error_max_abs": float(np.abs(error).max()),
-        "pulses_mean": float(pulses.mean()),
-    }
-    return replace(mapped, tiles=tuple(tiles), device_seed=int(seed), programming=stats)
+    from cosim.device.programming import ProgramResult
+
+    combined = ProgramResult.concatenate(results)
+    stats = combined.summary()
+    return replace(mapped, tiles=tuple(tiles), device_seed=int(seed), programming=stats, failures=combined.failures())
 
 
 def with_mdm(mapped: MappedLayer, input_mean: np.ndarray) -> MappedLayer:
