@@ -43,38 +43,20 @@ from cosim.s4d import (  # noqa: E402
     ConductanceWindow,
     S4DLayer,
     Wires,
-    calibrate_converters,
     init_s4d_inv,
     init_s4d_lin,
     map_program,
     program_layer,
-    run_recurrence,
     test_model,
 )
-from cosim.s4d.metrics import compare_kernels, effective_eigenvalues, stability_margin  # noqa: E402
 
 LENGTH = 256
 
 
 def kernel_error(layer: S4DLayer, variant: str, compensated: Any, wires: Wires, v_read: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel kernel relative L2 (impulse through the compensated circuit, calibrated DAC)
-    and stability margin of the corrected in-circuit matrices."""
-    program = layer.crossbar_program(variant)
-    u = np.random.default_rng(0).standard_normal((layer.n_channels, LENGTH))
-    dac, _ = calibrate_converters(program, u, v_read=v_read)
-    impulse = np.zeros((layer.n_channels, LENGTH))
-    impulse[:, 0] = 1.0
-    with compensated.backend(wires) as backend:
-        y = run_recurrence(backend, program, impulse, dac=dac)
-    y[:, 0] -= program.D
-    error = compare_kernels(y, layer.kernel(LENGTH)).relative_l2
-    blocks = []
-    if compensated.mapped.layout == "channel":
-        blocks = [record.effective_weights().T for record in compensated.tiles]
-        margin = stability_margin(effective_eigenvalues(program.with_matrices(np.stack(blocks), "effective")))
-    else:
-        margin = np.full(layer.n_channels, np.nan)
-    return error, margin
+    """Per-channel kernel relative L2 and stability margin of the corrected in-circuit matrices."""
+    return (compensated.kernel_error(layer, variant, wires, v_read, length=LENGTH),
+            compensated.stability_margin(layer, variant))
 
 
 def timed(function: Any, repeats: int) -> tuple[Any, dict[str, float]]:

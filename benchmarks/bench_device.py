@@ -1,186 +1,235 @@
-"""Benchmark: cycle updates per second of the device model for 1e6 devices (target >= 1e7/s).
+"""Benchmark: switching, reads and write-verify of the device model (compiled vs numpy paths).
 
-A *cycle update* is one device moving to its next switching cycle: four hash-RNG normals,
-the VAR(p) recursion, Γ and Ψ (:class:`cosim.device.model.FeatureEngine`). Timed in the
-same process, repeats interleaved so that all paths see the same machine load:
+All figures come from one process, repeats interleaved so that every path sees the same
+machine load, and are printed as min and median of ``--repeats`` runs, wall-clock and per
+CPU-second (process CPU time of all threads; on a shared machine the wall figure mostly
+measures the other jobs). Ratios are taken repeat by repeat (same load) against the
+project's numpy path and, when its source is given, against the original Synaptogen NumPy
+port (thennen/Synaptogen, ``Synaptogen.py``; not part of this repository).
 
-* ``numba step`` — the default path, :meth:`FeatureEngine.step`: one fused compiled kernel
-  per cycle over all devices, split over ``--threads`` threads (:mod:`cosim.device._fast`);
-* ``numba run`` — :meth:`FeatureEngine.run`: the same numbers, ``--cycles`` cycles per call,
-  each block of devices running all of them while its lag history is in cache;
-* ``numpy`` — the numpy reference (feature-major buffers, chunks of ``--chunk`` devices
-  run by ``--threads`` worker threads; numpy releases the GIL inside its loops);
-* ``numpy+PCG64`` — the numpy update with numpy's own Generator normals (PCG64 + ziggurat)
-  in place of the hash RNG: what the counter-based hash costs;
-* the switching state machine (:class:`cosim.device.model.DeviceArray`: SET level, read,
-  RESET level, read per cycle), numba vs numpy.
+* switching: a *device-cycle* is a full SET (−2 V) then RESET (+1.5 V) level on every device,
+  no reads (:meth:`cosim.device.model.DeviceArray.apply`): the compiled path with one thread
+  and with ``--threads`` threads, float64 and ``precision="float32"``, the numpy path, and
+  the original port (``applyVoltage`` twice), for each of ``--sizes`` devices;
+* reads: :meth:`DeviceArray.read` at U0 with read noise (the original's ``Iread``);
+* write-verify: :func:`cosim.device.programming.program` of ``--wv-devices`` devices to
+  ``--levels`` conductance levels, pulses (SET + RESET) per second;
+* ``--engine``: the feature engine alone (:class:`cosim.device.model.FeatureEngine`, cycle
+  updates without switching).
 
-Prints min and median of ``--repeats`` runs, wall-clock and per CPU-second (process CPU
-time of all threads: on a shared machine the wall figure mostly measures the other jobs;
-the CPU figure times the machine's cores can deliver is the rate of an idle machine), the
-ratios numba / numpy, and the load average. First-call time (JIT compile, or loading the
-on-disk cache) is printed separately and not part of the rates.
+First calls (JIT compile or on-disk cache load) are made before timing and not counted.
 
-    .venv/bin/python benchmarks/bench_device.py --devices 1000000
+    .venv/bin/python benchmarks/bench_device.py
+    .venv/bin/python benchmarks/bench_device.py --synaptogen PATH/Synaptogen/Synaptogen.py/src
+
+``--synaptogen`` (or the environment variable ``COSIM_SYNAPTOGEN``) is the folder that holds
+the original port's ``synaptogen`` package.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import statistics
+import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
+from types import ModuleType
+from typing import Callable, Optional
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # skinny matmuls: threads only hurt
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # one core per path unless threads say so
 
 import numpy as np  # noqa: E402
 
 from cosim.device import _fast  # noqa: E402
+from cosim.device import programming as pg  # noqa: E402
 from cosim.device.model import DeviceArray, FeatureEngine  # noqa: E402
-from cosim.device.modelfile import load_model  # noqa: E402
+from cosim.device.modelfile import DeviceModel, load_model  # noqa: E402
 from cosim.paths import DEFAULT_MODEL  # noqa: E402
 
-
-class GeneratorNormals:
-    """Drop-in for the engine's hash normals: numpy's Generator (PCG64, ziggurat) instead.
-
-    Swapped into a numpy-backend FeatureEngine, it gives the same update with a conventional
-    RNG: the baseline the hash RNG is measured against.
-    """
-
-    def __init__(self, seed: int) -> None:
-        self.gen = np.random.default_rng(seed)
-
-    def fill(self, cycle: int, out: np.ndarray) -> np.ndarray:
-        return self.gen.standard_normal(out=out)
+Runs = dict[str, list[tuple[float, float]]]
 
 
-def baseline_engine(engine: FeatureEngine, seed: int) -> FeatureEngine:
-    """``engine`` (numpy backend) with its normals drawn by :class:`GeneratorNormals`."""
-    engine._normals = GeneratorNormals(seed)
-    return engine
-
-
-def timed(work: Callable[[], None]) -> tuple[float, float]:
+def timed(work: Callable[[], object]) -> tuple[float, float]:
     """(wall seconds, process CPU seconds) of one call."""
     t0, c0 = time.perf_counter(), time.process_time()
     work()
     return time.perf_counter() - t0, time.process_time() - c0
 
 
-def chunked(engines: list, cycles: int, pool: ThreadPoolExecutor) -> Callable[[], None]:
-    """Work item: advance every engine by ``cycles`` on the pool."""
-
-    def work_one(engine) -> None:
-        for _ in range(cycles):
-            engine.step()
-
-    return lambda: list(pool.map(work_one, engines))
-
-
-def stepping(engine: FeatureEngine, cycles: int) -> Callable[[], None]:
-    def work() -> None:
-        for _ in range(cycles):
-            engine.step()
-
-    return work
+def load_original(path: Optional[str]) -> Optional[ModuleType]:
+    """The original port's ``synaptogen`` module from folder ``path`` (None: not measured)."""
+    if not path:
+        return None
+    sys.path.insert(0, os.path.abspath(path))
+    try:
+        return importlib.import_module("synaptogen")
+    except ImportError as exc:
+        raise SystemExit(f"error: cannot import 'synaptogen' from {path}: {exc}") from None
 
 
-def switching(dev: DeviceArray, cycles: int) -> Callable[[], None]:
-    def work() -> None:
-        for _ in range(cycles):
-            dev.apply(-2.0)
-            dev.read()
-            dev.apply(1.5)
-            dev.read()
-
-    return work
-
-
-def report(title: str, count: int, runs: dict[str, list[tuple[float, float]]], ref: str) -> dict:
-    """Print min/median rates (wall and per CPU-second) and ratios to ``ref``; return medians."""
+def report(title: str, count: float, unit: str, runs: Runs, refs: list[str]) -> None:
+    """Print min/median rates (wall and per CPU-second) and per-repeat ratios to ``refs``."""
     print(f"\n{title}")
-    medians = {}
     for kind, col in (("wall", 0), ("per CPU-second", 1)):
         print(f"  {kind}:")
         for name, rr in runs.items():
             rates = [count / r[col] for r in rr]
-            medians[(name, kind)] = statistics.median(rates)
-            print(f"    {name:14s} min {min(rates):.3e}/s  median {statistics.median(rates):.3e}/s")
-        for name, rr in runs.items():
-            if name == ref:
+            print(f"    {name:24s} min {min(rates):.3e}  median {statistics.median(rates):.3e} {unit}")
+        for ref in refs:
+            if ref not in runs:
                 continue
-            ratio = [b[col] / a[col] for a, b in zip(rr, runs[ref])]  # same repeat, same load
-            print(f"    ratio {name} / {ref}: min {min(ratio):.2f}  median {statistics.median(ratio):.2f}")
-    return medians
+            for name, rr in runs.items():
+                if name == ref:
+                    continue
+                ratio = [b[col] / a[col] for a, b in zip(rr, runs[ref])]
+                print(f"    ratio {name} / {ref}: min {min(ratio):.2f}  median "
+                      f"{statistics.median(ratio):.2f}")
+
+
+def interleaved(work: dict[str, Callable[[], object]], repeats: int) -> Runs:
+    """Warm every path once, then ``repeats`` rounds of one call per path."""
+    for w in work.values():
+        w()
+    runs: Runs = {k: [] for k in work}
+    for _ in range(repeats):
+        for name, w in work.items():
+            runs[name].append(timed(w))
+    return runs
+
+
+def bench_switching(model: DeviceModel, n: int, args: argparse.Namespace,
+                    orig: Optional[ModuleType]) -> None:
+    cycles = args.cycles
+
+    def cycling(dev: DeviceArray) -> Callable[[], None]:
+        def work() -> None:
+            for _ in range(cycles):
+                dev.apply(-2.0)
+                dev.apply(1.5)
+        return work
+
+    work: dict[str, Callable[[], object]] = {}
+    for label, threads, precision in (("compiled, 1 thread", 1, "float64"),
+                                      (f"compiled, {args.threads} threads", args.threads,
+                                       "float64"),
+                                      ("compiled f32, 1 thread", 1, "float32")):
+        dev = DeviceArray(model, n, seed=args.seed, backend="numba", threads=threads,
+                          precision=precision)
+        work[label] = cycling(dev)
+    if not args.skip_numpy:
+        work["numpy"] = cycling(DeviceArray(model, n, seed=args.seed, backend="numpy"))
+    if orig is not None:
+        cells = orig.CellArrayCPU(n)
+
+        def orig_work() -> None:
+            for _ in range(cycles):
+                orig.applyVoltage(cells, -2.0)
+                orig.applyVoltage(cells, 1.5)
+        work["original port"] = orig_work
+    runs = interleaved(work, args.repeats)
+    report(f"switching (SET -2 V, RESET +1.5 V), device-cycles/s, {n} devices, {cycles} cycles x "
+           f"{args.repeats} repeats", n * cycles, "/s", runs, ["numpy", "original port"])
+
+
+def bench_reads(model: DeviceModel, n: int, args: argparse.Namespace,
+                orig: Optional[ModuleType]) -> None:
+    reads = args.cycles
+    work: dict[str, Callable[[], object]] = {}
+    for label, threads in (("compiled, 1 thread", 1),
+                           (f"compiled, {args.threads} threads", args.threads)):
+        dev = DeviceArray(model, n, seed=args.seed, backend="numba", threads=threads)
+        work[label] = (lambda d: lambda: [d.read(noise=True) for _ in range(reads)])(dev)
+    if not args.skip_numpy:
+        dev = DeviceArray(model, n, seed=args.seed, backend="numpy")
+        work["numpy"] = lambda: [dev.read(noise=True) for _ in range(reads)]
+    if orig is not None:
+        cells = orig.CellArrayCPU(n)
+        work["original port"] = lambda: [orig.Iread(cells) for _ in range(reads)]
+    runs = interleaved(work, args.repeats)
+    report(f"reads with read noise at U0, reads/s, {n} devices, {reads} reads x {args.repeats} "
+           f"repeats", n * reads, "/s", runs, ["numpy", "original port"])
+
+
+def bench_write_verify(model: DeviceModel, args: argparse.Namespace) -> None:
+    n = args.wv_devices
+    levels = pg.achievable_levels(model, args.levels, seed=0)
+    target = np.resize(levels, n)
+    paths = [("compiled, 1 thread", "numba", 1), (f"compiled, {args.threads} threads", "numba",
+                                                 args.threads)]
+    if not args.skip_numpy:
+        paths.append(("numpy", "numpy", None))
+    print(f"\nwrite-verify (cosim.device.programming.program), {n} devices to {args.levels} "
+          f"levels, default settings, one run per path")
+    pg.program(DeviceArray(model, 64, seed=0), levels[:1])  # warm the kernels
+    times = {}
+    for label, backend, threads in paths:
+        dev = DeviceArray(model, n, seed=args.seed, backend=backend, threads=threads)
+        t0, c0 = time.perf_counter(), time.process_time()
+        res = pg.program(dev, target)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        pulses = int(res.pulses.sum())
+        times[label] = (wall, cpu)
+        print(f"  {label:24s} {wall:7.1f} s wall {cpu:7.1f} s CPU  {pulses} pulses "
+              f"({pulses / n:.1f} per device, success {res.success.mean():.4f}): "
+              f"{pulses / wall:.3e} pulses/s wall, {pulses / cpu:.3e} per CPU-second")
+    if "numpy" in times:
+        for label, (wall, cpu) in times.items():
+            if label != "numpy":
+                print(f"  ratio {label} / numpy: wall {times['numpy'][0] / wall:.2f}, "
+                      f"CPU {times['numpy'][1] / cpu:.2f} (same pulses: same numbers)")
+
+
+def bench_engine(model: DeviceModel, args: argparse.Namespace) -> None:
+    n = args.sizes[-1]
+    ids = np.arange(n)
+    fast = FeatureEngine(model, args.seed, ids, backend="numba", threads=args.threads)
+    ref = FeatureEngine(model, args.seed, ids, backend="numpy")
+    out = np.empty((n, args.cycles, 4))
+    work = {"compiled run": lambda: fast.run(args.cycles, out=out),
+            "compiled step": lambda: [fast.step() for _ in range(args.cycles)],
+            "numpy": lambda: [ref.step() for _ in range(args.cycles)]}
+    runs = interleaved(work, args.repeats)
+    report(f"feature engine, cycle updates/s, {n} devices, {args.threads} thread(s)",
+           n * args.cycles, "/s", runs, ["numpy"])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--devices", type=int, default=1_000_000)
-    ap.add_argument("--cycles", type=int, default=5, help="cycles per repeat")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[2**16, 2**20],
+                    help="device counts of the switching and read benchmarks")
+    ap.add_argument("--cycles", type=int, default=3, help="device-cycles (reads) per repeat")
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--chunk", type=int, default=32768, help="devices per chunk (numpy paths)")
     ap.add_argument("--threads", type=int, default=_fast.default_threads())
-    ap.add_argument("--state-devices", type=int, default=100_000)
+    ap.add_argument("--wv-devices", type=int, default=1_000_000)
+    ap.add_argument("--levels", type=int, default=8)
+    ap.add_argument("--skip-numpy", action="store_true", help="leave out the numpy path")
+    ap.add_argument("--skip-write-verify", action="store_true")
+    ap.add_argument("--engine", action="store_true", help="also time the feature engine")
+    ap.add_argument("--synaptogen", default=os.environ.get("COSIM_SYNAPTOGEN"),
+                    help="folder holding the original port's 'synaptogen' package")
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
     if not _fast.AVAILABLE:
         raise SystemExit("numba is not available (or COSIM_DEVICE_BACKEND=numpy): nothing to compare")
-
+    orig = load_original(args.synaptogen)
     model = load_model(DEFAULT_MODEL)
-    print(f"load average at start: {os.getloadavg()}, {os.cpu_count()} CPUs, {args.threads} thread(s)")
-    ids = np.arange(args.devices)
-    chunks = [ids[i: i + args.chunk] for i in range(0, args.devices, args.chunk)]
+    print(f"load average at start: {os.getloadavg()}, {os.cpu_count()} CPUs, "
+          f"{args.threads} thread(s); original port: {'measured' if orig else 'not given'}")
     t0 = time.perf_counter()
-    fast = FeatureEngine(model, args.seed, ids, backend="numba", threads=args.threads)
-    print(f"set-up of {args.devices} devices (D2D draw): {time.perf_counter() - t0:.2f} s")
-    t0 = time.perf_counter()
-    fast.step()
-    fast.run(1)
-    print(f"first numba step and run (JIT compile or cache load): {time.perf_counter() - t0:.2f} s")
-    ref = [FeatureEngine(model, args.seed, c, backend="numpy") for c in chunks]
-    base = [baseline_engine(FeatureEngine(model, args.seed, c, backend="numpy"), args.seed + i)
-            for i, c in enumerate(chunks)]
-
-    runs: dict[str, list[tuple[float, float]]] = {"numba step": [], "numba run": [], "numpy": [],
-                                                  "numpy+PCG64": []}
-    out = np.empty((args.devices, args.cycles, 4))
-    fast.run(args.cycles, out=out)
-    with ThreadPoolExecutor(max_workers=args.threads) as pool:
-        timed(chunked(ref, 1, pool))  # warm-up
-        timed(chunked(base, 1, pool))
-        work = {"numba step": stepping(fast, args.cycles),
-                "numba run": lambda: fast.run(args.cycles, out=out),
-                "numpy": chunked(ref, args.cycles, pool),
-                "numpy+PCG64": chunked(base, args.cycles, pool)}
-        for _ in range(args.repeats):
-            for name, w in work.items():
-                runs[name].append(timed(w))
-    med = report(f"cycle updates per second, {args.devices} devices, {args.cycles} cycles x "
-                 f"{args.repeats} repeats, {args.threads} thread(s)", args.devices * args.cycles,
-                 runs, "numpy")
-    for name in ("numba step", "numba run"):
-        wall, cpu = med[(name, "wall")], med[(name, "per CPU-second")]
-        print(f"  target 1e7/s, {name}: wall median {'met' if wall >= 1e7 else 'NOT met'} "
-              f"({wall:.3e}/s); per CPU-second x {args.threads} core(s) = {cpu * args.threads:.3e}/s "
-              f"({'met' if cpu * args.threads >= 1e7 else 'NOT met'} for an otherwise idle machine)")
-
-    n_sm = min(args.state_devices, args.devices)
-    devs = {"numba": DeviceArray(model, n_sm, seed=args.seed, backend="numba", threads=args.threads),
-            "numpy": DeviceArray(model, n_sm, seed=args.seed, backend="numpy")}
-    t0 = time.perf_counter()
-    switching(devs["numba"], 1)()
-    print(f"\nfirst numba switching cycle (JIT compile or cache load): {time.perf_counter() - t0:.2f} s")
-    switching(devs["numpy"], 1)()
-    sm_runs: dict[str, list[tuple[float, float]]] = {k: [] for k in devs}
-    for _ in range(args.repeats):
-        for name, dev in devs.items():
-            sm_runs[name].append(timed(switching(dev, args.cycles)))
-    report(f"switching state machine (SET, read, RESET, read) device-cycles per second, {n_sm} "
-           f"devices (numpy: 1 thread)", n_sm * args.cycles, sm_runs, "numpy")
+    warm = DeviceArray(model, 2 * _fast.SWITCH_BLOCK, seed=0)
+    warm.apply(-2.0)
+    warm.apply(1.5)
+    warm.read(noise=True)
+    DeviceArray(model, 8, seed=0, precision="float32").apply(1.5)
+    print(f"first compiled calls (JIT compile or cache load): {time.perf_counter() - t0:.2f} s")
+    for n in args.sizes:
+        bench_switching(model, n, args, orig)
+        bench_reads(model, n, args, orig)
+    if not args.skip_write_verify:
+        bench_write_verify(model, args)
+    if args.engine:
+        bench_engine(model, args)
     print(f"\nload average at the end: {os.getloadavg()}")
 
 

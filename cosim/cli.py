@@ -21,6 +21,7 @@ _COMMAND_MODULES = [
     "cosim.commands.s4d",
     "cosim.commands.batch",
     "cosim.commands.demo",
+    "cosim.commands.train",
 ]
 
 

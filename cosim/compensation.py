@@ -60,6 +60,7 @@ if TYPE_CHECKING:
     from cosim.device.programming import ProgramConfig
     from cosim.s4d.circuit import CircuitBackend, Wires
     from cosim.s4d.mapping import ConductanceWindow, MappedLayer
+    from cosim.s4d.ideal import S4DLayer
 
 Method = Literal["none", "gain", "predistort", "insitu"]
 METHODS: tuple[str, ...] = ("none", "gain", "predistort", "insitu")
@@ -532,6 +533,38 @@ class CompensatedLayer:
         from cosim.s4d.circuit import CircuitBackend
 
         return CorrectedMatVec(CircuitBackend(self.mapped, wires, **options), self.gain, self.offset)
+
+    def kernel_error(self, layer: "S4DLayer", variant: str, wires: "Wires", v_read: float,
+                     length: int = 256, seed: int = 0) -> np.ndarray:
+        """Per-channel relative L2 error of the in-circuit kernel against ``layer.kernel``.
+
+        An impulse of ``length`` samples goes through the compensated tiles (wires ``wires``,
+        read amplitude ``v_read`` [V]); the DAC is calibrated on a standard-normal input drawn
+        from ``seed``; the feed-through ``D`` is removed from the first sample.
+        """
+        from cosim.s4d.ideal import calibrate_converters, run_recurrence
+        from cosim.s4d.metrics import compare_kernels
+
+        program = layer.crossbar_program(variant)
+        u = np.random.default_rng(seed).standard_normal((layer.n_channels, length))
+        dac, _ = calibrate_converters(program, u, v_read=v_read)
+        impulse = np.zeros((layer.n_channels, length))
+        impulse[:, 0] = 1.0
+        with self.backend(wires) as backend:
+            y = run_recurrence(backend, program, impulse, dac=dac)
+        y[:, 0] -= program.D
+        return compare_kernels(y, layer.kernel(length)).relative_l2
+
+    def stability_margin(self, layer: "S4DLayer", variant: str) -> np.ndarray:
+        """Per-channel stability margin of the corrected in-circuit state matrices (channel
+        layout only; NaN per channel for the layer layout)."""
+        from cosim.s4d.metrics import effective_eigenvalues, stability_margin
+
+        if self.mapped.layout != "channel":
+            return np.full(layer.n_channels, np.nan)
+        program = layer.crossbar_program(variant)
+        blocks = np.stack([record.effective_weights().T for record in self.tiles])
+        return stability_margin(effective_eigenvalues(program.with_matrices(blocks, "effective")))
 
     def summary(self) -> dict[str, Any]:
         return {"method": self.method, "residual": self.residual, **self.cost.as_dict(),

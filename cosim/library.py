@@ -179,17 +179,28 @@ def get_model(name: str) -> LibraryModel:
         raise CosimError(f"no library model {name!r}; have {', '.join(sorted(MODELS))}") from None
 
 
-def iv_sweep(name: str, v_peak: float = 1.5, leg: float = 5e-6, tstep: float = 2e-9,
+IV_STEPS_PER_LEG = 2500
+"""Largest transient step of :func:`iv_sweep`: this fraction of a quarter sweep."""
+
+
+def iv_sweep(name: str, v_peak: float = 1.5, leg: float = 5e-6, tstep: float | None = None,
              params: Mapping[str, float] | None = None) -> dict[str, np.ndarray]:
     """Simulate one device (ngspice) over a triangular SET then RESET sweep from HRS.
 
-    The sweep goes 0 → SET polarity × ``v_peak`` → 0 → RESET polarity × ``v_peak`` → 0, each
-    quarter taking ``leg`` [s]. Returns ``time`` [s], ``v`` [V], ``i`` [A], ``state`` (node units).
+    The sweep goes 0 → SET polarity × ``v_peak`` [V] → 0 → RESET polarity × ``v_peak`` → 0,
+    each quarter taking ``leg`` [s]; ``tstep`` [s] is the largest time step (default
+    ``leg / IV_STEPS_PER_LEG``). Returns ``time`` [s], ``v`` [V], ``i`` [A], ``state`` (node units).
     """
     from cosim.spice.batch import run_batch
     from cosim.spice.render import format_number, ident, render_netlist
 
     model = get_model(name)
+    for field_name, value in (("v_peak (--v-peak) [V]", v_peak), ("leg (--leg) [s]", leg)):
+        if not (math.isfinite(value) and value > 0):
+            raise CosimError(f"{name} I-V sweep: {field_name} must be a positive number, got {value!r}")
+    tstep = leg / IV_STEPS_PER_LEG if tstep is None else tstep
+    if not (math.isfinite(tstep) and 0 < tstep <= leg):
+        raise CosimError(f"{name} I-V sweep: tstep must be in (0, leg = {leg:g} s], got {tstep!r}")
     peak = model.set_sign * abs(float(v_peak))
     points = [(0.0, 0.0), (leg, peak), (2 * leg, 0.0), (3 * leg, -peak), (4 * leg, 0.0)]
     text = render_netlist(
@@ -203,7 +214,9 @@ def iv_sweep(name: str, v_peak: float = 1.5, leg: float = 5e-6, tstep: float = 2
 
 
 def iv_figure(name: str, output: Path | str, v_peak: float = 1.5, leg: float = 5e-6) -> Path:
-    """I–V hysteresis of one device (linear and log current) to ``output``; returns the path."""
+    """I–V hysteresis of one device (linear and log current) to ``output``; returns the path.
+
+    ``v_peak`` [V] and ``leg`` [s] as in :func:`iv_sweep`."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -214,9 +227,9 @@ def iv_figure(name: str, output: Path | str, v_peak: float = 1.5, leg: float = 5
     sweep = iv_sweep(name, v_peak, leg)
     model = get_model(name)
     fig, (lin, log) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
-    half = len(sweep["time"]) // 2
+    set_part = sweep["time"] <= 2 * leg  # the first two quarters (time steps are adaptive)
     for ax in (lin, log):
-        for part, label in ((slice(0, half), "SET sweep"), (slice(half, None), "RESET sweep")):
+        for part, label in ((set_part, "SET sweep"), (~set_part, "RESET sweep")):
             y = sweep["i"][part] * 1e6 if ax is lin else np.abs(sweep["i"][part])
             ax.plot(sweep["v"][part], y, label=label)
         ax.set_xlabel("device voltage U = V(te, be) [V]")

@@ -177,18 +177,11 @@ class _Reader:
     def skip_balanced(self) -> list[_Tok]:
         """Consume ``( ... )`` (at an opening parenthesis) and return the inner tokens."""
         assert self.at("(")
-        depth, inner = 0, []
-        while True:
-            tok = self.take()
-            if tok.text == "(":
-                depth += 1
-                if depth == 1:
-                    continue
-            elif tok.text == ")":
-                depth -= 1
-                if depth == 0:
-                    return inner
-            inner.append(tok)
+        close = _matching(self.t, self.i)
+        if close is None:
+            raise _EndOfInput
+        inner, self.i = self.t[self.i + 1:close], close + 1
+        return inner
 
     def until(self, stop: str) -> list[_Tok]:
         """Tokens up to (and consuming) ``stop`` at parenthesis depth 0."""
@@ -351,25 +344,24 @@ def _split_top(toks: list[_Tok], sep: str) -> list[list[_Tok]]:
     return parts
 
 
-def _split_args(expr: list[_Tok], open_index: int) -> list[list[_Tok]]:
-    """Arguments of the call whose ``(`` is at ``expr[open_index]``."""
-    depth, args, current = 0, [], []
-    for tok in expr[open_index:]:
-        if tok.text == "(":
+def _matching(toks: list[_Tok], open_index: int) -> int | None:
+    """Index of the ``)`` closing the ``(`` at ``toks[open_index]`` (None if unbalanced)."""
+    depth = 0
+    for k in range(open_index, len(toks)):
+        if toks[k].text == "(":
             depth += 1
-            if depth == 1:
-                continue
-        elif tok.text == ")":
+        elif toks[k].text == ")":
             depth -= 1
             if depth == 0:
-                args.append(current)
-                break
-        if tok.text == "," and depth == 1:
-            args.append(current)
-            current = []
-        else:
-            current.append(tok)
-    return [a for a in args if a]
+                return k
+    return None
+
+
+def _split_args(expr: list[_Tok], open_index: int) -> list[list[_Tok]]:
+    """Arguments of the call whose ``(`` is at ``expr[open_index]``."""
+    close = _matching(expr, open_index)
+    inner = expr[open_index + 1:len(expr) if close is None else close]
+    return [a for a in _split_top(inner, ",") if a]
 
 
 def _declared_names(decl: list[_Tok]) -> set[str]:
@@ -440,4 +432,6 @@ def lint_file(path: Path | str) -> list[LintWarning]:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError as exc:
         raise CosimError(f"{path}: cannot read ({exc.strerror})") from exc
+    if not re.search(r"\bmodule\b", _strip(text)):
+        raise CosimError(f"{path}: no Verilog-A module (module ... endmodule) found; nothing to lint or compile")
     return lint_text(text, str(path))

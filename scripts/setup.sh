@@ -57,7 +57,7 @@ want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "[setup] installing cosim and its dependencies into .venv"
     .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-    .venv/bin/python -m pip install -q -e ".[test]"
+    .venv/bin/python -m pip install -q -e ".[test,train]"
     echo "$want" > "$stamp"
 fi
 echo "[setup] ready: $(ngspice -v 2>/dev/null | grep -oE 'ngspice-[0-9.]+' | head -n1), $(.venv/bin/python --version)"

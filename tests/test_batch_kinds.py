@@ -36,6 +36,22 @@ from cosim.spice.batch import run_batch
 
 DATA = Path(__file__).parent / "data" / "batch"
 
+SLEEP_SWEEP = """
+name = "{name}"
+kind = "sleep"
+modules = ["test_batch_kinds"]
+timeout_s = 60
+retries = 0
+seeds = [7]
+[grid]
+k = {ks}
+[fixed]
+seconds = {seconds}
+log = "{log}"
+"""
+"""A sweep of the test-only ``sleep`` kind (format with name, ks, seconds, log); used by the
+runner, resume and result-store tests."""
+
 
 def _log(params: dict[str, Any], line: str) -> None:
     if params.get("log"):

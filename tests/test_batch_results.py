@@ -16,24 +16,15 @@ from cosim.batch.config import SweepConfigError, load_sweep, parse_sweep
 from cosim.batch.report import build_report
 from cosim.batch.runner import run_sweep
 from cosim.paths import PROJECT_ROOT
+from test_batch_kinds import SLEEP_SWEEP
 
-SWEEP = """
-name = "parts"
-kind = "sleep"
-modules = ["test_batch_kinds"]
-timeout_s = 60
-retries = 0
-seeds = [7]
-[grid]
-k = [0, 1, 2, 3, 4]
-[fixed]
-seconds = 0.0
-log = "{log}"
-"""
+
+def _sweep_text(tmp_path: Path) -> str:
+    return SLEEP_SWEEP.format(name="parts", ks=[0, 1, 2, 3, 4], seconds=0.0, log=tmp_path / "runs.log")
 
 
 def _run(tmp_path: Path, **options: object) -> tuple[dict, Path]:
-    sweep = parse_sweep(SWEEP.format(log=tmp_path / "runs.log"), tmp_path / "s.toml")
+    sweep = parse_sweep(_sweep_text(tmp_path), tmp_path / "s.toml")
     out = tmp_path / "out"
     return run_sweep(sweep, out, workers=1, **options), out
 
@@ -84,7 +75,7 @@ def test_cli_reports_bad_parts_without_a_traceback(tmp_path: Path) -> None:
     import sys
 
     sweep = tmp_path / "s.toml"
-    sweep.write_text(SWEEP.format(log=tmp_path / "runs.log"))
+    sweep.write_text(_sweep_text(tmp_path))
     out = tmp_path / "out"
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).parent),
@@ -127,7 +118,7 @@ def test_too_many_jobs_are_refused_before_expansion(tmp_path: Path) -> None:
 
 
 def test_max_jobs_is_an_explicit_override_outside_the_fingerprint(tmp_path: Path) -> None:
-    base = SWEEP.format(log=tmp_path / "runs.log")
+    base = _sweep_text(tmp_path)
     with pytest.raises(SweepConfigError, match=r"5 jobs.*limit of 4"):
         parse_sweep("max_jobs = 4\n" + base, tmp_path / "s.toml")
     allowed = parse_sweep("max_jobs = 5\n" + base, tmp_path / "s.toml")

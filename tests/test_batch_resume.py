@@ -23,27 +23,14 @@ from cosim.batch.results import ResultDirError, ResultStore
 from cosim.batch.report import build_report
 from cosim.batch.runner import run_sweep
 from cosim.cli import app
+from test_batch_kinds import SLEEP_SWEEP
 
 TESTS = Path(__file__).parent
-
-SLEEP_SWEEP = """
-name = "resume"
-kind = "sleep"
-modules = ["test_batch_kinds"]
-timeout_s = 60
-retries = 0
-seeds = [7]
-[grid]
-k = {ks}
-[fixed]
-seconds = {seconds}
-log = "{log}"
-"""
 
 
 def _sweep_file(tmp_path: Path, ks: list[int], seconds: float, name: str = "s.toml") -> Path:
     path = tmp_path / name
-    text = SLEEP_SWEEP.format(ks=ks, seconds=seconds, log=tmp_path / "runs.log")
+    text = SLEEP_SWEEP.format(name="resume", ks=ks, seconds=seconds, log=tmp_path / "runs.log")
     path.write_text(text, encoding="utf-8")
     return path
 

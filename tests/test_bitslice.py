@@ -224,3 +224,51 @@ def test_gain_compensation_of_bit_sliced_tiles():
     assert np.abs(fixed - ideal).sum() < 0.5 * np.abs(raw - ideal).sum()  # the wires' gain is most of the error
     failed = CliRunner().invoke(app, ["mdm", "--weight-bits", "8", "--rows", "8", "--cols", "2", "--compensation", "predistort"])
     assert failed.exit_code == 2 and "predistort" in failed.output
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--devices", "programmed"], "--devices applies to bit-sliced weights only"),
+    (["--backend", "ngspice"], "--backend applies to bit-sliced weights only"),
+    (["--on-off", "10"], "--on-off applies to bit-sliced weights only"),
+    (["--labels", "y.npy"], "--labels are the classes of --inputs for --mlp"),
+    (["--weight-bits", "4", "--compensation", "gain"], "needs --mlp, --inputs and --labels"),
+    (["--compensation", "gain,bogus"], "--compensation 'gain,bogus': compensation method 'bogus' unknown"),
+])
+def test_mdm_refuses_flags_it_would_ignore(extra, needle):
+    """These flags used to be dropped without a word (e.g. --devices programmed gave ideal cells)."""
+    result = CliRunner().invoke(app, ["mdm", "--rows", "8", "--cols", "4", *extra])
+    assert result.exit_code == 2 and needle in result.output and "Traceback" not in result.output
+    assert "NF" not in result.output  # refused before any work
+
+
+def test_mdm_bit_sliced_output_has_no_stray_line_and_vectors_are_checked():
+    """Off a terminal the transient progress bar left an empty line before the report or the
+    error; --vectors 0 was reported as "every tile is idle"."""
+    bad = CliRunner().invoke(app, ["mdm", "--rows", "8", "--cols", "2", "--weight-bits", "1"])
+    assert bad.exit_code == 2 and bad.output.startswith("error: weight bits must be between 2 and 16")
+    good = CliRunner().invoke(app, ["mdm", "--rows", "8", "--cols", "2", "--weight-bits", "4", "--vectors", "2"])
+    assert good.exit_code == 0 and good.output.startswith("matrix: dense Gaussian 8x2")
+    for extra in ([], ["--weight-bits", "4"]):
+        none = CliRunner().invoke(app, ["mdm", "--rows", "8", "--cols", "2", "--vectors", "0", *extra])
+        assert none.exit_code == 2 and "--vectors must be at least 1, got 0" in none.output
+
+
+def test_mdm_bad_network_and_label_files_give_one_error_line(tmp_path):
+    """A .npy or a corrupt file as --mlp, or inputs of the wrong width, used to end in a
+    traceback (TypeError, BadZipFile, a matmul shape error)."""
+    np.savez(tmp_path / "net.npz", W0=np.ones((6, 3)), b0=np.zeros(3))
+    np.save(tmp_path / "one.npy", np.ones((6, 3)))
+    (tmp_path / "broken.npz").write_bytes(b"PK\x03\x04not a zip")
+    np.save(tmp_path / "x.npy", np.ones((4, 6)))
+    np.save(tmp_path / "x5.npy", np.ones((4, 5)))
+    p = lambda name: str(tmp_path / name)  # noqa: E731
+    cases = [
+        (["--mlp", p("one.npy"), "--inputs", p("x.npy")], "one array; the network is a .npz archive"),
+        (["--mlp", p("broken.npz"), "--inputs", p("x.npy")], "broken.npz: cannot read the network: not a NumPy"),
+        (["--mlp", p("net.npz"), "--inputs", p("x5.npy")], "x5.npy: 5 inputs per vector, the network's W0 has 6 rows"),
+        (["--mlp", p("net.npz"), "--inputs", p("x.npy"), "--labels", p("net.npz")], "labels are one .npy array"),
+    ]
+    for args, needle in cases:
+        result = CliRunner().invoke(app, ["mdm", *args])
+        assert result.exit_code == 2, (args, result.output, result.exception)
+        assert needle in result.output and "Traceback" not in result.output

@@ -126,3 +126,56 @@ def test_every_command_is_guarded() -> None:
 
     found = list(callbacks(app))
     assert len(found) >= 10 and all(getattr(cb, "__cosim_guarded__", False) for cb in found)
+
+
+def test_figure_with_an_unknown_suffix_is_refused_before_work(tmp_path: Path) -> None:
+    """`-o map.txt` used to end in a matplotlib traceback after the simulation ran."""
+    config = tmp_path / "small.toml"
+    config.write_text("rows = 3\ncols = 3\n")
+    csv = tmp_path / "maps.csv"
+    fails_cleanly(["irdrop", "--config", str(config), "-o", str(tmp_path / "map.txt"), "--csv", str(csv)],
+                  "--output", "map.txt", ".png, .pdf or .svg")
+    fails_cleanly(["library", "iv", "vteam", "-o", str(tmp_path / "iv.txt")], "iv.txt", ".png, .pdf or .svg")
+    assert not csv.exists() and not (tmp_path / "map.txt").exists() and not (tmp_path / "iv.txt").exists()
+
+
+def test_errors_found_while_building_from_a_config_name_the_file(tmp_path: Path) -> None:
+    """Checks that run after parsing (cell range, step inputs, missing OSDI) now name the TOML."""
+    config = tmp_path / "seq.toml"
+    config.write_text('rows = 4\ncols = 4\nbench = "sequence"\n[[sequence.steps]]\nkind = "write"\nrow = 7\n')
+    out = tmp_path / "seq.cir"
+    fails_cleanly(["netlist", "crossbar", "--config", str(config), "-o", str(out)],
+                  f"error: {config}: selected cell (7, 0) outside")
+    assert not out.exists()
+    va = tmp_path / "va.toml"
+    va.write_text('rows = 3\ncols = 3\n[cells]\nkind = "veriloga"\n')
+    fails_cleanly(["irdrop", "--config", str(va), "-o", str(tmp_path / "ir.png")], f"error: {va}: cells:", "OSDI")
+
+
+def test_memory_estimate_counts_a_differential_array_once(tmp_path: Path, monkeypatch) -> None:
+    """``cols`` already counts both columns of every pair: 64x64 differential is 4096 cells."""
+    monkeypatch.setattr(guard, "available_memory_bytes", lambda: 1_000)
+    fails_cleanly(["netlist", "crossbar", "--rows", "64", "--cols", "64", "--differential",
+                   "-o", str(tmp_path / "d.cir")], "(4096 cells)")
+
+
+def test_fit_failure_names_the_input_file(tmp_path: Path) -> None:
+    """A table that loses every row in quality control: the error names the CSV."""
+    short = tmp_path / "short.csv"
+    result = runner.invoke(app, ["synth", "--devices", "1", "--cycles", "4", "-o", str(short)])
+    assert result.exit_code == 0, result.output
+    fails_cleanly(["fit", str(short), "-o", str(tmp_path / "m.json")], f"error: {short}: no usable rows")
+    assert not (tmp_path / "m.json").exists()
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--device", "generative", "--resistance", "1e4"], 'kind = "generative" takes no resistance'),
+    (["--device", "library", "--random-seed", "3"], 'kind = "library" takes no random_seed'),
+    (["--seed", "5"], 'kind = "resistor" takes no seed'),
+    (["--model", "m.json"], 'kind = "resistor" takes no model_file'),
+    (["--device", "generative", "--osdi", "missing.osdi"], "missing.osdi: OSDI file not found"),
+])
+def test_cell_flags_the_device_would_ignore_are_refused(tmp_path: Path, args: list[str], needle: str) -> None:
+    out = tmp_path / "x.cir"
+    fails_cleanly(["netlist", "crossbar", "--rows", "3", "--cols", "3", *args, "-o", str(out)], needle)
+    assert not out.exists()

@@ -30,15 +30,12 @@ from cosim.s4d import (
     ConductanceWindow,
     S4DLayer,
     Wires,
-    calibrate_converters,
     init_s4d_inv,
     init_s4d_lin,
     map_program,
     program_layer,
-    run_recurrence,
     test_model,
 )
-from cosim.s4d.metrics import compare_kernels
 
 LENGTH = 256
 
@@ -53,16 +50,8 @@ def window(device_model):
     return ConductanceWindow.from_device_model(device_model)
 
 
-def kernel_error(layer: S4DLayer, variant: str, compensated, wires: Wires, v_read: float, length: int = LENGTH):
-    program = layer.crossbar_program(variant)
-    u = np.random.default_rng(0).standard_normal((layer.n_channels, length))
-    dac, _ = calibrate_converters(program, u, v_read=v_read)
-    impulse = np.zeros((layer.n_channels, length))
-    impulse[:, 0] = 1.0
-    with compensated.backend(wires) as backend:
-        y = run_recurrence(backend, program, impulse, dac=dac)
-    y[:, 0] -= program.D
-    return compare_kernels(y, layer.kernel(length)).relative_l2
+def kernel_error(layer: S4DLayer, variant: str, compensated, wires: Wires, v_read: float):
+    return compensated.kernel_error(layer, variant, wires, v_read, length=LENGTH)
 
 
 @pytest.mark.parametrize("variant", ["full", "delta"])
@@ -204,3 +193,16 @@ def test_insitu_fast_reads_equal_the_array_reader_with_mdm_placement(window):
     fast = _nodal_reads(system, spec, conductance, volts, CompensationCost())
     reader = ArrayReader(spec, conductance, CompensationCost(), CompensationOptions())
     np.testing.assert_allclose(fast, reader.currents(volts), rtol=1e-10, atol=1e-18)
+
+
+def test_stability_margin_is_per_channel_for_channel_layout_and_nan_for_layer(device_model, window):
+    """Predistorted ideal tiles keep every channel stable (margin > 0); the layer layout has no
+    per-channel blocks, so every margin is NaN."""
+    layer, wires, v_read = test_model(), Wires(), float(device_model.u0)
+    margins = {}
+    for layout in ("channel", "layer"):
+        mapped = map_program(layer.crossbar_program("full"), window, layout=layout)
+        margins[layout] = compensate_layer(mapped, "predistort", wires, v_read=v_read).stability_margin(layer, "full")
+    assert margins["channel"].shape == (layer.n_channels,)
+    assert np.all(margins["channel"] > 0)
+    assert np.all(np.isnan(margins["layer"]))

@@ -134,3 +134,18 @@ def test_metrics_reject_mismatched_results():
         evaluate(crossbar, np.full((2, 2), 0.2), np.ones((1, 3)))
     with pytest.raises(CosimError):
         differential_error(np.ones((1, 3)), np.ones((1, 3)))
+
+
+@pytest.mark.parametrize("make, needle", [
+    (lambda path: path.write_text(""), "weight matrix is empty"),
+    (lambda path: np.save(path, np.ones((2, 2)) + 1j), "weight matrix must hold real numbers, got dtype complex128"),
+    (lambda path: np.save(path, np.array([["a", "b"]])), "weight matrix must hold real numbers"),
+])
+def test_weight_files_that_are_empty_or_not_real_are_refused(tmp_path, make, needle):
+    """An empty CSV and a string array used to end in a traceback; a complex one lost its
+    imaginary part silently."""
+    path = tmp_path / ("w.csv" if needle.endswith("empty") else "w.npy")
+    make(path)
+    result = CliRunner().invoke(app, ["mdm", "--weights", str(path)])
+    assert result.exit_code == 2 and f"{path}: {needle}" in result.output and "Traceback" not in result.output
+    assert "Warning" not in result.output

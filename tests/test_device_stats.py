@@ -60,9 +60,10 @@ MAX_NON_SWITCHING = 3
 
 
 def simulate(model, seed: int, n_dev: int = N_DEV, n_cyc: int = N_CYC,
-             device_ids: np.ndarray | None = None) -> dict[str, np.ndarray]:
+             device_ids: np.ndarray | None = None,
+             precision: str = "float64") -> dict[str, np.ndarray]:
     """Features per device and cycle, plus ``switched``: devices whose SET fired in every cycle."""
-    d = DeviceArray(model, n_dev, seed=seed, device_ids=device_ids)
+    d = DeviceArray(model, n_dev, seed=seed, device_ids=device_ids, precision=precision)
     n_dev = d.ids.size
     out = {k: np.empty((n_dev, n_cyc)) for k in ("HRS", "US", "LRS", "UR", "I_LRS", "I_HRS")}
     switched = np.ones(n_dev, dtype=bool)
@@ -103,9 +104,10 @@ def switching_only(run: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {k: v[keep] for k, v in run.items()}
 
 
-@pytest.fixture(scope="module")
-def run() -> dict[str, np.ndarray]:
-    return simulate(load_model(DEFAULT_MODEL), SEED)
+@pytest.fixture(scope="module", params=["float64", "float32"])
+def run(request) -> dict[str, np.ndarray]:
+    """The validation run; ``float32``: the compiled path with its float32 lag history."""
+    return simulate(load_model(DEFAULT_MODEL), SEED, precision=request.param)
 
 
 def _acf_per_device(a: np.ndarray, lag: int) -> np.ndarray:

@@ -94,3 +94,24 @@ def test_cli_lists_models_and_writes_iv_figure(tmp_path):
                               "--library-model", "vteam", "--va-param", "w0=0.0", "-o", str(net)])
     assert res.exit_code == 0, res.output
     assert "cosim_vteam" in net.read_text() and "w0=0.0" in net.read_text()
+
+
+@pytest.mark.parametrize("device", ["resistor", "polynomial"])
+def test_va_param_on_cells_without_instance_parameters_is_an_error(tmp_path, device):
+    """--va-param was silently dropped for resistor/polynomial cells; now a one-line error."""
+    net = tmp_path / "x.cir"
+    res = runner.invoke(app, ["netlist", "crossbar", "--rows", "3", "--cols", "3", "--device", device,
+                              "--va-param", "w0=0.0", "-o", str(net)])
+    assert res.exit_code != 0
+    assert "error:" in res.output and "va_params" in res.output and device in res.output
+    assert "Traceback" not in res.output and not net.exists()
+
+
+@pytest.mark.parametrize("flag, value", [("--leg", "0"), ("--leg", "-1e-6"), ("--v-peak", "0")])
+def test_iv_refuses_a_non_positive_sweep_before_running_ngspice(tmp_path, flag, value):
+    """--leg 0 used to end in an ngspice log dump, --v-peak 0 in an empty figure."""
+    out = tmp_path / "iv.png"
+    res = runner.invoke(app, ["library", "iv", "vteam", "-o", str(out), flag, value])
+    assert res.exit_code == 2 and "error: vteam I-V sweep:" in res.output and flag in res.output
+    assert "ngspice" not in res.output and not out.exists()
+

@@ -228,3 +228,13 @@ def test_a_spiceinit_in_the_account_home_is_reported_once(
     pyspice_backend._warn_user_spiceinit()
     warnings = [r.getMessage() for r in caplog.records if ".spiceinit" in r.getMessage()]
     assert len(warnings) == 1 and str(tmp_path) in warnings[0]
+
+
+def test_lib_card_with_a_tab_before_the_section_is_read(tmp_path: Path) -> None:
+    """`.lib FILE<TAB>SECTION` was read as one file name 'FILE<TAB>SECTION' (not found)."""
+    from cosim.spice.deck import SourceLine, flatten
+
+    lib = tmp_path / "models.lib"
+    lib.write_text(".lib fast\nR9 b 0 1k\n.endl fast\n")
+    lines = flatten([SourceLine(f".lib {lib.name}\tfast", "", 2)], tmp_path)
+    assert [line.text for line in lines] == ["R9 b 0 1k"]

@@ -91,3 +91,13 @@ def test_compile_prints_located_warnings_and_lint_only_exit_status(tmp_path):
     good = VERILOGA_DIR / "baseline_drift.va"
     res = runner.invoke(app, ["compile", str(good), "--lint-only"])
     assert res.exit_code == 0 and "0 warning(s)" in res.output
+
+
+@pytest.mark.parametrize("content", ["* a SPICE netlist\nR1 a 0 1k\n.end\n", "// module m only in a comment\n"])
+def test_lint_only_of_a_file_without_a_module_is_an_error(tmp_path, content):
+    """A netlist or an empty file passed to --lint-only used to report "0 warning(s)", exit 0."""
+    source = tmp_path / "not_va.va"
+    source.write_text(content)
+    res = runner.invoke(app, ["compile", str(source), "--lint-only"])
+    assert res.exit_code == 2
+    assert f"error: {source}: no Verilog-A module" in res.output and "0 warning(s)" not in res.output

@@ -82,6 +82,16 @@ def check_output_file(path: Path, option: str = "--output") -> Path:
     return path
 
 
+FIGURE_SUFFIXES = (".png", ".pdf", ".svg")
+
+
+def check_figure_file(path: Path, option: str = "--output") -> Path:
+    """:func:`check_output_file` for a figure: the name must end in .png, .pdf or .svg."""
+    if path.suffix.lower() not in FIGURE_SUFFIXES:
+        raise CosimError(f"{option} {path}: a figure needs a .png, .pdf or .svg name")
+    return check_output_file(path, option)
+
+
 def check_output_folder(path: Path, option: str = "--output") -> Path:
     """Refuse an output folder path that is an existing file (or lies below a file)."""
     if path.exists() and not path.is_dir():

@@ -7,12 +7,13 @@
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import typer
 
-from cosim.errors import CosimError
+from cosim.errors import CosimError, DataFileError
 
 _NETLIST_GROUP: typer.Typer | None = None
 
@@ -27,6 +28,20 @@ IRDROP_BYTES_BASE, IRDROP_BYTES_PER_CELL = 200e6, 2.2e3
 def _fail(exc: CosimError) -> typer.Exit:
     typer.echo(f"error: {exc}", err=True)
     return typer.Exit(code=2)
+
+
+@contextmanager
+def _naming(config: Optional[Path]) -> Iterator[None]:
+    """Prefix errors found while building from ``config`` with its name (data files that the
+    config points to name themselves)."""
+    try:
+        yield
+    except DataFileError:
+        raise
+    except CosimError as exc:
+        if config is None or str(exc).startswith(str(config)):
+            raise
+        raise CosimError(f"{config}: {exc}") from None
 
 
 def _va_params(items: Optional[list[str]]) -> dict[str, object]:
@@ -114,10 +129,10 @@ def netlist_crossbar(
         source = str(config) if config is not None else "flags"
         parsed = cfg.parse_config(cfg.merge(data, flags), source)
         base_dir = config.parent if config is not None else Path.cwd()
-        cells = parsed.rows * parsed.cols * (2 if parsed.differential else 1)
+        cells = parsed.rows * parsed.cols  # cols counts physical columns (both of a differential pair)
         check_memory(NETLIST_BYTES_BASE + NETLIST_BYTES_PER_CELL * cells,
                      f"a {parsed.rows}x{parsed.cols} netlist ({cells} cells)")
-        with working(f"rendering the {parsed.rows}x{parsed.cols} netlist"):
+        with _naming(config), working(f"rendering the {parsed.rows}x{parsed.cols} netlist"):
             text = cfg.render(parsed, base_dir)
         write_text_atomic(output, text)
     except CosimError as exc:
@@ -170,7 +185,14 @@ def mdm(
             raise CosimError(f"--seed must be in 0..{2**32 - 2} (got {seed})")
         if json_out is not None:
             check_output_file(json_out, "--json")
-        if weight_bits or mlp is not None:
+        sliced = bool(weight_bits) or mlp is not None
+        _check_mdm_flags(sliced, mlp, labels, compensation, {
+            "--slice-bits": slice_bits != 1, "--on-off": on_off is not None, "--signed": signed != "differential",
+            "--input-encoding": encoding != "analog", "--input-bits": input_bits != 8, "--devices": devices != "ideal",
+            "--device-model": device_model is not None, "--device-seed": device_seed != 0,
+            "--backend": backend != "nodal", "--mdm-columns": mdm_columns != "flip",
+        })
+        if sliced:
             report, lines = _mdm_sliced(
                 matrix, inputs, labels, mlp, rows, cols, block, seed, vectors, r_wire, v_read, g_min, g_max,
                 weight_bits or 8, slice_bits, on_off, tile or 128, signed, encoding, input_bits, devices,
@@ -186,6 +208,28 @@ def mdm(
         typer.echo(line)
     if json_out is not None:
         write_text_atomic(json_out, json.dumps(report, indent=2, default=_json_default) + "\n")
+
+
+def _check_mdm_flags(sliced: bool, mlp: Optional[Path], labels: Optional[Path], compensation: Optional[str],
+                     sliced_only: dict[str, bool]) -> None:
+    """Refuse flags the chosen mode would silently ignore, and check ``--compensation``."""
+    if not sliced:
+        given = [flag for flag, changed in sliced_only.items() if changed]
+        if given:
+            raise CosimError(f"{given[0]} applies to bit-sliced weights only; add --weight-bits B (or --mlp)")
+    if labels is not None and mlp is None:
+        raise CosimError("--labels are the classes of --inputs for --mlp; give --mlp too")
+    if compensation is None:
+        return
+    from cosim.compensation import check_methods
+
+    try:
+        names = check_methods([m.strip() for m in compensation.split(",") if m.strip()])
+    except CosimError as exc:
+        raise CosimError(f"--compensation {compensation!r}: {exc}") from None
+    if sliced and "gain" in names and labels is None:
+        raise CosimError("--compensation gain with bit-sliced weights adds the compensated accuracy of --mlp; "
+                         "it needs --mlp, --inputs and --labels")
 
 
 def _json_default(value: object) -> object:
@@ -214,6 +258,8 @@ def _weights_and_inputs(
         if batch.shape[1] != weights.shape[0]:
             raise CosimError(f"{inputs}: {batch.shape[1]} inputs per vector, the weights have {weights.shape[0]} rows")
     else:
+        if vectors < 1:
+            raise CosimError(f"--vectors must be at least 1, got {vectors}")
         batch, source = random_inputs(weights.shape[0], vectors, v_read, seed + 1), f"{vectors} random (seed {seed + 1})"
     return weights, origin, batch, source
 
@@ -280,6 +326,8 @@ def _mdm_sliced(
         shapes = " -> ".join(str(layer.weights.shape[0]) for layer in layers) + f" -> {layers[-1].weights.shape[1]}"
         weights, origin = layers[0].weights, f"{mlp} (network {shapes}; every layer on its own activations)"
         batch, source = load_matrix(inputs, "inputs"), str(inputs)
+        if batch.shape[1] != weights.shape[0]:
+            raise CosimError(f"{inputs}: {batch.shape[1]} inputs per vector, the network's W0 has {weights.shape[0]} rows")
     else:
         weights, origin, batch, source = _weights_and_inputs(matrix, inputs, rows, cols, block, seed, vectors, v_read)
     methods = {m.strip() for m in (compensation or "").split(",") if m.strip()}
@@ -327,7 +375,9 @@ class _progress:
         from rich.console import Console
         from rich.progress import Progress
 
-        self._bar = Progress(console=Console(stderr=True), transient=True)
+        console = Console(stderr=True)
+        # off when stderr is not a terminal: a transient bar would still leave an empty line
+        self._bar = Progress(console=console, transient=True, disable=not console.is_terminal)
         self._bar.__enter__()
         self._task = self._bar.add_task("tiles", total=None)
 
@@ -376,18 +426,19 @@ def irdrop(
     from cosim.crossbar import config as cfg
     from cosim.crossbar.netlist import read_netlist
     from cosim.crossbar.probes import CellArrays, ir_drop_figure
-    from cosim.commands._guard import check_memory, check_output_file
+    from cosim.commands._guard import check_figure_file, check_memory, check_output_file
     from cosim.fileio import atomic_path
 
     try:
-        check_output_file(output)
+        check_figure_file(output)
         if csv is not None:
             check_output_file(csv, "--csv")
         parsed = cfg.parse_config(cfg.load_toml(config), str(config))
-        cells_total = parsed.rows * parsed.cols * (2 if parsed.differential else 1)
+        cells_total = parsed.rows * parsed.cols  # physical columns, differential or not
         check_memory(IRDROP_BYTES_BASE + IRDROP_BYTES_PER_CELL * cells_total,
                      f"IR-drop maps of a {parsed.rows}x{parsed.cols} crossbar")
-        crossbar = cfg.build_crossbar(parsed, config.parent)
+        with _naming(config):
+            crossbar = cfg.build_crossbar(parsed, config.parent)
         if backend == "nodal":
             from cosim.crossbar.solver import simulate
 

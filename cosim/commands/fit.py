@@ -77,10 +77,11 @@ def _run(input_csv: Path, output: Path, report: Optional[Path], fmt: str, seed: 
         with working(f"reading, checking and fitting {input_csv}"):
             result = fit_file(input_csv, fmt, config, base)  # type: ignore[arg-type]
     except FitError as exc:
+        message = str(exc) if str(exc).startswith(str(input_csv)) else f"{input_csv}: {exc}"
         if report is not None:  # the QC findings explain the failure: keep them
             path = write_failed_report(exc.qc, report, str(exc), str(input_csv))
-            raise CosimError(f"{exc} (QC report: {path})") from None
-        raise
+            message += f" (QC report: {path})"
+        raise CosimError(message) from None
     save_model(result.model, output)
     m = result.model
     typer.echo(f"wrote {output}: {result.device_stats.shape[0]} devices, {len(result.table)} "

@@ -58,12 +58,14 @@ def library_iv(
     name: str = typer.Argument(..., help="library model: vteam or stanford_pku"),
     output: Path = typer.Option(..., "-o", "--output", help="figure to write (.png, .pdf, .svg)"),
     v_peak: float = typer.Option(1.5, "--v-peak", help="sweep amplitude [V]"),
-    leg: float = typer.Option(5e-6, "--leg", help="duration of each quarter of the sweep, in seconds"),
+    leg: float = typer.Option(5e-6, "--leg", help="duration of each quarter of the sweep \\[s]"),
 ) -> None:
     """Single-device I-V hysteresis of a library model (ngspice transient, triangular sweeps)."""
+    from cosim.commands._guard import check_figure_file
     from cosim.library import iv_figure
 
     try:
+        check_figure_file(output)
         path = iv_figure(name, output, v_peak=v_peak, leg=leg)
     except CosimError as exc:
         typer.echo(f"error: {exc}", err=True)

@@ -77,6 +77,7 @@ the netlist is rendered, so nothing from a file or a flag can add a card.
 from __future__ import annotations
 
 import tomllib
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
@@ -239,14 +240,20 @@ def load_matrix(path: Path, what: str = "matrix") -> np.ndarray:
         if path.suffix == ".npy":
             matrix = np.load(path, allow_pickle=False)
         elif path.suffix == ".csv":
-            matrix = np.loadtxt(path, delimiter=",", dtype=float, ndmin=2)
+            with warnings.catch_warnings():  # an empty file is reported below, not warned about
+                warnings.simplefilter("ignore", UserWarning)
+                matrix = np.loadtxt(path, delimiter=",", dtype=float, ndmin=2)
         else:
             raise DataFileError(f"{path}: {what} must be a .npy or .csv file")
     except OSError as exc:
         raise DataFileError(f"{path}: cannot read {what} ({exc})") from exc
     except ValueError as exc:
         raise DataFileError(f"{path}: {what} is not a numeric table: {exc}") from exc
+    if matrix.dtype.kind not in "biuf":
+        raise DataFileError(f"{path}: {what} must hold real numbers, got dtype {matrix.dtype}")
     matrix = np.asarray(matrix, dtype=float)
+    if matrix.size == 0:
+        raise DataFileError(f"{path}: {what} is empty")
     if matrix.ndim != 2:
         raise DataFileError(f"{path}: {what} must be 2-D, got shape {matrix.shape}")
     bad = np.argwhere(~np.isfinite(matrix))
@@ -276,10 +283,33 @@ def cell_resistances(config: CrossbarConfig, base_dir: Path) -> np.ndarray:
     return np.full(shape, cells.resistance if cells.resistance is not None else 10e3)
 
 
+_RESISTIVE = ("resistor", "polynomial")
+CELL_FIELD_KINDS: dict[str, tuple[str, ...]] = {
+    **dict.fromkeys(("resistance", "resistance_file", "random_seed", "r_min", "r_max"), _RESISTIVE),
+    "model_file": ("polynomial", "generative"),
+    **dict.fromkeys(("seed", "first_device", "cycle0", "lrs0"), ("generative",)),
+    "osdi_file": ("veriloga", "generative"),
+    **dict.fromkeys(("va_module", "va_state_nodes"), ("veriloga",)),
+    **dict.fromkeys(("va_params", "va_model_params"), ("veriloga", "library")),
+    "library_model": ("library",),
+}
+"""The cell kinds each ``[cells]`` field applies to (fields not listed apply to every kind)."""
+
+
+def _check_cell_fields(cells: CellsConfig) -> None:
+    """Refuse a ``[cells]`` field (or its flag) that the chosen kind would silently ignore."""
+    for name in sorted(cells.model_fields_set):
+        kinds = CELL_FIELD_KINDS.get(name)
+        if kinds is not None and cells.kind not in kinds:
+            raise CosimError(f"cells: kind = \"{cells.kind}\" takes no {name} (it applies to "
+                             f"{' and '.join(kinds)} cells only)")
+
+
 def build_crossbar(config: CrossbarConfig, base_dir: Path = Path(".")) -> Crossbar:
     """The :class:`Crossbar` a config describes (cells, wires, transistor, inputs)."""
     resistance = cell_resistances(config, base_dir)
     kind = config.cells.kind
+    _check_cell_fields(config.cells)
     if kind == "resistor":
         cells: Any = LinearCells(1.0 / resistance)
     elif kind == "polynomial":
@@ -347,10 +377,10 @@ def _generative_cells(config: CrossbarConfig, base_dir: Path) -> VerilogACells:
     from cosim.paths import DEFAULT_MODEL
 
     c = config.cells
-    if c.va_params:
-        raise CosimError("cells: kind = \"generative\" takes no va_params (the model file and seed set them)")
     model = load_model(DEFAULT_MODEL if c.model_file is None else base_dir / c.model_file)
     osdi = None if c.osdi_file is None else (base_dir / c.osdi_file).resolve()
+    if osdi is not None and not osdi.is_file():
+        raise DataFileError(f"{c.osdi_file}: OSDI file not found")
     return generative_cells(model, c.seed, (config.rows, config.cols), c.first_device, c.cycle0, c.lrs0,
                             osdi_file=osdi, model_name=c.va_model)
 

@@ -15,6 +15,7 @@ such crossbars.
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass, field
 from typing import Callable, Literal, Sequence
 
@@ -348,11 +349,16 @@ def load_mlp(path: object) -> list[Layer]:
     from cosim.errors import DataFileError
 
     file = Path(str(path))
-    try:
-        with np.load(file, allow_pickle=False) as data:
-            arrays = {k: np.asarray(data[k], dtype=float) for k in data.files}
-    except (OSError, ValueError) as exc:
-        raise DataFileError(f"{file}: cannot read the network ({exc})") from exc
+    loaded = _load_npy(file, "the network")
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise DataFileError(f"{file}: one array; the network is a .npz archive of arrays W0, b0, W1, b1, …")
+    with loaded as data:
+        arrays = {}
+        for name in data.files:
+            try:
+                arrays[name] = np.asarray(data[name], dtype=float)
+            except (ValueError, TypeError, OSError, zipfile.BadZipFile) as exc:
+                raise DataFileError(f"{file}: array {name} is not a numeric array ({exc})") from None
     layers, k = [], 0
     while f"W{k}" in arrays:
         w, b = arrays[f"W{k}"], arrays.get(f"b{k}", np.zeros(arrays[f"W{k}"].shape[-1]))
@@ -429,6 +435,18 @@ def mlp_accuracy(
     return {ACCURACY_KEYS[mode]: run(mode) for mode in wanted}
 
 
+def _load_npy(file: "Path", what: str) -> object:
+    """``np.load`` without pickles; every failure is a :class:`DataFileError` naming ``file``."""
+    from cosim.errors import DataFileError
+
+    try:
+        return np.load(file, allow_pickle=False)
+    except OSError as exc:
+        raise DataFileError(f"{file}: cannot read {what} ({exc.strerror or exc})") from None
+    except (ValueError, EOFError, zipfile.BadZipFile):
+        raise DataFileError(f"{file}: cannot read {what}: not a NumPy .npy/.npz file") from None
+
+
 def load_labels(path: object, count: int) -> np.ndarray:
     """Integer class labels (count,) from a ``.npy`` file."""
     from pathlib import Path
@@ -436,10 +454,10 @@ def load_labels(path: object, count: int) -> np.ndarray:
     from cosim.errors import DataFileError
 
     file = Path(str(path))
-    try:
-        labels = np.load(file, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise DataFileError(f"{file}: cannot read labels ({exc})") from exc
+    labels = _load_npy(file, "labels")
+    if isinstance(labels, np.lib.npyio.NpzFile):
+        labels.close()
+        raise DataFileError(f"{file}: an archive; labels are one .npy array of integers")
     labels = np.asarray(labels).ravel()
     if labels.shape != (count,):
         raise DataFileError(f"{file}: {labels.size} labels for {count} input vectors")

@@ -2,19 +2,21 @@
 
 Every kernel computes the numbers of the numpy code in :mod:`cosim.device.rng` and
 :mod:`cosim.device.model` with the same operations in the same order where numpy fixes
-one (hash steps, Box–Muller, Γ Horner, Ψ, I–V polynomials, the switching rules), with two
-exceptions: the VAR products ``L ε`` and ``Σ A_i x_{n−i}``, whose order numpy leaves to
-BLAS, are summed left to right; and ``log``/``cos`` are the module's own branch-free
-versions (within 1 ulp of the C library's), so that the loops over devices vectorize.
-Hashes and every integer state are bit-identical; normals and features agree to 1e-15
-relative (tests/test_device_fast.py; docs/device-model.md, "Speed").
+one (hash steps, Box–Muller, Γ Horner, Ψ, I–V polynomials, the switching rules and reads),
+with these exceptions: the VAR products ``L ε`` and ``Σ A_i x_{n−i}`` are summed in the
+kernels' own order (numpy's is BLAS's or lag by lag); ``log``, ``cos`` and ``exp`` (for
+``10**y`` and the transition curve's ``x**η = exp(η ln x)``) are the module's own
+branch-free series (within 1 ulp of the C library's), so that the loops over devices
+vectorize. Hashes and every integer state are bit-identical; normals and features agree to
+1e-15 relative, the switching state to 1e-12 (tests/test_device_fast.py;
+docs/device-model.md, "Speed").
 
 Kernels are serial, release the GIL (``nogil``) and work on a device range ``[lo, hi)``;
 :func:`split_run` spreads a call over a few Python threads. (Python threads rather than
 numba's ``prange``: they need no threading layer, so they are safe when several threads
 call kernels at once and in processes forked afterwards, whatever layer a machine has.)
 Compiled code is cached on disk (``cache=True``): the first call on a machine compiles
-(about 75 CPU-seconds for all kernels), later processes load it.
+(about a minute of CPU for all kernels), later processes load it.
 
 Set the environment variable ``COSIM_DEVICE_BACKEND=numpy`` to disable this module.
 """
@@ -115,11 +117,27 @@ if AVAILABLE:
     # lets loops vectorize
     _jit = numba.njit(nogil=True, cache=True, error_model="numpy")
     _inline = numba.njit(inline="always", nogil=True, cache=True, error_model="numpy")
+
+    from numba.core.compiler import Compiler as _Compiler
+
+    class _NoAliasCompiler(_Compiler):
+        """numba's pipeline with the ``noalias`` flag: the kernel's array arguments are
+        declared not to overlap (each is a distinct array), so loops that update several
+        state arrays vectorize without run-time overlap checks."""
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.state.flags = self.state.flags.copy()
+            self.state.flags.noalias = True
+
+    _jit_noalias = numba.njit(nogil=True, cache=True, error_model="numpy",
+                              pipeline_class=_NoAliasCompiler)
 else:  # keep the definitions importable (they are never called)
     def _jit(f):  # type: ignore[no-redef]
         return f
 
     _inline = _jit
+    _jit_noalias = _jit
 
 
 # --------------------------------------------------------------------------- constants
@@ -500,101 +518,468 @@ def feature_sequences_kernel(lo: int, hi: int, prefix: np.ndarray, chol: np.ndar
 
 
 # --------------------------------------------------------------------------- switching
+# --------------------------------------------------------------------------- exp, pow
+#: 1/k!, k = 2..13: e^r = 1 + r + r²·Σ_k EXP_COEF[k−2] r^(k−2) (next term < 2**-60 on |r| <= ln2/2)
+EXP_COEF = tuple(float(Fraction(1, math.factorial(k))) for k in range(2, 14))
+E2, E3, E4, E5, E6, E7, E8, E9, E10, E11, E12, E13 = EXP_COEF
+INV_LN2 = float(Fraction(1 << _SPLIT_BITS, _ln2_scaled()))
+#: ln 10 (the double nearest to it)
+LN10 = math.log(10.0)
+#: |x| bound of ``exp_series`` (keeps 2**k a normal double)
+EXP_LIMIT = 700.0
+
+
 @_inline
-def polyval(coef: np.ndarray, u: float) -> float:
-    """Horner exactly as ``np.polyval`` (starts from 0: 0·u + c0)."""
-    acc = 0.0
-    for k in range(coef.shape[0]):
-        acc = acc * u + coef[k]
-    return acc
+def exp_series(x: float) -> float:
+    """e**x for |x| <= 700 (clamped there), without branches or library calls (within
+    ~1 ulp of the C library): x = k ln 2 + r with |r| <= ln2/2 (k ln 2 subtracted in two
+    parts as in ``log_positive``), e^r = 1 + (r + r²·P(r)) with P the Taylor series to r^11,
+    scaled by 2**k built from its bit pattern."""
+    x = min(max(x, -EXP_LIMIT), EXP_LIMIT)
+    k = math.floor(x * INV_LN2 + 0.5)
+    kf = float(k)
+    r = (x - kf * LN2_HI) - kf * LN2_LO
+    p = ((((((((((E13 * r + E12) * r + E11) * r + E10) * r + E9) * r + E8) * r + E7) * r + E6)
+             * r + E5) * r + E4) * r + E3) * r + E2
+    q = r + (r * r) * p
+    return (1.0 + q) * bits_f64((k + EXP_BIAS) << 52)
+
+
+@_inline
+def pow_positive(x: float, e: float) -> float:
+    """x**e = exp(e·ln x) for a positive normal x (relative error below ~|e ln x|·2**-52
+    plus a few ulp: 3e-15 on the transition curve's arguments)."""
+    return exp_series(e * log_positive(x))
 
 
 @_jit
-def apply_kernel(lo: int, hi: int, u: np.ndarray, prefix: np.ndarray, cycle: np.ndarray,
-                 hist: np.ndarray, y: np.ndarray, in_hrs: np.ndarray, in_lrs: np.ndarray,
-                 r: np.ndarray, ur_thr: np.ndarray, tr_a: np.ndarray, tr_c: np.ndarray,
-                 r_lrs_reset: np.ndarray, read_count: np.ndarray, chol: np.ndarray,
-                 big: np.ndarray, gamma: np.ndarray, mu: np.ndarray, sigma: np.ndarray,
-                 llrs: np.ndarray, hhrs: np.ndarray, consts: np.ndarray, hrs_log10: bool) -> None:
-    """``DeviceArray.apply`` (method "var") for devices lo..hi-1, rule by rule as numpy.
+def exp_array(x: np.ndarray, out: np.ndarray) -> None:
+    """``out[i] = exp_series(x[i])`` (to test it against the C library)."""
+    for i in range(x.size):
+        out[i] = exp_series(x[i])
 
-    ``hist`` (N, 4p) holds [x_{n−1}, …, x_{n−p}]; ``big`` (4p, 4) the stacked A_i^T;
-    ``consts`` = [G_LLRS, G_HHRS, r_max, Umax, η].
-    """
-    g_l, g_h, r_max, umax, eta = consts[0], consts[1], consts[2], consts[3], consts[4]
-    dg = g_l - g_h
-    n_hist = hist.shape[1]
-    n_coef = gamma.shape[1]
-    eps = np.empty(4)
-    x = np.empty(4)
-    for d in range(lo, hi):
-        ud = u[d]
-        do_set = (not in_lrs[d]) and ud <= y[d, 1]
-        if do_set:
-            r[d] = (g_l - 1.0 / y[d, 2]) / dg
-            in_lrs[d] = True
-            in_hrs[d] = False
-            ur_thr[d] = y[d, 3]
-        if in_lrs[d] and ud > ur_thr[d] and not do_set:  # first RESET: draw the next cycle
-            u1 = ur_thr[d]
-            r_lrs = r[d]
-            r_lrs_reset[d] = r_lrs
-            cycle[d] += 1
-            hc = mix31(np.int64(prefix[d]) ^ cycle[d])
-            for f in range(4):
-                eps[f] = normal_of_hash(c2c_hash_after_cycle(hc, f))
-            for f in range(4):
-                acc = eps[0] * chol[f, 0]
-                for j in range(1, 4):
-                    acc += eps[j] * chol[f, j]
-                x[f] = acc
-            if n_hist:  # Σ_k hist[d, k] big[k, f] as four interleaved partial sums (k mod 4)
-                for f in range(4):
-                    a0 = hist[d, 0] * big[0, f]
-                    a1 = hist[d, 1] * big[1, f]
-                    a2 = hist[d, 2] * big[2, f]
-                    a3 = hist[d, 3] * big[3, f]
-                    for k in range(4, n_hist, 4):
-                        a0 += hist[d, k] * big[k, f]
-                        a1 += hist[d, k + 1] * big[k + 1, f]
-                        a2 += hist[d, k + 2] * big[k + 2, f]
-                        a3 += hist[d, k + 3] * big[k + 3, f]
-                    x[f] += (a0 + a1) + (a2 + a3)
-                for k in range(n_hist - 1, 3, -1):
-                    hist[d, k] = hist[d, k - 4]
-                for f in range(4):
-                    hist[d, f] = x[f]
-            for f in range(4):
-                g = gamma[f, 0]
-                for j in range(1, n_coef):
-                    g = g * x[f] + gamma[f, j]
-                y[d, f] = mu[d, f] + sigma[d, f] * g
-            read_count[d] = 0
-            in_lrs[d] = False
-            i1 = (1.0 - r_lrs) * polyval(llrs, u1) + r_lrs * polyval(hhrs, u1)
-            hrs = 10.0 ** y[d, 0] if hrs_log10 else y[d, 0]
-            r_h = (g_l - 1.0 / hrs) / dg
-            i2 = (1.0 - r_h) * polyval(llrs, umax) + r_h * polyval(hhrs, umax)
-            span = max(umax - u1, 1e-12)
-            tr_c[d] = i2
-            tr_a[d] = (i1 - i2) / span ** eta
-            have_r_h = True
+
+@_jit
+def pow_array(x: np.ndarray, e: float, out: np.ndarray) -> None:
+    """``out[i] = pow_positive(x[i], e)`` (to test it against the C library)."""
+    for i in range(x.size):
+        out[i] = pow_positive(x[i], e)
+
+
+# --------------------------------------------------------------------------- switching
+#: devices per block of the switching kernel; the lag history is stored by block
+SWITCH_BLOCK = 2048
+#: coefficients of the I–V polynomials as the kernels take them (leading zeros pad P_HHRS)
+POLY_N = 7
+#: coefficients of each Γ polynomial
+GAMMA_N = 5
+#: ``consts`` of :func:`switch_kernel`
+(C_GL, C_DG, C_RMAX, C_UMAX, C_ETA, C_PL_UMAX, C_PH_UMAX, N_CONSTS) = range(8)
+
+
+@_inline
+def poly7(c0: float, c1: float, c2: float, c3: float, c4: float, c5: float, c6: float,
+          u: float) -> float:
+    """Horner as ``np.polyval`` (from 0: 0·u + c0) on POLY_N = 7 coefficients; leading zero
+    coefficients leave the value unchanged."""
+    return ((((((0.0 * u + c0) * u + c1) * u + c2) * u + c3) * u + c4) * u + c5) * u + c6
+
+
+@_inline
+def gamma5(g0: float, g1: float, g2: float, g3: float, g4: float, x: float) -> float:
+    """Γ_f(x) from its GAMMA_N = 5 coefficients, Horner from the highest power, as
+    ``gamma_transform``."""
+    return (((g0 * x + g1) * x + g2) * x + g3) * x + g4
+
+
+@_inline
+def inv_hrs_of(y0: float, hrs_log10: bool) -> float:
+    """1/HRS (S) from the HRS feature (log10 Ω or Ω)."""
+    return exp_series(-LN10 * y0) if hrs_log10 else 1.0 / y0
+
+
+# The loops over the devices of a block below are written so that LLVM vectorizes them:
+# unsigned indices (no negative-index wraparound); every value loaded unconditionally;
+# coefficients held in scalars; no store of a conditional choice between a new value and
+# the old one in the loop that computes the new value (LLVM turns that into slow scatter
+# code): new values go to block scratch rows, and a separate loop merges them (``merge``);
+# and every array a loop touches is its own argument of :func:`switch_block`, compiled
+# with ``noalias``, so no run-time overlap checks are needed.
+
+@_inline
+def merge(dst: np.ndarray, start: int, nb: int, new: np.ndarray, mask: np.ndarray) -> None:
+    """dst[start + b] = new[b] where mask[b], for b < nb."""
+    base = np.uint64(start)
+    for b in range(np.uint64(nb)):
+        d = base + b
+        v = new[b]
+        old = dst[d]
+        dst[d] = v if mask[b] else old
+
+
+@_jit_noalias
+def switch_rules(start: int, nb: int, ub: np.ndarray, y_us: np.ndarray, y_lrs: np.ndarray,
+                 y_ur: np.ndarray, in_lrs: np.ndarray, in_hrs: np.ndarray, r: np.ndarray,
+                 ur_thr: np.ndarray, r_lrs_reset: np.ndarray, cycle: np.ndarray,
+                 read_count: np.ndarray, mk_draw: np.ndarray, mk_move: np.ndarray, g_l: float,
+                 dg: float):
+    """SET, and which devices start a RESET (draw their next cycle: cycle + 1, read counter
+    0, r_LRS kept) or move along the transition curve. Returns (draws, moves, smallest and
+    largest new cycle of the drawing devices)."""
+    nd = 0
+    nm = 0
+    cmin = np.int64(2**62)
+    cmax = np.int64(-1)
+    base = np.uint64(start)
+    for b in range(np.uint64(nb)):
+        d = base + b
+        ud = ub[b]
+        lrs = in_lrs[d]
+        hrs = in_hrs[d]
+        us_n = y_us[d]
+        r_old = r[d]
+        r_set = (g_l - 1.0 / y_lrs[d]) / dg
+        thr_old = ur_thr[d]
+        thr_set = y_ur[d]
+        do_set = (not lrs) & (ud <= us_n)
+        rr = r_set if do_set else r_old
+        thr = thr_set if do_set else thr_old
+        lrs2 = lrs | do_set
+        hrs2 = hrs & (not do_set)
+        draw = lrs2 & (ud > thr) & (not do_set)
+        lrs3 = lrs2 & (not draw)
+        move = (not lrs3) & (not hrs2) & (ud > thr)
+        n_new = cycle[d] + np.int64(draw)
+        r[d] = rr
+        ur_thr[d] = thr
+        in_lrs[d] = lrs3
+        in_hrs[d] = hrs2
+        mk_draw[b] = draw
+        mk_move[b] = move
+        nd += np.int64(draw)
+        nm += np.int64(move)
+        cmin = min(cmin, n_new if draw else cmin)
+        cmax = max(cmax, n_new if draw else cmax)
+    if nd:  # the drawing devices start their next cycle
+        for b in range(np.uint64(nb)):
+            d = base + b
+            draw = mk_draw[b]
+            rr = r[d]
+            rlr_old = r_lrs_reset[d]
+            rc_old = read_count[d]
+            r_lrs_reset[d] = rr if draw else rlr_old
+            read_count[d] = 0 if draw else rc_old
+            cycle[d] += np.int64(draw)
+    return nd, nm, cmin, cmax
+
+
+@_jit_noalias
+def switch_normals(start: int, nb: int, prefix: np.ndarray, cycle: np.ndarray, e0: np.ndarray,
+                   e1: np.ndarray, e2: np.ndarray, e3: np.ndarray) -> None:
+    """ε of the devices of the block at their (new) cycle (the numbers of
+    ``rng.c2c_normals``)."""
+    base = np.uint64(start)
+    for b in range(np.uint64(nb)):
+        d = base + b
+        hc = mix31(np.int64(prefix[d]) ^ cycle[d])
+        e0[b] = normal_of_hash(c2c_hash_after_cycle(hc, 0))
+        e1[b] = normal_of_hash(c2c_hash_after_cycle(hc, 1))
+        e2[b] = normal_of_hash(c2c_hash_after_cycle(hc, 2))
+        e3[b] = normal_of_hash(c2c_hash_after_cycle(hc, 3))
+
+
+@_jit_noalias
+def switch_var_uniform(nb: int, p: int, k: int, ring: np.ndarray, chol: np.ndarray,
+                       lags: np.ndarray, e0: np.ndarray, e1: np.ndarray,
+                       e2: np.ndarray, e3: np.ndarray, x0: np.ndarray, x1: np.ndarray,
+                       x2: np.ndarray, x3: np.ndarray, mk_draw: np.ndarray) -> None:
+    """VAR(p) for a block whose drawing devices share the new cycle n (k = n mod p):
+    x = L ε + Σ_s A_{i(s)} ring[s] over all devices of the block, i(s) = (k − s − 1) mod p + 1, stored into ring slot k
+    for the drawing devices. ``ring`` (p, 4, SWITCH_BLOCK) is the block's history: slot s
+    holds x_m with m ≡ s (mod p). Per feature: x_f = Σ_j L_fj ε_j, then slot after slot
+    x_f += (((c_f0 h_0 + c_f1 h_1) + c_f2 h_2) + c_f3 h_3)."""
+    a00, a01, a02, a03 = (chol[0, 0], chol[0, 1], chol[0, 2], chol[0, 3])
+    a10, a11, a12, a13 = (chol[1, 0], chol[1, 1], chol[1, 2], chol[1, 3])
+    a20, a21, a22, a23 = (chol[2, 0], chol[2, 1], chol[2, 2], chol[2, 3])
+    a30, a31, a32, a33 = (chol[3, 0], chol[3, 1], chol[3, 2], chol[3, 3])
+    for b in range(np.uint64(nb)):
+        v0, v1, v2, v3 = e0[b], e1[b], e2[b], e3[b]
+        x0[b] = a00 * v0 + a01 * v1 + a02 * v2 + a03 * v3
+        x1[b] = a10 * v0 + a11 * v1 + a12 * v2 + a13 * v3
+        x2[b] = a20 * v0 + a21 * v1 + a22 * v2 + a23 * v3
+        x3[b] = a30 * v0 + a31 * v1 + a32 * v2 + a33 * v3
+    for s in range(0, p - 1, 2):  # two slots per pass over the block
+        h0, h1, h2, h3 = ring[s, 0], ring[s, 1], ring[s, 2], ring[s, 3]
+        g0, g1, g2, g3 = ring[s + 1, 0], ring[s + 1, 1], ring[s + 1, 2], ring[s + 1, 3]
+        a = lags[(k - s - 1) % p]
+        c = lags[(k - s - 2) % p]
+        a00, a01, a02, a03 = (a[0, 0], a[0, 1], a[0, 2], a[0, 3])
+        a10, a11, a12, a13 = (a[1, 0], a[1, 1], a[1, 2], a[1, 3])
+        a20, a21, a22, a23 = (a[2, 0], a[2, 1], a[2, 2], a[2, 3])
+        a30, a31, a32, a33 = (a[3, 0], a[3, 1], a[3, 2], a[3, 3])
+        c00, c01, c02, c03 = (c[0, 0], c[0, 1], c[0, 2], c[0, 3])
+        c10, c11, c12, c13 = (c[1, 0], c[1, 1], c[1, 2], c[1, 3])
+        c20, c21, c22, c23 = (c[2, 0], c[2, 1], c[2, 2], c[2, 3])
+        c30, c31, c32, c33 = (c[3, 0], c[3, 1], c[3, 2], c[3, 3])
+        for b in range(np.uint64(nb)):
+            v0, v1, v2, v3 = h0[b], h1[b], h2[b], h3[b]
+            w0, w1, w2, w3 = g0[b], g1[b], g2[b], g3[b]
+            x0[b] = ((x0[b] + (((a00 * v0 + a01 * v1) + a02 * v2) + a03 * v3))
+                     + (((c00 * w0 + c01 * w1) + c02 * w2) + c03 * w3))
+            x1[b] = ((x1[b] + (((a10 * v0 + a11 * v1) + a12 * v2) + a13 * v3))
+                     + (((c10 * w0 + c11 * w1) + c12 * w2) + c13 * w3))
+            x2[b] = ((x2[b] + (((a20 * v0 + a21 * v1) + a22 * v2) + a23 * v3))
+                     + (((c20 * w0 + c21 * w1) + c22 * w2) + c23 * w3))
+            x3[b] = ((x3[b] + (((a30 * v0 + a31 * v1) + a32 * v2) + a33 * v3))
+                     + (((c30 * w0 + c31 * w1) + c32 * w2) + c33 * w3))
+    if p % 2:
+        s = p - 1
+        h0, h1, h2, h3 = ring[s, 0], ring[s, 1], ring[s, 2], ring[s, 3]
+        a = lags[(k - s - 1) % p]
+        a00, a01, a02, a03 = (a[0, 0], a[0, 1], a[0, 2], a[0, 3])
+        a10, a11, a12, a13 = (a[1, 0], a[1, 1], a[1, 2], a[1, 3])
+        a20, a21, a22, a23 = (a[2, 0], a[2, 1], a[2, 2], a[2, 3])
+        a30, a31, a32, a33 = (a[3, 0], a[3, 1], a[3, 2], a[3, 3])
+        for b in range(np.uint64(nb)):
+            v0, v1, v2, v3 = h0[b], h1[b], h2[b], h3[b]
+            x0[b] += ((a00 * v0 + a01 * v1) + a02 * v2) + a03 * v3
+            x1[b] += ((a10 * v0 + a11 * v1) + a12 * v2) + a13 * v3
+            x2[b] += ((a20 * v0 + a21 * v1) + a22 * v2) + a23 * v3
+            x3[b] += ((a30 * v0 + a31 * v1) + a32 * v2) + a33 * v3
+    if p:
+        merge(ring[k, 0], 0, nb, x0, mk_draw)
+        merge(ring[k, 1], 0, nb, x1, mk_draw)
+        merge(ring[k, 2], 0, nb, x2, mk_draw)
+        merge(ring[k, 3], 0, nb, x3, mk_draw)
+
+
+@_jit_noalias
+def switch_var_mixed(start: int, nb: int, p: int, ring: np.ndarray, cycle: np.ndarray,
+                     chol: np.ndarray, lags: np.ndarray, e0: np.ndarray, e1: np.ndarray,
+                     e2: np.ndarray, e3: np.ndarray, x0: np.ndarray, x1: np.ndarray,
+                     x2: np.ndarray, x3: np.ndarray, mk_draw: np.ndarray) -> None:
+    """VAR(p) device by device (drawing devices at different cycles): the operations of
+    :func:`switch_var_uniform` with each device's own rotation of the lags."""
+    for b in range(nb):
+        if not mk_draw[b]:
+            continue
+        n = cycle[start + b]
+        k = n % p if p else 0
+        v0, v1, v2, v3 = e0[b], e1[b], e2[b], e3[b]
+        a = chol
+        t0 = a[0, 0] * v0 + a[0, 1] * v1 + a[0, 2] * v2 + a[0, 3] * v3
+        t1 = a[1, 0] * v0 + a[1, 1] * v1 + a[1, 2] * v2 + a[1, 3] * v3
+        t2 = a[2, 0] * v0 + a[2, 1] * v1 + a[2, 2] * v2 + a[2, 3] * v3
+        t3 = a[3, 0] * v0 + a[3, 1] * v1 + a[3, 2] * v2 + a[3, 3] * v3
+        for s in range(p):
+            a = lags[(k - s - 1) % p]
+            v0, v1, v2, v3 = ring[s, 0, b], ring[s, 1, b], ring[s, 2, b], ring[s, 3, b]
+            t0 += ((a[0, 0] * v0 + a[0, 1] * v1) + a[0, 2] * v2) + a[0, 3] * v3
+            t1 += ((a[1, 0] * v0 + a[1, 1] * v1) + a[1, 2] * v2) + a[1, 3] * v3
+            t2 += ((a[2, 0] * v0 + a[2, 1] * v1) + a[2, 2] * v2) + a[2, 3] * v3
+            t3 += ((a[3, 0] * v0 + a[3, 1] * v1) + a[3, 2] * v2) + a[3, 3] * v3
+        x0[b], x1[b], x2[b], x3[b] = t0, t1, t2, t3
+        if p:
+            ring[k, 0, b], ring[k, 1, b], ring[k, 2, b], ring[k, 3, b] = t0, t1, t2, t3
+
+
+@_jit_noalias
+def switch_features(start: int, nb: int, x0: np.ndarray, x1: np.ndarray, x2: np.ndarray,
+                    x3: np.ndarray, mk_draw: np.ndarray, y0: np.ndarray, y1: np.ndarray,
+                    y2: np.ndarray, y3: np.ndarray, m0: np.ndarray, m1: np.ndarray,
+                    m2: np.ndarray, m3: np.ndarray, s0: np.ndarray, s1: np.ndarray,
+                    s2: np.ndarray, s3: np.ndarray, gamma: np.ndarray, r: np.ndarray,
+                    ur_thr: np.ndarray, tr_a: np.ndarray, tr_c: np.ndarray, llrs: np.ndarray,
+                    hhrs: np.ndarray, consts: np.ndarray, hrs_log10: bool, n0: np.ndarray,
+                    n1: np.ndarray, n2: np.ndarray, n3: np.ndarray, na: np.ndarray,
+                    nc: np.ndarray) -> None:
+    """Drawing devices: y = μ + σ Γ(x), then the transition curve from
+    (UR threshold, I(r_LRS)) to (Umax, I(r(HRS_new))) as a, c (computed for the block into
+    the scratch rows n0..n3, na, nc, then merged)."""
+    g_l, dg, umax, eta = consts[C_GL], consts[C_DG], consts[C_UMAX], consts[C_ETA]
+    pl_umax, ph_umax = consts[C_PL_UMAX], consts[C_PH_UMAX]
+    l0, l1, l2, l3, l4, l5, l6 = llrs[0], llrs[1], llrs[2], llrs[3], llrs[4], llrs[5], llrs[6]
+    h0, h1, h2, h3, h4, h5, h6 = hhrs[0], hhrs[1], hhrs[2], hhrs[3], hhrs[4], hhrs[5], hhrs[6]
+    a00, a01, a02, a03, a04 = gamma[0, 0], gamma[0, 1], gamma[0, 2], gamma[0, 3], gamma[0, 4]
+    a10, a11, a12, a13, a14 = gamma[1, 0], gamma[1, 1], gamma[1, 2], gamma[1, 3], gamma[1, 4]
+    a20, a21, a22, a23, a24 = gamma[2, 0], gamma[2, 1], gamma[2, 2], gamma[2, 3], gamma[2, 4]
+    a30, a31, a32, a33, a34 = gamma[3, 0], gamma[3, 1], gamma[3, 2], gamma[3, 3], gamma[3, 4]
+    base = np.uint64(start)
+    for b in range(np.uint64(nb)):
+        d = base + b
+        v0 = m0[d] + s0[d] * gamma5(a00, a01, a02, a03, a04, x0[b])
+        n0[b] = v0
+        n1[b] = m1[d] + s1[d] * gamma5(a10, a11, a12, a13, a14, x1[b])
+        n2[b] = m2[d] + s2[d] * gamma5(a20, a21, a22, a23, a24, x2[b])
+        n3[b] = m3[d] + s3[d] * gamma5(a30, a31, a32, a33, a34, x3[b])
+        r_h = (g_l - inv_hrs_of(v0, hrs_log10)) / dg
+        u1 = ur_thr[d]
+        r_lrs = r[d]
+        i1 = ((1.0 - r_lrs) * poly7(l0, l1, l2, l3, l4, l5, l6, u1)
+              + r_lrs * poly7(h0, h1, h2, h3, h4, h5, h6, u1))
+        i2 = (1.0 - r_h) * pl_umax + r_h * ph_umax
+        span = max(umax - u1, 1e-12)
+        na[b] = (i1 - i2) / pow_positive(span, eta)
+        nc[b] = i2
+    merge(y0, start, nb, n0, mk_draw)
+    merge(y1, start, nb, n1, mk_draw)
+    merge(y2, start, nb, n2, mk_draw)
+    merge(y3, start, nb, n3, mk_draw)
+    merge(tr_a, start, nb, na, mk_draw)
+    merge(tr_c, start, nb, nc, mk_draw)
+
+
+@_jit_noalias
+def switch_reset(start: int, nb: int, ub: np.ndarray, mk_move: np.ndarray, y_hrs: np.ndarray,
+                 r: np.ndarray, in_hrs: np.ndarray, ur_thr: np.ndarray, tr_a: np.ndarray,
+                 tr_c: np.ndarray, r_lrs_reset: np.ndarray, llrs: np.ndarray, hhrs: np.ndarray,
+                 consts: np.ndarray, hrs_log10: bool, rn: np.ndarray, rp: np.ndarray,
+                 mk_full: np.ndarray, mk_part: np.ndarray) -> None:
+    """Moving devices: full RESET (U >= Umax: r = r(HRS_n), in HRS) or partial RESET along
+    the transition curve, clipped, with the ratchet UR threshold ← U (computed for the block
+    into the scratch rows ``rn``, ``rp``, then merged; the transition curve only when some
+    device of the block resets partially)."""
+    g_l, dg, r_max = consts[C_GL], consts[C_DG], consts[C_RMAX]
+    umax, eta = consts[C_UMAX], consts[C_ETA]
+    l0, l1, l2, l3, l4, l5, l6 = llrs[0], llrs[1], llrs[2], llrs[3], llrs[4], llrs[5], llrs[6]
+    h0, h1, h2, h3, h4, h5, h6 = hhrs[0], hhrs[1], hhrs[2], hhrs[3], hhrs[4], hhrs[5], hhrs[6]
+    base = np.uint64(start)
+    n_part = 0
+    for b in range(np.uint64(nb)):
+        d = base + b
+        ud = ub[b]
+        mv = mk_move[b]
+        full = ud >= umax
+        rn[b] = (g_l - inv_hrs_of(y_hrs[d], hrs_log10)) / dg  # r(HRS_n)
+        mk_full[b] = mv & full
+        part = mv & (not full)
+        mk_part[b] = part
+        n_part += np.int64(part)
+    if n_part:
+        for b in range(np.uint64(nb)):
+            d = base + b
+            ud = ub[b]
+            r_h = rn[b]
+            dist = max(abs(umax - ud), 1e-300)  # > 0 on every partial RESET; keeps ln defined
+            i_tr = tr_a[d] * pow_positive(dist, eta) + tr_c[d]
+            pl = poly7(l0, l1, l2, l3, l4, l5, l6, ud)
+            ph = poly7(h0, h1, h2, h3, h4, h5, h6, ud)
+            r_new = (i_tr - pl) / (ph - pl)
+            rl = r_lrs_reset[d]
+            lo_r = min(rl, r_h)
+            hi_r = min(max(rl, r_h), r_max)
+            rp[b] = min(max(r_new, lo_r), hi_r)
+        merge(rn, 0, nb, rp, mk_part)
+        merge(ur_thr, start, nb, ub, mk_part)
+    merge(r, start, nb, rn, mk_move)
+    for b in range(np.uint64(nb)):
+        d = base + b
+        in_hrs[d] = in_hrs[d] | mk_full[b]
+
+
+@_jit_noalias
+def switch_block(start: int, nb: int, ub: np.ndarray, prefix: np.ndarray, cycle: np.ndarray,
+                 read_count: np.ndarray, in_hrs: np.ndarray, in_lrs: np.ndarray, r: np.ndarray,
+                 ur_thr: np.ndarray, tr_a: np.ndarray, tr_c: np.ndarray,
+                 r_lrs_reset: np.ndarray, y0: np.ndarray, y1: np.ndarray, y2: np.ndarray,
+                 y3: np.ndarray, m0: np.ndarray, m1: np.ndarray, m2: np.ndarray, m3: np.ndarray,
+                 s0: np.ndarray, s1: np.ndarray, s2: np.ndarray, s3: np.ndarray,
+                 ring: np.ndarray, chol: np.ndarray, lags: np.ndarray, gamma: np.ndarray,
+                 llrs: np.ndarray, hhrs: np.ndarray, consts: np.ndarray, hrs_log10: bool,
+                 mk_draw: np.ndarray, mk_move: np.ndarray, mk_full: np.ndarray,
+                 mk_part: np.ndarray, e0: np.ndarray, e1: np.ndarray, e2: np.ndarray,
+                 e3: np.ndarray, x0: np.ndarray, x1: np.ndarray, x2: np.ndarray,
+                 x3: np.ndarray, n0: np.ndarray,
+                 n1: np.ndarray, n2: np.ndarray, n3: np.ndarray, na: np.ndarray,
+                 nc: np.ndarray, rn: np.ndarray) -> None:
+    """One block (devices start..start+nb-1, block ``ring``) of :func:`switch_kernel`;
+    the trailing arrays are scratch of SWITCH_BLOCK entries (normals, latents, new values,
+    flags). Every array argument is distinct memory (``noalias``)."""
+    p = lags.shape[0]
+    nd, nm, cmin, cmax = switch_rules(start, nb, ub, y1, y2, y3, in_lrs, in_hrs, r, ur_thr,
+                                      r_lrs_reset, cycle, read_count, mk_draw, mk_move,
+                                      consts[C_GL], consts[C_DG])
+    if nd:
+        switch_normals(start, nb, prefix, cycle, e0, e1, e2, e3)
+        if cmin == cmax:
+            switch_var_uniform(nb, p, cmin % p if p else 0, ring, chol, lags, e0, e1, e2, e3,
+                               x0, x1, x2, x3, mk_draw)
         else:
-            have_r_h = False
-        if (not in_lrs[d]) and (not in_hrs[d]) and ud > ur_thr[d]:
-            if not have_r_h:  # r(HRS_n); a first RESET above has just computed it
-                hrs = 10.0 ** y[d, 0] if hrs_log10 else y[d, 0]
-                r_h = (g_l - 1.0 / hrs) / dg
-            if ud >= umax:  # full RESET
-                r[d] = r_h
-                in_hrs[d] = True
-            else:  # partial RESET along the transition curve; the ratchet moves up
-                i_tr = tr_a[d] * abs(umax - ud) ** eta + tr_c[d]
-                pl = polyval(llrs, ud)
-                ph = polyval(hhrs, ud)
-                r_new = (i_tr - pl) / (ph - pl)
-                lo_r = min(r_lrs_reset[d], r_h)
-                hi_r = min(max(r_lrs_reset[d], r_h), r_max)
-                r[d] = min(max(r_new, lo_r), hi_r)
-                ur_thr[d] = ud
+            switch_var_mixed(start, nb, p, ring, cycle, chol, lags, e0, e1, e2, e3, x0, x1, x2,
+                             x3, mk_draw)
+        switch_features(start, nb, x0, x1, x2, x3, mk_draw, y0, y1, y2, y3, m0, m1, m2, m3,
+                        s0, s1, s2, s3, gamma, r, ur_thr, tr_a, tr_c, llrs, hhrs, consts,
+                        hrs_log10, n0, n1, n2, n3, na, nc)
+    if nm:
+        switch_reset(start, nb, ub, mk_move, y0, r, in_hrs, ur_thr, tr_a, tr_c, r_lrs_reset,
+                     llrs, hhrs, consts, hrs_log10, rn, na, mk_full, mk_part)
 
+
+@_jit
+def switch_kernel(lo: int, hi: int, u: np.ndarray, prefix: np.ndarray, cycle: np.ndarray,
+                  read_count: np.ndarray, in_hrs: np.ndarray, in_lrs: np.ndarray, r: np.ndarray,
+                  ur_thr: np.ndarray, tr_a: np.ndarray, tr_c: np.ndarray,
+                  r_lrs_reset: np.ndarray, yf: np.ndarray, muf: np.ndarray, sigf: np.ndarray,
+                  ring: np.ndarray, chol: np.ndarray, lags: np.ndarray, gamma: np.ndarray,
+                  llrs: np.ndarray, hhrs: np.ndarray, consts: np.ndarray,
+                  hrs_log10: bool) -> None:
+    """``DeviceArray.apply`` (method "var") for devices lo..hi-1, block after block of
+    SWITCH_BLOCK devices, each in one pass (:func:`switch_block`): SET; first RESET (cycle
+    + 1, four normals, VAR(p), Γ, Ψ, transition curve); partial and full RESET. ``lo`` must
+    be a multiple of SWITCH_BLOCK.
+
+    ``u`` (N,) or (1,) levels, V; ``yf``, ``muf``, ``sigf`` (4, N) feature-major;
+    ``ring`` (⌈N/SWITCH_BLOCK⌉, p, 4, SWITCH_BLOCK): slot s of a device holds x_m with
+    m ≡ s (mod p), zero before m = 0; ``lags`` (p, 4, 4) with lags[i] = A_{i+1};
+    ``gamma`` (4, GAMMA_N); ``llrs``, ``hhrs`` (POLY_N,) padded I–V coefficients;
+    ``consts`` indexed by C_GL, C_DG, ... (C_PL_UMAX = P_LLRS(Umax) as ``np.polyval``).
+    """
+    p = lags.shape[0]
+    sb = SWITCH_BLOCK
+    ub = np.empty(sb)
+    flags = np.empty((4, sb), dtype=np.bool_)
+    eps = np.empty((4, sb))
+    xs = np.zeros((4, sb))
+    scratch = np.empty((7, sb))
+    scalar_u = u.shape[0] == 1
+    for start in range(lo, hi, sb):
+        nb = min(sb, hi - start)
+        if scalar_u:
+            ub[:] = u[0]
+        else:
+            ub[:nb] = u[start:start + nb]
+        switch_block(start, nb, ub, prefix, cycle, read_count, in_hrs, in_lrs, r, ur_thr, tr_a,
+                     tr_c, r_lrs_reset, yf[0], yf[1], yf[2], yf[3], muf[0], muf[1], muf[2],
+                     muf[3], sigf[0], sigf[1], sigf[2], sigf[3], ring[start // sb], chol, lags,
+                     gamma, llrs, hhrs, consts, hrs_log10, flags[0], flags[1], flags[2],
+                     flags[3], eps[0], eps[1], eps[2], eps[3], xs[0], xs[1], xs[2], xs[3],
+                     scratch[0], scratch[1], scratch[2], scratch[3], scratch[4],
+                     scratch[5], scratch[6])
+
+
+@_jit_noalias
+def read_kernel(lo: int, hi: int, r: np.ndarray, prefix: np.ndarray, cycle: np.ndarray,
+                read_count: np.ndarray, out: np.ndarray, pl: float, ph: float, u: float,
+                johnson: float, shot: float, bw: float, noise: bool) -> None:
+    """Read current I(U; r) = (1 − r)·P_LLRS(U) + r·P_HHRS(U) (A) of devices lo..hi-1 into
+    ``out`` (``pl``, ``ph`` = the polynomials at U); with ``noise``, plus σ·z with
+    σ² = johnson·|I/U| + (shot·|I|)·bw (johnson = 4kT·BW, shot = 2q) and z the normal of
+    key (seed, device, cycle, 16, read counter), which then moves on (vectorized)."""
+    base = np.uint64(lo)
+    if not noise:
+        for b in range(np.uint64(hi - lo)):
+            d = base + b
+            rd = r[d]
+            out[d] = (1.0 - rd) * pl + rd * ph
+        return
+    u_abs = max(abs(u), 1e-30)
+    for b in range(np.uint64(hi - lo)):
+        d = base + b
+        rd = r[d]
+        i = (1.0 - rd) * pl + rd * ph
+        i_abs = abs(i)
+        sd = math.sqrt(johnson * (i_abs / u_abs) + (shot * i_abs) * bw)
+        rc = read_count[d]
+        h = mix31(mix31(mix31(np.int64(prefix[d]) ^ cycle[d]) ^ 16) ^ rc)
+        out[d] = i + sd * normal_of_hash(h)
+        read_count[d] = rc + 1

@@ -328,6 +328,12 @@ def adc_quantize(i: ArrayLike, bits: int, full_scale: float) -> ArrayLike:
 
 
 # --------------------------------------------------------------------------- state machine
+def _index(mask: np.ndarray) -> Union[slice, np.ndarray]:
+    """``mask`` as an index: the whole axis when every entry is selected (a view, no
+    gather), else the mask itself."""
+    return slice(None) if mask.all() else mask
+
+
 class DeviceArray:
     """N devices switched by quasi-static voltage levels (docs/device-model.md, Switching).
 
@@ -336,18 +342,23 @@ class DeviceArray:
     ``method`` selects how latent vectors are produced: ``"var"`` (exact recursion with a
     per-device history) or ``"ma"`` (truncated MA of order ``ma_order``, recomputed from the
     counter RNG — the form the Verilog-A model uses). ``backend="numba"`` (the default when
-    numba imports) runs :meth:`apply` of method ``"var"`` as one compiled pass over the
-    devices, split over ``threads`` threads; ``"numpy"`` is the reference.
+    numba imports) runs :meth:`apply` of method ``"var"`` and :meth:`read` as compiled
+    passes over the devices, split over ``threads`` threads; ``"numpy"`` is the reference.
+    ``precision="float32"`` (compiled path only) stores the lag history and μ, σ in float32
+    (arithmetic stays float64): less memory traffic, features within ~1e-7 relative of the
+    float64 path (docs/device-model.md, "Speed").
     """
 
     def __init__(self, model: DeviceModel, n_devices: int | None = None, seed: int = 0,
                  device_ids: Optional[np.ndarray] = None, method: str = "var",
                  ma_order: int = DEFAULT_MA_ORDER, backend: Optional[str] = None,
-                 threads: Optional[int] = None) -> None:
+                 threads: Optional[int] = None, precision: str = "float64") -> None:
         if device_ids is None:
             if n_devices is None:
                 raise ValueError("give n_devices or device_ids")
             device_ids = np.arange(n_devices)
+        if precision not in ("float64", "float32"):
+            raise ValueError(f"precision must be 'float64' or 'float32', got {precision!r}")
         self.model = model
         self.seed = rng.check_seed(seed)
         self.ids = check_device_ids(device_ids)
@@ -362,12 +373,23 @@ class DeviceArray:
         self._prefix = rng.hash_prefix(np.uint32(self.seed), self.ids.astype(np.uint32))
         self._g_l, self._g_h = basis_conductances(model)
         self._r_max = passive_r_limit(model)
-        self._big = (np.concatenate([a.T for a in model.var_lags], axis=0)
-                     if model.var_order else np.zeros((0, 4)))
         self._ma = model.ma_coefficients(self.ma_order) if method == "ma" else None
         self.cycle = np.zeros(n, dtype=np.int64)
-        self.hist = np.zeros((n, 4 * model.var_order))
-        self.y = np.empty((n, 4))
+        self._yf = np.empty((4, n))  # feature-major; ``y`` is its (N, 4) view
+        self.y = self._yf.T
+        self._compiled = self.backend == "numba" and method == "var"
+        if precision == "float32" and not self._compiled:
+            raise ValueError("precision 'float32' needs the compiled path (backend 'numba', "
+                             "method 'var')")
+        self.precision = precision
+        self._store = np.float32 if precision == "float32" else np.float64
+        p = model.var_order
+        # lag history as ring buffers (see ``hist``): slot s of a device holds x_m, m ≡ s mod p
+        if self._compiled:  # by block of devices, feature-major inside a block
+            self._ring = np.zeros((-(-n // _fast.SWITCH_BLOCK), p, 4, _fast.SWITCH_BLOCK),
+                                  dtype=self._store)
+        else:  # (p, N, 4)
+            self._ring = np.zeros((p if method == "var" else 0, n, 4))
         self.in_hrs = np.ones(n, dtype=bool)
         self.in_lrs = np.zeros(n, dtype=bool)
         self.ur_thr = np.empty(n)
@@ -376,9 +398,28 @@ class DeviceArray:
         self.r_lrs_reset = np.zeros(n)
         self.read_count = np.zeros(n, dtype=np.int64)
         self._kernel_consts: Optional[tuple] = None
+        self._normals: Optional[rng.C2CNormals] = None
         self._advance(np.ones(n, dtype=bool), first=True)
         self.ur_thr[:] = self.ur
         self.r = self.r_of_resistance(self.hrs)
+
+    @property
+    def hist(self) -> np.ndarray:
+        """Lag history (N, 4p): ``[x_n, x_{n−1}, …, x_{n−p+1}]`` of every device at its
+        current cycle n (zero before cycle 0), a copy in this order of the ring buffers
+        kept internally."""
+        p = self.model.var_order if self.method == "var" else 0
+        n = self.n_devices
+        dev = np.arange(n)
+        out = np.empty((n, 4 * p))
+        for i in range(p):
+            slot = (self.cycle - i) % p
+            if self._compiled:
+                rows = self._ring[dev // _fast.SWITCH_BLOCK, slot, :, dev % _fast.SWITCH_BLOCK]
+            else:
+                rows = self._ring[slot, dev]
+            out[:, 4 * i: 4 * i + 4] = rows
+        return out
 
     # ------------------------------------------------------------ features
     @property
@@ -412,15 +453,28 @@ class DeviceArray:
         """Latent x at the (already incremented) cycle of the selected devices."""
         cyc = self.cycle[sel]
         if self.method == "var":
-            eps = self._eps(sel, cyc)
+            if not self._compiled and 0 < cyc.size == self.n_devices and cyc.min() == cyc.max():
+                if self._normals is None:  # all devices in step: allocation-free normals
+                    self._normals = rng.C2CNormals(self._prefix, backend="numpy")
+                    self._eps_fm = np.empty((4, self.n_devices))
+                eps = self._normals.fill(int(cyc[0]), self._eps_fm).T
+            else:
+                eps = self._eps(sel, cyc)
             x = eps @ self.model.var_chol.T
-            if not first and self.model.var_order:
-                x += self.hist[sel] @ self._big
-            if self.model.var_order:
-                h = self.hist[sel]
-                h[:, 4:] = h[:, :-4]
-                h[:, :4] = x
-                self.hist[sel] = h
+            p = self.model.var_order
+            if not p:
+                return x
+            dev = np.flatnonzero(sel)
+            if self._compiled:  # only cycle 0 comes here: x_0 goes into ring slot 0
+                self._ring[dev // _fast.SWITCH_BLOCK, 0, :, dev % _fast.SWITCH_BLOCK] = x
+                return x
+            n_dev = self.n_devices
+            if not first:  # x_n += Σ_i A_i x_{n−i}, lag after lag
+                self._add_lags(x, dev, cyc)
+            if 0 < dev.size == n_dev and cyc.min() == cyc.max():
+                self._ring[int(cyc[0]) % p] = x
+            else:
+                self._ring.reshape(-1, 4)[(cyc % p) * n_dev + dev] = x
             return x
         x = np.zeros((int(sel.sum()), 4))
         for k in range(self.ma_order + 1):
@@ -432,6 +486,21 @@ class DeviceArray:
             x[ok] += eps @ self._ma[k].T
         return x
 
+    def _add_lags(self, x: np.ndarray, dev: np.ndarray, cyc: np.ndarray) -> None:
+        """x += A_1 x_{n−1} + … + A_p x_{n−p} (in this order) for devices ``dev`` at their
+        cycles n = ``cyc`` (numpy path; ring (p, N, 4), slot s of device d = row s·N + d)."""
+        p, n_dev = self.model.var_order, self.n_devices
+        in_step = cyc.size > 0 and cyc.min() == cyc.max()
+        rows = self._ring.reshape(-1, 4)
+        term = np.empty_like(x)
+        for i in range(1, p + 1):
+            if in_step:  # a whole slot (or its rows of the selected devices)
+                slot = self._ring[(int(cyc[0]) - i) % p]
+                lag = slot if dev.size == n_dev else slot[dev]
+            else:
+                lag = rows[((cyc - i) % p) * n_dev + dev]
+            x += np.matmul(lag, self.model.var_lags[i - 1].T, out=term)
+
     def _eps(self, sel: np.ndarray, cyc: np.ndarray) -> np.ndarray:
         return self._eps_idx(np.flatnonzero(sel), cyc)
 
@@ -442,72 +511,104 @@ class DeviceArray:
 
     def _advance(self, sel: np.ndarray, first: bool = False) -> None:
         """Move the selected devices to their next cycle (or set up cycle 0)."""
+        ix = _index(sel)
         if not first:
-            self.cycle[sel] += 1
+            self.cycle[ix] += 1
         x = self._latent(sel, first)
-        mu, sigma = self.params.mu[sel], self.params.sigma[sel]
-        self.y[sel] = mu + sigma * gamma_transform(self.model, x)
-        self.read_count[sel] = 0
+        mu, sigma = self.params.mu[ix], self.params.sigma[ix]
+        self.y[ix] = mu + sigma * gamma_transform(self.model, x)
+        self.read_count[ix] = 0
 
     # ------------------------------------------------------------ switching
     def apply(self, voltage: ArrayLike) -> None:
         """Apply a quasi-static voltage level (V) to every device (scalar or (N,) array)."""
-        u = np.broadcast_to(np.asarray(voltage, dtype=np.float64), self.ids.shape)
-        if self.backend == "numba" and self.method == "var":
-            self._apply_numba(u)
+        if self._compiled:
+            self._apply_numba(voltage)
             return
+        u = np.broadcast_to(np.asarray(voltage, dtype=np.float64), self.ids.shape)
         m = self.model
+        do_set_ = None
         # SET: not in LRS and U <= US_n
         do_set = (~self.in_lrs) & (u <= self.us)
         if do_set.any():
-            self.r[do_set] = self.r_of_resistance(self.lrs[do_set])
+            do_set_ = do_set
+            do_set = _index(do_set)
+            self.r[do_set] = self.r_of_resistance(self.y[do_set, LRS])
             self.in_lrs[do_set] = True
             self.in_hrs[do_set] = False
-            self.ur_thr[do_set] = self.ur[do_set]
+            self.ur_thr[do_set] = self.y[do_set, UR]
         # first RESET after LRS
-        first = self.in_lrs & (u > self.ur_thr) & ~do_set
+        first = self.in_lrs & (u > self.ur_thr)
+        if do_set_ is not None:
+            first &= ~do_set_
         if first.any():
+            first_ = first
+            first = _index(first)
             u1 = self.ur_thr[first]
             r_lrs = self.r[first]
             self.r_lrs_reset[first] = r_lrs
-            self._advance(first)
+            self._advance(first_)
             self.in_lrs[first] = False
             i1 = current(m, u1, r_lrs)
-            i2 = current(m, m.umax, self.r_of_resistance(self.hrs[first]))
+            i2 = current(m, m.umax, self.r_of_resistance(hrs_ohm(m, self.y[first, HRS])))
             span = np.maximum(m.umax - u1, 1e-12)
             self.tr_c[first] = i2
             self.tr_a[first] = (i1 - i2) / span**m.eta
         # partial / full RESET of devices that are in neither state
         moving = (~self.in_lrs) & (~self.in_hrs) & (u > self.ur_thr)
-        full = moving & (u >= m.umax)
-        if full.any():
-            self.r[full] = self.r_of_resistance(self.hrs[full])
+        full_ = moving & (u >= m.umax)
+        full = _index(full_)
+        if full_.any():
+            self.r[full] = self.r_of_resistance(hrs_ohm(m, self.y[full, HRS]))
             self.in_hrs[full] = True
-        part = moving & ~full
+        part = moving & ~full_
         if part.any():
+            part = _index(part)
             up = u[part]
             i_tr = self.tr_a[part] * np.abs(m.umax - up) ** m.eta + self.tr_c[part]
             r_new = r_from_point(m, i_tr, up)
-            r_hrs = self.r_of_resistance(self.hrs[part])
+            r_hrs = self.r_of_resistance(hrs_ohm(m, self.y[part, HRS]))
             lo = np.minimum(self.r_lrs_reset[part], r_hrs)
             hi = np.maximum(self.r_lrs_reset[part], r_hrs)
             self.r[part] = np.clip(r_new, lo, np.minimum(hi, self._r_max))
             self.ur_thr[part] = up
 
-    def _apply_numba(self, u: np.ndarray) -> None:
-        m = self.model
+    def _consts(self) -> tuple:
+        """Kernel arguments that do not change: prefixes, feature-major μ, σ, model arrays."""
         if self._kernel_consts is None:
+            m = self.model
+            pad = np.zeros(_fast.POLY_N)
+            llrs, hhrs = m.llrs_poly(), m.hhrs_poly()
+            pl_u, ph_u = pad.copy(), pad.copy()
+            pl_u[_fast.POLY_N - llrs.size:] = llrs
+            ph_u[_fast.POLY_N - hhrs.size:] = hhrs
+            consts = np.zeros(_fast.N_CONSTS)
+            consts[_fast.C_GL] = self._g_l
+            consts[_fast.C_DG] = self._g_l - self._g_h
+            consts[_fast.C_RMAX] = self._r_max
+            consts[_fast.C_UMAX] = m.umax
+            consts[_fast.C_ETA] = m.eta
+            consts[_fast.C_PL_UMAX] = np.polyval(llrs, m.umax)
+            consts[_fast.C_PH_UMAX] = np.polyval(hhrs, m.umax)
             self._kernel_consts = (
-                np.ascontiguousarray(self._prefix, dtype=np.uint32), _c(m.var_chol), _c(self._big),
-                _c(m.gamma), _c(self.params.mu), _c(self.params.sigma), _c(m.llrs_poly()),
-                _c(m.hhrs_poly()),
-                np.array([self._g_l, self._g_h, self._r_max, m.umax, m.eta], dtype=np.float64))
-        prefix, chol, big, gamma, mu, sigma, llrs, hhrs, consts = self._kernel_consts
-        args = (np.ascontiguousarray(u), prefix, self.cycle, self.hist, self.y, self.in_hrs,
-                self.in_lrs, self.r, self.ur_thr, self.tr_a, self.tr_c, self.r_lrs_reset,
-                self.read_count, chol, big, gamma, mu, sigma, llrs, hhrs, consts,
-                bool(m.hrs_log10))
-        _fast.split_run(_fast.apply_kernel, self.ids.size, args, self.threads)
+                np.ascontiguousarray(self._prefix, dtype=np.uint32),
+                np.ascontiguousarray(self.params.mu.T, dtype=self._store),
+                np.ascontiguousarray(self.params.sigma.T, dtype=self._store), _c(m.var_chol),
+                _c(m.var_lags), _c(m.gamma), pl_u, ph_u, consts)
+        return self._kernel_consts
+
+    def _apply_numba(self, voltage: ArrayLike) -> None:
+        u = np.asarray(voltage, dtype=np.float64)
+        if u.ndim == 0:
+            u = u.reshape(1)
+        else:
+            u = np.ascontiguousarray(np.broadcast_to(u, self.ids.shape))
+        prefix, muf, sigf, chol, lags, gamma, llrs, hhrs, consts = self._consts()
+        args = (u, prefix, self.cycle, self.read_count, self.in_hrs, self.in_lrs, self.r,
+                self.ur_thr, self.tr_a, self.tr_c, self.r_lrs_reset, self._yf, muf, sigf,
+                self._ring, chol, lags, gamma, llrs, hhrs, consts, bool(self.model.hrs_log10))
+        _fast.split_run(_fast.switch_kernel, self.ids.size, args, self.threads,
+                        align=_fast.SWITCH_BLOCK)
 
     # ------------------------------------------------------------ reads
     def current(self, voltage: ArrayLike) -> np.ndarray:
@@ -521,15 +622,33 @@ class DeviceArray:
         Noise draws use stream 16 keyed by (seed, device, cycle, read counter).
         """
         u = self.model.u0 if voltage is None else float(voltage)
+        if self.backend == "numba":
+            i = self._read_numba(u, noise)
+        else:
+            i = self._read_numpy(u, noise)
+        if adc_bits is not None:
+            if adc_full_scale is None:
+                raise ValueError("adc_full_scale is needed with adc_bits")
+            i = adc_quantize(i, adc_bits, adc_full_scale)
+        return i
+
+    def _read_numba(self, u: float, noise: bool) -> np.ndarray:
+        m = self.model
+        out = np.empty(self.n_devices)
+        prefix = self._consts()[0]
+        johnson = 4.0 * BOLTZMANN * m.read_temperature_K * m.read_bandwidth_Hz
+        args = (self.r, prefix, self.cycle, self.read_count, out,
+                float(np.polyval(m.llrs_poly(), u)), float(np.polyval(m.hhrs_poly(), u)), u,
+                johnson, 2.0 * ELEMENTARY_CHARGE, float(m.read_bandwidth_Hz), bool(noise))
+        _fast.split_run(_fast.read_kernel, self.n_devices, args, self.threads)
+        return out
+
+    def _read_numpy(self, u: float, noise: bool) -> np.ndarray:
         i = self.current(u)
         if noise:
             z = rng.normal(self.seed, self.ids, self.cycle, rng.STREAM_READ_NOISE, self.read_count)
             i = i + read_noise_sigma(self.model, i, u) * z
             self.read_count += 1
-        if adc_bits is not None:
-            if adc_full_scale is None:
-                raise ValueError("adc_full_scale is needed with adc_bits")
-            i = adc_quantize(i, adc_bits, adc_full_scale)
         return i
 
     def conductance(self, **read_kwargs: object) -> np.ndarray:

@@ -88,8 +88,8 @@ def _file_name(rest: str | None, origin: str, number: int, card: str) -> tuple[s
         if end < 0:
             raise NetlistError(f"{_where(origin, number)}: {card} file name has no closing quote")
         return rest[1:end], rest[end + 1 :].strip()
-    name, _, tail = rest.partition(" ")
-    return name, tail.strip()
+    name, *tail = rest.split(None, 1)  # a space or a tab separates the name
+    return name, tail[0].strip() if tail else ""
 
 
 def _resolve(name: str, folder: Path, origin: str, number: int) -> Path:

@@ -1,0 +1,60 @@
+"""Training and deployment commands: ``cosim train`` and ``cosim deploy`` (need ``cosim[train]``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from cosim.errors import CosimError
+
+
+def train(
+    output: Path = typer.Option(..., "-o", "--output", help="Run folder (created if needed)."),
+    task: Optional[str] = typer.Option(None, "--task", help="Built-in task: digits, gunpoint or coffee."),
+    data: Optional[Path] = typer.Option(None, "--data", help="User data set (.npz with X_train, y_train, X_test, y_test)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="Training settings (TOML); defaults otherwise."),
+    seed: Optional[int] = typer.Option(None, "--seed", min=0, max=2**31 - 1, help="Seed of weights, batches, dropout and noise (overrides the file)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Train an S4D classifier (optionally quantization- and noise-aware, pruned) on the CPU;
+    write model.npz, test_split.npz, train.json and metrics.json to RUN."""
+    try:
+        from cosim.train.config import load_train_config
+        from cosim.train.trainer import train_run
+
+        settings = load_train_config(config, seed=seed, task=task, data=data)
+        result = train_run(settings, output, progress=not quiet)
+    except CosimError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from None
+    m = result.metrics
+    typer.echo(f"test accuracy {m['test_accuracy']:.4f} on {m['n_test']} samples ({m['bits']}, {m['variant']}); "
+               f"wrote {len(result.files)} files to {output} (seed {settings.seed})")
+
+
+def deploy(
+    run: Path = typer.Argument(..., help="Run folder written by `cosim train`."),
+    output: Path = typer.Option(..., "-o", "--output", help="Folder for accuracy.csv, figures and report.md."),
+    config: Optional[Path] = typer.Option(None, "--config", help="Deployment settings (TOML); defaults otherwise."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Evaluate a trained model's test split at the levels float, quantized, devices and
+    devices_wires (nodal solver, compensation) over several device seeds; ngspice spot check."""
+    try:
+        from cosim.train.config import load_deploy_config
+        from cosim.train.deploy import deploy_run
+
+        settings = load_deploy_config(config)
+        result = deploy_run(run, output, settings, progress=not quiet)
+    except CosimError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from None
+    typer.echo(f"wrote {len(result.files)} files to {output} ({len(result.table)} rows, device seeds {settings.device_seeds})")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``cosim train`` and ``cosim deploy``."""
+    app.command("train")(train)
+    app.command("deploy")(deploy)
