@@ -41,7 +41,8 @@ def test_markup_check_would_catch_ohm_in_brackets() -> None:
 @pytest.mark.parametrize("name,command", _commands(), ids=[n for n, _ in _commands()])
 def test_help_texts_survive_rich_markup(name: str, command: Any) -> None:
     for where, text in _texts(command):
-        assert Text.from_markup(text).plain == text, f"{name}: {where}: {text!r} loses text as markup"
+        shown = text.replace("\\[", "[")  # an escaped bracket is shown as a bracket
+        assert Text.from_markup(text).plain == shown, f"{name}: {where}: {text!r} loses text as markup"
 
 
 def test_rendered_help_shows_units() -> None:
