@@ -542,6 +542,7 @@ def plot_cycling(table: pd.DataFrame, vec: dict[str, np.ndarray], bounds: list[t
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, axes = plt.subplots(2, 2, figsize=(12, 7.5))
     n = table.cycle.to_numpy()
@@ -549,13 +550,15 @@ def plot_cycling(table: pd.DataFrame, vec: dict[str, np.ndarray], bounds: list[t
     for f, colour in (("HRS", "tab:blue"), ("LRS", "tab:red")):
         ax.plot(n, table[f"{f}_python"], "-", color=colour, label=f"{f} Python")
         ax.plot(n, table[f"{f}_spice"], "o", mfc="none", color=colour, label=f"{f} ngspice")
-    ax.set(yscale="log", xlabel="cycle", ylabel="R at U0 [Ω]", title="resistance per cycle")
+    ax.set(yscale="log", xlabel="cycle (count)", ylabel="R at U0 [Ω]", title="resistance per cycle")
     ax.legend(fontsize=8)
     for ax, f, colour in ((axes[0, 1], "US", "tab:green"), (axes[1, 0], "UR", "tab:purple")):
         ax.plot(n, table[f"{f}_python"], "-", color=colour, label=f"{f} Python")
         ax.plot(n, table[f"{f}_spice"], "o", mfc="none", color=colour, label=f"{f} ngspice")
-        ax.set(xlabel="cycle", ylabel=f"{f} [V]", title=f"{'SET' if f == 'US' else 'RESET'} threshold per cycle")
+        ax.set(xlabel="cycle (count)", ylabel=f"{f} [V]", title=f"{'SET' if f == 'US' else 'RESET'} threshold per cycle")
         ax.legend(fontsize=8)
+    for ax in (axes[0, 0], axes[0, 1], axes[1, 0]):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # cycles are whole numbers
     ax = axes[1, 1]
     t, v, i = vec["time"], vec["v(te)"], -vec["i(vsrc)"]
     shown = min(len(bounds), 3)

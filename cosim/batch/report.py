@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -26,6 +26,45 @@ REPORT_MD = "report.md"
 FIGURES = "report"
 AGGREGATE_CSV = "aggregate.csv"
 MAX_FAILURES_SHOWN = 50
+
+#: Axis labels with units of the parameters and results of the built-in job kinds (a sweep's
+#: other columns are labelled with their bare name).
+AXIS_LABELS = {
+    "r_wire": "wire segment resistance r_wire [Ω]",
+    "r_source": "source resistance r_source [Ω]",
+    "r_sense": "sense resistance r_sense [Ω]",
+    "r_row": "row segment resistance r_row [Ω]",
+    "r_col": "column segment resistance r_col [Ω]",
+    "v_read": "read voltage v_read [V]",
+    "g_min": "g_min [S]",
+    "g_max": "g_max [S]",
+    "size": "array size (rows = columns, count)",
+    "rows": "rows (count)",
+    "cols": "logical columns (count)",
+    "block": "block size (count)",
+    "bits": "weight bits (count, 0 = analog)",
+    "dac_bits": "DAC bits (count, 0 = ideal)",
+    "adc_bits": "ADC bits (count, 0 = ideal)",
+    "n_inputs": "input vectors (count)",
+    "length": "kernel length L (count)",
+    "channels": "channels H (count)",
+    "state_size": "state size N (count)",
+    "tolerance": "write-verify tolerance (unitless)",
+    "mdm": "Manhattan-distance mapping (0 = off, 1 = on)",
+    "nf": "NF (unitless)",
+    "nf_max": "largest column NF (unitless)",
+    "output_error": "differential output error (unitless)",
+    "diff_error": "differential output error (unitless)",
+    "prog_error": "programming error, mean |relative| (unitless)",
+    "prog_success": "programming success rate (unitless)",
+    "kernel_rel_l2": "kernel relative L2 error (unitless)",
+    "elapsed_s": "job time [s]",
+}
+
+
+def axis_label(name: str) -> str:
+    """Axis label with unit for a sweep parameter or result column (bare name if unknown)."""
+    return AXIS_LABELS.get(name, name)
 
 
 @dataclass
@@ -91,6 +130,65 @@ def compact_table(table: pd.DataFrame, keys: list[str], metrics: list[str]) -> p
     return out
 
 
+def _mean_sd(mean: float, sd: float) -> str:
+    """``mean ± sd`` with 3 significant digits for the mean and 2 for the sd."""
+    if np.isnan(mean):
+        return "–"
+    return f"{mean:.3g}" if np.isnan(sd) or sd == 0 else f"{mean:.3g} ± {sd:.2g}"
+
+
+def terminal_tables(
+    aggregate: pd.DataFrame, width: int = 80, first: str | None = None
+) -> tuple[list[tuple[str, pd.DataFrame]], list[str]]:
+    """The aggregate laid out for a terminal ``width`` columns wide.
+
+    Metrics that are the same at every grid point (sd 0) become one note each instead of a
+    column; the others are shown as ``mean ± sd`` (3 significant digits), packed into as many
+    tables as needed so that no table is wider than ``width`` (each repeats the grid keys and
+    the seed count ``n``; ``first`` is put first). Returns ([(title, table)], notes).
+    """
+    if aggregate.empty:
+        return [], []
+    metrics = [c[: -len("_mean")] for c in aggregate.columns if c.endswith("_mean")]
+    stats = {f"{m}_{s}" for m in metrics for s in ("mean", "std", "count")}
+    keys = [c for c in aggregate.columns if c not in stats]
+    if first in metrics:
+        metrics = [first] + [m for m in metrics if m != first]
+    notes, columns = [], {}
+    for m in metrics:
+        mean, sd = aggregate[f"{m}_mean"], aggregate[f"{m}_std"].fillna(0.0)
+        if mean.nunique(dropna=False) == 1 and (sd == 0).all():
+            notes.append(f"{m} = {mean.iloc[0]:.4g} at every grid point")
+        else:
+            columns[m] = [_mean_sd(a, b) for a, b in zip(mean, sd)]
+    base = aggregate[keys].astype(str).reset_index(drop=True)
+    base["n"] = aggregate[f"{metrics[0]}_count"].astype(int).astype(str).to_numpy()
+
+    def cost(name: str, cells: Sequence[str]) -> int:
+        return max([len(name), *map(len, cells)]) + 3  # padding and border
+
+    room = width - 1 - sum(cost(c, base[c]) for c in base.columns)
+    chunks: list[list[str]] = [[]]
+    used = 0
+    for m, cells in columns.items():
+        need = cost(m, cells)
+        if chunks[-1] and used + need > room:
+            chunks.append([])
+            used = 0
+        chunks[-1].append(m)
+        used += need
+    frames = []
+    for chunk in (c for c in chunks if c):
+        frame = base.copy()
+        for m in chunk:
+            frame.insert(len(frame.columns) - 1, m, columns[m])
+        frames.append(frame)
+    title = "results, mean ± sd over seeds"
+    if len(frames) == 1:
+        return [(title, frames[0])], notes
+    return [(f"{title} ({k + 1}/{len(frames)})", f) for k, f in enumerate(frames)], notes
+
+
 def _choose(value: str | None, options: list[str], what: str) -> str | None:
     if value is None:
         return options[0] if options else None
@@ -99,30 +197,37 @@ def _choose(value: str | None, options: list[str], what: str) -> str | None:
     return value
 
 
-def plot_metric(table: pd.DataFrame, keys: list[str], metric: str, x: str, path: Path) -> None:
-    """Mean ± std of ``metric`` against grid parameter ``x``; one line per other grid point."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def metric_figure(table: pd.DataFrame, keys: list[str], metric: str, x: str) -> Any:
+    """Figure of mean ± sd of ``metric`` against grid parameter ``x``; one line per
+    combination of the other grid parameters (pyplot-free, Agg canvas)."""
+    from matplotlib.figure import Figure
 
     others = [k for k in keys if k != x]
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    groups = table.groupby(others, dropna=False, sort=True) if others else [((), table)]
+    fig = Figure(figsize=(7.0, 4.6), layout="constrained")
+    ax = fig.add_subplot()
+    groups = list(table.groupby(others, dropna=False, sort=True)) if others else [((), table)]
     for name, group in groups:
         group = group.sort_values(x)
         name = name if isinstance(name, tuple) else (name,)
-        label = ", ".join(f"{k}={v}" for k, v in zip(others, name)) or metric
+        label = ", ".join(f"{k} = {v}" for k, v in zip(others, name)) or metric
         std = group[f"{metric}_std"].fillna(0.0)
-        ax.errorbar(group[x], group[f"{metric}_mean"], yerr=std, marker="o", capsize=3, label=label)
-    ax.set_xlabel(x)
-    ax.set_ylabel(f"{metric} (mean ± std over seeds)")
+        ax.errorbar(group[x].astype(float), group[f"{metric}_mean"], yerr=std, marker="o",
+                    capsize=3, label=label)
+    ax.set_xlabel(axis_label(x))
+    ax.set_ylabel(f"{axis_label(metric)}\nmean ± sd over seeds")
+    values = sorted(table[x].astype(float).unique())
+    if len(values) <= 8:
+        ax.set_xticks(values)
     ax.grid(True, alpha=0.3)
-    if len(ax.get_lines()) > 1:
+    if len(groups) > 1:
         ax.legend(fontsize="small")
-    fig.tight_layout()
+    return fig
+
+
+def plot_metric(table: pd.DataFrame, keys: list[str], metric: str, x: str, path: Path) -> None:
+    """Write :func:`metric_figure` as a PNG to ``path`` (atomically)."""
+    fig = metric_figure(table, keys, metric, x)
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
-    plt.close(fig)
 
 
 def _cell(value: Any) -> str:

@@ -89,21 +89,27 @@ def report(
     from rich.console import Console
     from rich.table import Table
 
-    from cosim.batch.report import build_report
+    from cosim.batch.report import build_report, terminal_tables
+    from cosim.commands._progress import working
 
     try:
-        rep = build_report(folder, metric=metric, x=x)
+        with working(f"reading {folder} and writing its report"):
+            rep = build_report(folder, metric=metric, x=x)
     except CosimError as exc:
         raise _fail(exc) from None
     console = Console()
-    tables = [("status", rep.status), ("results (mean ± std over seeds)", rep.compact)]
-    for title, frame in tables:
+    results, notes = terminal_tables(rep.aggregate, width=console.width, first=rep.metric)
+    for title, frame in [("status", rep.status), *results]:
         table = Table(title=title)
         for column in frame.columns:
-            table.add_column(str(column))
+            table.add_column(str(column), overflow="fold")
         for row in frame.head(40).itertuples(index=False):
             table.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row))
         console.print(table)
+    if len(rep.aggregate) > 40:
+        console.print(f"(first 40 of {len(rep.aggregate)} grid points; all in {rep.markdown_path})")
+    for note in notes:
+        console.print(note)
     console.print(f"report: {rep.markdown_path}")
     if rep.figure_path:
         console.print(f"figure: {rep.figure_path}")

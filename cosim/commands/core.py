@@ -58,11 +58,13 @@ def doctor() -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from cosim.commands._progress import working
     from cosim.toolchain import toolchain_report
 
-    rows = toolchain_report()
-    if all(row.ok for row in rows if row.name in ("ngspice", "openvaf-r")):
-        rows.append(_osdi_chain_row())
+    with working("checking ngspice, libngspice, openvaf-r, VACASK and the OSDI chain"):
+        rows = toolchain_report()
+        if all(row.ok for row in rows if row.name in ("ngspice", "openvaf-r")):
+            rows.append(_osdi_chain_row())
     table = Table(title="cosim toolchain")
     for column in ("tool", "status", "version", "path", "detail"):
         table.add_column(column, overflow="fold")
@@ -90,6 +92,7 @@ def compile_command(
 ) -> None:
     """Compile a Verilog-A file to OSDI with openvaf-r (cached); print the library path."""
     from cosim.commands._guard import check_output_file
+    from cosim.commands._progress import working
     from cosim.compile import compile_va
     from cosim.valint import lint_file
 
@@ -103,7 +106,8 @@ def compile_command(
             if lint_only:
                 typer.echo(f"{source}: {len(warnings)} warning(s)")
                 raise typer.Exit(code=1 if warnings else 0)
-        result = compile_va(source, output, opt_level=opt_level)
+        with working(f"compiling {source} with openvaf-r (cached)"):
+            result = compile_va(source, output, opt_level=opt_level)
     except CosimError as exc:
         raise _fail(exc) from None
     typer.echo(str(result))

@@ -80,7 +80,7 @@ def netlist_crossbar(
     cell: Optional[str] = typer.Option(None, "--cell", help="Access: 1r or 1t1r."),
     device: Optional[str] = typer.Option(
         None, "--device", help="Cell: resistor, polynomial, veriloga, generative or library."),
-    model: Optional[Path] = typer.Option(None, "--model", help="generative/polynomial: device model JSON."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Device model JSON (generative and polynomial cells)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="generative: RNG seed of the devices (as cosim synth)."),
     first_device: Optional[int] = typer.Option(None, "--first-device", help="generative: device id of cell (0, 0)."),
     osdi: Optional[Path] = typer.Option(None, "--osdi", help="veriloga: compiled OSDI library (cosim compile)."),
@@ -101,6 +101,7 @@ def netlist_crossbar(
 ) -> None:
     """Write a crossbar read or write testbench netlist (see docs/crossbar.md)."""
     from cosim.commands._guard import check_memory, check_output_file
+    from cosim.commands._progress import working
     from cosim.crossbar import config as cfg
     from cosim.fileio import write_text_atomic
 
@@ -131,7 +132,7 @@ def netlist_crossbar(
         cells = parsed.rows * parsed.cols  # cols counts physical columns (both of a differential pair)
         check_memory(NETLIST_BYTES_BASE + NETLIST_BYTES_PER_CELL * cells,
                      f"a {parsed.rows}x{parsed.cols} netlist ({cells} cells)")
-        with _naming(config):
+        with _naming(config), working(f"rendering the {parsed.rows}x{parsed.cols} netlist"):
             text = cfg.render(parsed, base_dir)
         write_text_atomic(output, text)
     except CosimError as exc:
@@ -149,8 +150,10 @@ def mdm(
     vectors: int = typer.Option(32, "--vectors", help="Number of random input vectors when --inputs is not given."),
     r_wire: float = typer.Option(1.0, "--r-wire", help="Row and column segment resistance [Ω]."),
     v_read: float = typer.Option(0.2, "--v-read", help="Full-scale read voltage [V]."),
-    g_min: float = typer.Option(1 / 75e3, "--g-min", help="Smallest conductance (G_off) [S]."),
-    g_max: float = typer.Option(1 / 4.5e3, "--g-max", help="Largest conductance (G_on) [S]."),
+    g_min: float = typer.Option(1 / 75e3, "--g-min", help="Smallest conductance (G_off) [S].",
+                                show_default="1/75 kΩ ≈ 1.33e-05"),
+    g_max: float = typer.Option(1 / 4.5e3, "--g-max", help="Largest conductance (G_on) [S].",
+                                show_default="1/4.5 kΩ ≈ 2.22e-04"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the report as JSON."),
     # -- bit-sliced crossbars (issue #15) --
     weight_bits: int = typer.Option(0, "--weight-bits", help="Bits per weight, bit-sliced (0: analog differential pairs)."),

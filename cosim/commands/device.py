@@ -29,7 +29,7 @@ def _fail(exc: Exception) -> typer.Exit:
 
 def synth_command(
     output: Path = typer.Option(..., "-o", "--output", help="CSV file to write"),
-    model: Optional[Path] = typer.Option(None, "--model", help="model JSON (default: data/models/default.json)"),
+    model: Optional[Path] = typer.Option(None, "--model", help="model JSON (default: the shipped default model)"),
     devices: int = typer.Option(16, "--devices", min=1, help="number of devices"),
     cycles: int = typer.Option(100, "--cycles", min=1, help="switching cycles per device"),
     seed: int = typer.Option(0, "--seed", min=0, max=2**31 - 1, help="random seed (recorded)"),
@@ -67,10 +67,10 @@ def synth_command(
     except (CosimError, ValueError) as exc:
         raise _fail(exc) from None
 
-    def blocks():
+    def blocks(advance=lambda n: None):
         """Devices in blocks (independent RNG keys: identical to one big run)."""
         per_device = cycles * (1 if fmt is SynthFormat.cycles else 800)  # rows (iv: ~samples)
-        step = max(1, SYNTH_BLOCK_ROWS // per_device)
+        step = max(1, min(SYNTH_BLOCK_ROWS // per_device, -(-devices // 20)))  # ≥ 20 updates
         for first in range(0, devices, step):
             n = min(step, devices - first)
             if fmt is SynthFormat.cycles:
@@ -81,6 +81,7 @@ def synth_command(
                                 sweep_rate=sweep_rate, noise=noise, first_device=first)
             meta["d2d_redrawn"] += part.attrs.get("d2d_redrawn", 0)
             yield part
+            advance(n)
 
     meta = {
         "generator": "cosim synth",
@@ -100,8 +101,11 @@ def synth_command(
         "rng": "cosim counter hash RNG (docs/rng.md)",
         "d2d_redrawn": 0,  # devices whose D2D draw had σ <= 0 or an LRS reaching 0 Ω (redrawn)
     }
+    from cosim.commands._progress import counting
+
     try:
-        rows = write_csv_atomic(blocks(), output, meta)
+        with counting(f"synthesizing {output} (devices)", devices) as advance:
+            rows = write_csv_atomic(blocks(advance), output, meta)
     except OSError as exc:
         raise _fail(CosimError(f"{output}: cannot write ({exc.strerror})")) from None
     typer.echo(f"wrote {rows} rows to {output} (metadata: {metadata_path(output)})")
@@ -128,7 +132,7 @@ def import_synaptogen_command(
 
 @model_app.command("show")
 def show_command(
-    path: Optional[Path] = typer.Argument(None, help="model JSON (default: data/models/default.json)"),
+    path: Optional[Path] = typer.Argument(None, help="model JSON (default: the shipped default model)"),
     ma_order: Optional[int] = typer.Option(None, "--ma-order", help="J for the captured-variance line"),
 ) -> None:
     """Validate a model file and print a summary (VAR stability, MA variance, window)."""
@@ -166,7 +170,7 @@ def show_command(
 @model_app.command("plots")
 def plots_command(
     output_dir: Path = typer.Option(..., "-o", "--output-dir", help="folder for the PNG files"),
-    model: Optional[Path] = typer.Option(None, "--model", help="model JSON (default: data/models/default.json)"),
+    model: Optional[Path] = typer.Option(None, "--model", help="model JSON (default: the shipped default model)"),
     devices: int = typer.Option(32, "--devices", min=1),
     cycles: int = typer.Option(300, "--cycles", min=1),
     seed: int = typer.Option(0, "--seed", min=0, max=2**31 - 1),
@@ -188,14 +192,18 @@ def plots_command(
         m = load_model(model or DEFAULT_MODEL)
     except CosimError as exc:
         raise _fail(exc) from None
-    table = synth_cycles(m, devices, cycles, seed)
-    iv = synth_iv(m, min(devices, 2), min(cycles, 5), seed)
-    written = [
-        save_figure_atomic(output_dir / "iv_loops.png", plot_iv_loops(iv)),
-        save_figure_atomic(output_dir / "resistance_vs_cycle.png",
-                           plot_resistance_vs_cycle(table, devices=range(min(devices, 8)))),
-        save_figure_atomic(output_dir / "feature_histograms.png", plot_feature_histograms(table, m, seed=seed + 1)),
-    ]
+    from cosim.commands._progress import working
+
+    with working(f"synthesizing {devices} devices × {cycles} cycles and drawing figures"):
+        table = synth_cycles(m, devices, cycles, seed)
+        iv = synth_iv(m, min(devices, 2), min(cycles, 5), seed)
+        written = [
+            save_figure_atomic(output_dir / "iv_loops.png", plot_iv_loops(iv)),
+            save_figure_atomic(output_dir / "resistance_vs_cycle.png",
+                               plot_resistance_vs_cycle(table, devices=range(min(devices, 8)))),
+            save_figure_atomic(output_dir / "feature_histograms.png",
+                               plot_feature_histograms(table, m, seed=seed + 1)),
+        ]
     for path in written:
         typer.echo(str(path))
 

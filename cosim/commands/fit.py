@@ -47,6 +47,7 @@ def _run(input_csv: Path, output: Path, report: Optional[Path], fmt: str, seed: 
     from cosim.device.modelfile import load_model, save_model
     from cosim.errors import CosimError
     from cosim.fit.extract import ExtractConfig
+    from cosim.commands._progress import working
     from cosim.fit.fit import FitConfig, FitError, fit_file
     from cosim.fit.report import write_failed_report, write_report
 
@@ -73,7 +74,8 @@ def _run(input_csv: Path, output: Path, report: Optional[Path], fmt: str, seed: 
                        extract=ExtractConfig(u0=u0))
     base = load_model(base_model) if base_model is not None else None
     try:
-        result = fit_file(input_csv, fmt, config, base)  # type: ignore[arg-type]
+        with working(f"reading, checking and fitting {input_csv}"):
+            result = fit_file(input_csv, fmt, config, base)  # type: ignore[arg-type]
     except FitError as exc:
         message = str(exc) if str(exc).startswith(str(input_csv)) else f"{input_csv}: {exc}"
         if report is not None:  # the QC findings explain the failure: keep them
@@ -86,7 +88,8 @@ def _run(input_csv: Path, output: Path, report: Optional[Path], fmt: str, seed: 
                f"cycles, VAR({m.var_order}), K={m.n_components}, "
                f"{len(result.qc)} QC entries")
     if report is not None:
-        path = write_report(result, report, seed=seed, model_path=str(output))
+        with working(f"writing the report to {report} (model draws, statistics, figures)"):
+            path = write_report(result, report, seed=seed, model_path=str(output))
         typer.echo(f"report: {path}")
     sys.stdout.flush()
 

@@ -12,7 +12,7 @@ from cosim.errors import CosimError
 
 def va_command(
     output: Path = typer.Option(..., "-o", "--output", help="Verilog-A file to write"),
-    model: Optional[Path] = typer.Option(None, "--model", help="model JSON (default: data/models/default.json)"),
+    model: Optional[Path] = typer.Option(None, "--model", help="model JSON (default: the shipped default model)"),
     order: Optional[int] = typer.Option(None, "-J", "--order", min=0,
                                         help="truncated MA order J (default: the Python reference default)"),
     module: str = typer.Option("cosim_reram", "--module", help="Verilog-A module name"),

@@ -156,8 +156,8 @@ def ir_drop_figure(cells: CellArrays, output: Path | str, point: int = -1, title
     for ax, (name, data, label) in zip(axes, panels):
         image = ax.imshow(data, origin="upper", cmap="viridis", aspect="auto")
         ax.set_title(name)
-        ax.set_xlabel("column j (0 = driver side)")
-        ax.set_ylabel("row i (last row = sense end)")
+        ax.set_xlabel("column j (index, 0 = driver side)")
+        ax.set_ylabel("row i (index, last row = sense end)")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         fig.colorbar(image, ax=ax, label=label)

@@ -11,12 +11,17 @@ from typing import Optional, Sequence
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
 
 from cosim.device.model import feature_sequences, hrs_ohm
 from cosim.device.modelfile import DeviceModel
 
+#: Unit of each histogram's x axis (the density axis is per this unit).
+FEATURE_UNITS = {"HRS_ohm": "log10 Ω", "US_V": "V", "LRS_ohm": "Ω", "UR_V": "V"}
+
 FEATURE_LABELS = {
-    "HRS_ohm": "log10 HRS [Ω]",
+    "HRS_ohm": "log10 HRS [log10 Ω]",
     "US_V": "U_S [V]",
     "LRS_ohm": "LRS [Ω]",
     "UR_V": "U_R [V]",
@@ -29,6 +34,7 @@ def plot_iv_loops(iv: pd.DataFrame, devices: Optional[Sequence[int]] = None,
     fig = Figure(figsize=(6, 4.5), layout="constrained")
     ax = fig.add_subplot()
     sel = iv
+    n = 0
     if devices is not None:
         sel = sel[sel["device"].isin(devices)]
     if cycles is not None:
@@ -36,7 +42,7 @@ def plot_iv_loops(iv: pd.DataFrame, devices: Optional[Sequence[int]] = None,
     for n, ((dev, cyc), loop) in enumerate(sel.groupby(["device", "cycle"], sort=True)):
         if n >= max_loops:
             break
-        ax.plot(loop["V"], np.abs(loop["I"]), lw=0.8, alpha=0.7, label=f"d{dev} c{cyc}")
+        ax.plot(loop["V"], np.abs(loop["I"]), lw=0.8, alpha=0.7, label=f"device {dev}, cycle {cyc}")
     ax.set_yscale("log")
     ax.set_xlabel("V [V]")
     ax.set_ylabel("|I| [A]")
@@ -55,9 +61,13 @@ def plot_resistance_vs_cycle(cycles: pd.DataFrame, devices: Optional[Sequence[in
         ax.plot(d["cycle"], d["HRS_ohm"], ".", ms=2, color="tab:red", alpha=0.5)
         ax.plot(d["cycle"], d["LRS_ohm"], ".", ms=2, color="tab:blue", alpha=0.5)
     ax.set_yscale("log")
-    ax.set_xlabel("cycle")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("cycle (count)")
     ax.set_ylabel("R at U0 [Ω]")
-    ax.set_title("HRS (red) and LRS (blue) per cycle")
+    ax.set_title("HRS and LRS per cycle, one dot per device and cycle")
+    ax.legend(handles=[Line2D([], [], ls="none", marker=".", color="tab:red", label="HRS"),
+                       Line2D([], [], ls="none", marker=".", color="tab:blue", label="LRS")],
+              fontsize=7)
     return fig
 
 
@@ -91,7 +101,7 @@ def plot_feature_histograms(cycles: pd.DataFrame, model: Optional[DeviceModel] =
             dens, e = np.histogram(marg[col], bins=edges, density=True)
             ax.step(e[:-1], dens, where="post", color="tab:red", lw=1.2, label="model")
         ax.set_xlabel(label)
-        ax.set_ylabel("density")
+        ax.set_ylabel(f"probability density [1/{FEATURE_UNITS[col]}]")
         ax.legend(fontsize=7)
     fig.suptitle("Feature distributions")
     return fig

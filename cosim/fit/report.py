@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from cosim.fit.fit import FEATURE_NAMES, FitResult, device_codes, feature_matrix
-from cosim.fileio import write_text_atomic
+from cosim.fileio import save_figure_atomic, write_text_atomic
 from cosim.fit.qc import QCReport
 from cosim.fit.readers import write_table
 
@@ -170,18 +170,15 @@ def compare(result: FitResult, seed: int = 0, max_devices: int = 512,
 
 
 # --------------------------------------------------------------------------- figures
-def _figure(path: Path, draw: Any, size: tuple[float, float]) -> None:
-    import matplotlib
+#: Units of the feature axes (HRS is drawn as log10 of the resistance in Ω).
+FEATURE_UNITS = ("log10 Ω", "V", "Ω", "V")
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig = plt.figure(figsize=size, layout="constrained")
-    try:
-        draw(fig)
-        fig.savefig(path, dpi=90)
-    finally:
-        plt.close(fig)
+def _new_figure(size: tuple[float, float]) -> Any:
+    """A pyplot-free figure (Agg canvas) with constrained layout; size in inches."""
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=size, layout="constrained")
 
 
 def _plot_marginals(fig: Any, data: np.ndarray, model: np.ndarray) -> None:
@@ -192,6 +189,7 @@ def _plot_marginals(fig: Any, data: np.ndarray, model: np.ndarray) -> None:
         ax.hist(data[:, j], bins=bins, density=True, alpha=0.5, label="data")
         ax.hist(model[:, j], bins=bins, density=True, histtype="step", lw=1.5, label="model")
         ax.set_xlabel(FEATURE_LABELS[j])
+        ax.set_ylabel(f"probability density [1/{FEATURE_UNITS[j]}]")
         if j == 0:
             ax.legend(fontsize=7)
         ax = fig.add_subplot(2, 4, j + 5)
@@ -199,8 +197,8 @@ def _plot_marginals(fig: Any, data: np.ndarray, model: np.ndarray) -> None:
         qd, qm = np.quantile(data[:, j], p), np.quantile(model[:, j], p)
         ax.plot(qm, qd, ".", ms=3)
         ax.plot([qd.min(), qd.max()], [qd.min(), qd.max()], "k-", lw=0.8)
-        ax.set_xlabel(f"model quantile {FEATURE_NAMES[j]}")
-        ax.set_ylabel("data quantile")
+        ax.set_xlabel(f"model quantile, {FEATURE_LABELS[j]}")
+        ax.set_ylabel(f"data quantile, {FEATURE_LABELS[j]}")
 
 
 def _plot_acf(fig: Any, result: FitResult, comp: Comparison) -> None:
@@ -216,8 +214,8 @@ def _plot_acf(fig: Any, result: FitResult, comp: Comparison) -> None:
         ax.axhline(0, color="k", lw=0.5)
         ax.set_xlabel("lag [cycles]")
         ax.set_title(FEATURE_NAMES[j])
+        ax.set_ylabel("within-device autocorrelation (unitless)")
         if j == 0:
-            ax.set_ylabel("within-device autocorrelation")
             ax.legend(fontsize=7)
 
 
@@ -227,11 +225,17 @@ def _plot_corr(fig: Any, comp: Comparison) -> None:
         im = ax.imshow(mat, vmin=-1, vmax=1, cmap="RdBu_r")
         ax.set_xticks(range(4), FEATURE_NAMES)
         ax.set_yticks(range(4), FEATURE_NAMES)
+        ax.set_xlabel("feature")
+        ax.set_ylabel("feature")
         for i in range(4):
             for j in range(4):
-                ax.text(j, i, f"{mat[i, j]:+.2f}", ha="center", va="center", fontsize=8)
+                # white text on the saturated cells (the diagonal is +1: dark red)
+                colour = "white" if abs(mat[i, j]) > 0.6 else "black"
+                ax.text(j, i, f"{mat[i, j]:+.2f}", ha="center", va="center", fontsize=9,
+                        color=colour)
         ax.set_title(f"lag-0 correlation, {title}")
-    fig.colorbar(im, ax=fig.axes, shrink=0.8)
+    bar = fig.colorbar(im, ax=fig.axes, shrink=0.8)
+    bar.set_label("correlation coefficient (unitless)")
 
 
 def _plot_d2d(fig: Any, result: FitResult, comp: Comparison) -> None:
@@ -240,8 +244,10 @@ def _plot_d2d(fig: Any, result: FitResult, comp: Comparison) -> None:
         g = pd.DataFrame(y).groupby(codes)
         return np.hstack([g.mean().to_numpy(), g.std().to_numpy()])
     vd, vm = device_vectors(result.table), device_vectors(comp.model_table)
-    pairs = [(0, 2, "mean log10 HRS", "mean LRS"), (1, 3, "mean US", "mean UR"),
-             (0, 4, "mean log10 HRS", "sd log10 HRS"), (2, 6, "mean LRS", "sd LRS")]
+    mean = [f"device mean of {label}" for label in FEATURE_LABELS]
+    sd = [f"within-device sd of {label}" for label in FEATURE_LABELS]
+    pairs = [(0, 2, mean[0], mean[2]), (1, 3, mean[1], mean[3]),
+             (0, 4, mean[0], sd[0]), (2, 6, mean[2], sd[2])]
     for k, (a, b, la, lb) in enumerate(pairs):
         ax = fig.add_subplot(1, 4, k + 1)
         ax.plot(vd[:, a], vd[:, b], "o", ms=3, alpha=0.6, label="data")
@@ -250,12 +256,54 @@ def _plot_d2d(fig: Any, result: FitResult, comp: Comparison) -> None:
         ax.set_ylabel(lb)
         if k == 0:
             ax.legend(fontsize=7)
+    fig.suptitle("Device-to-device spread: one point per device")
+
+
+def loop_state_segments(model: Any, u_set: float, u_reset: float, v_min: float, v_max: float,
+                        r_hrs_start: float, r_lrs: float, r_hrs_end: float,
+                        points: int = 120) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """The fitted I(U; r) [A] of one loop, each state only where the device is in it [V].
+
+    Negative sweep 0 → v_min → 0: the starting HRS from 0 down to the SET threshold
+    ``u_set``, then the LRS over the rest of the negative branch. Positive sweep 0 → v_max → 0:
+    the LRS up to the RESET threshold ``u_reset``, the RESET transition curve
+    ``I_tr(U) = a·|Umax − U|^η + c`` from ``u_reset`` to the peak (or Umax), and the HRS left
+    after the RESET on the way back. ``r_*`` are the model's state variables r.
+    Returns (state, U, I) triples; states are "HRS", "LRS" and "RESET".
+    """
+    from cosim.device.model import current
+
+    def span(a: float, b: float) -> np.ndarray:
+        return np.linspace(a, b, points)
+
+    out: list[tuple[str, np.ndarray, np.ndarray]] = []
+    if v_min < 0:
+        u_set = min(max(u_set, v_min), 0.0)
+        out.append(("HRS", span(u_set, 0.0), current(model, span(u_set, 0.0), r_hrs_start)))
+        out.append(("LRS", span(v_min, u_set), current(model, span(v_min, u_set), r_lrs)))
+    if v_max > 0:
+        u_reset = min(max(u_reset, 0.0), v_max)
+        out.append(("LRS", span(0.0, u_reset), current(model, span(0.0, u_reset), r_lrs)))
+        top = min(v_max, model.umax)
+        if top > u_reset:
+            i_start = float(current(model, u_reset, r_lrs))
+            i_end = float(current(model, model.umax, r_hrs_end))
+            a = (i_start - i_end) / abs(model.umax - u_reset) ** model.eta
+            u = span(u_reset, top)
+            out.append(("RESET", u, a * np.abs(model.umax - u) ** model.eta + i_end))
+        out.append(("HRS", span(0.0, v_max), current(model, span(0.0, v_max), r_hrs_end)))
+    return out
+
+
+STATE_STYLES = {"HRS": "-", "LRS": "--", "RESET": ":"}
 
 
 def _plot_iv(fig: Any, result: FitResult, loops: int = 4) -> None:
-    """Measured loops with the fitted I(U; r) at the loop's states: the HRS it starts from
-    and the LRS on the negative sweep, the LRS and the HRS after the RESET on the positive."""
-    from cosim.device.model import current, r_from_resistance
+    """Measured loops (dots) with the fitted I(U; r) at the loop's extracted states (lines),
+    each state drawn only over the part of the loop where the device is in it."""
+    from matplotlib.lines import Line2D
+
+    from cosim.device.model import r_from_resistance
 
     frame = result.iv_frame
     model = result.model
@@ -263,23 +311,54 @@ def _plot_iv(fig: Any, result: FitResult, loops: int = 4) -> None:
     vectors = result.vectors.set_index(["device", "cycle"])
     keys = list(vectors.index[:: max(1, len(vectors) // loops)][:loops])
     ax = fig.add_subplot(1, 1, 1)
-    u_neg = np.linspace(-2.0, -0.01, 200)
-    u_pos = np.linspace(0.01, model.umax, 200)
+    handles = []
+    floor = np.inf
     for n, (dev, cyc) in enumerate(keys):
         loop = frame[(frame["device"] == dev) & (frame["cycle"] == cyc)]
-        ax.semilogy(loop["V"], np.abs(loop["I"]), ".", ms=2, color=f"C{n}",
-                    label=f"data {dev}/{cyc}")
-        states = ((u_neg, vectors.loc[(dev, cyc), "HRS_ohm"]),
-                  (u_neg, vectors.loc[(dev, cyc), "LRS_ohm"]),
-                  (u_pos, vectors.loc[(dev, cyc), "LRS_ohm"]),
-                  (u_pos, rows.loc[(dev, cyc), "HRS_ohm"]))
-        for u, res in states:
-            ax.semilogy(u, np.abs(current(model, u, r_from_resistance(model, res))), "-",
-                        lw=0.8, color=f"C{n}")
+        v = loop["V"].to_numpy(dtype=float)
+        ax.semilogy(v, np.abs(loop["I"]), ".", ms=2, color=f"C{n}")
+        away = np.abs(loop["I"].to_numpy(dtype=float))[np.abs(v) >= 0.05]
+        floor = min(floor, float(away[away > 0].min())) if np.any(away > 0) else floor
+        vec = vectors.loc[(dev, cyc)]
+        segments = loop_state_segments(
+            model, float(vec["US_V"]), float(vec["UR_V"]), float(v.min()), float(v.max()),
+            float(r_from_resistance(model, vec["HRS_ohm"])),
+            float(r_from_resistance(model, vec["LRS_ohm"])),
+            float(r_from_resistance(model, rows.loc[(dev, cyc), "HRS_ohm"])))
+        for state, u, i in segments:
+            ax.semilogy(u, np.abs(i), STATE_STYLES[state], lw=1.0, color=f"C{n}")
+        handles.append(Line2D([], [], color=f"C{n}", marker=".", ls="none",
+                              label=f"device {dev}, cycle {cyc}"))
+    handles += [Line2D([], [], color="0.3", ls=STATE_STYLES["HRS"], label="fitted model, HRS"),
+                Line2D([], [], color="0.3", ls=STATE_STYLES["LRS"], label="fitted model, LRS"),
+                Line2D([], [], color="0.3", ls=STATE_STYLES["RESET"],
+                       label="fitted model, RESET transition")]
+    if np.isfinite(floor):  # |I| → 0 at 0 V: show the loops, not the log scale's dive to 0
+        ax.set_ylim(bottom=0.3 * floor)
     ax.set_xlabel("V [V]")
     ax.set_ylabel("|I| [A]")
-    ax.set_title("measured loops (dots) and the fitted I(U; r) at their states (lines)")
-    ax.legend(fontsize=7)
+    ax.set_title("measured loops (dots) and the fitted I(U; r) in each state (lines)")
+    ax.legend(handles=handles, fontsize=7)
+
+
+def report_figures(result: FitResult, comp: Comparison) -> dict[str, Any]:
+    """The report's figures (matplotlib ``Figure`` objects) by file name."""
+    y_data = feature_matrix(result.table)
+    y_model = feature_matrix(comp.model_table)
+    draws = {
+        "marginals.png": (lambda fig: _plot_marginals(fig, y_data, y_model), (14, 6)),
+        "autocorrelation.png": (lambda fig: _plot_acf(fig, result, comp), (14, 3.5)),
+        "correlation.png": (lambda fig: _plot_corr(fig, comp), (10, 4.5)),
+        "d2d.png": (lambda fig: _plot_d2d(fig, result, comp), (15, 4)),
+    }
+    if result.iv_frame is not None:
+        draws["iv.png"] = (lambda fig: _plot_iv(fig, result), (8, 5))
+    figures = {}
+    for name, (draw, size) in draws.items():
+        fig = _new_figure(size)
+        draw(fig)
+        figures[name] = fig
+    return figures
 
 
 # --------------------------------------------------------------------------- markdown
@@ -375,18 +454,9 @@ def write_report(result: FitResult, folder: str | Path, seed: int = 0,
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     comp = compare(result, seed=seed)
-    y_data = feature_matrix(result.table)
-    y_model = feature_matrix(comp.model_table)
-    figures = {
-        "marginals.png": (lambda fig: _plot_marginals(fig, y_data, y_model), (14, 6)),
-        "autocorrelation.png": (lambda fig: _plot_acf(fig, result, comp), (14, 3.5)),
-        "correlation.png": (lambda fig: _plot_corr(fig, comp), (10, 4.5)),
-        "d2d.png": (lambda fig: _plot_d2d(fig, result, comp), (14, 3.5)),
-    }
-    if result.iv_frame is not None:
-        figures["iv.png"] = (lambda fig: _plot_iv(fig, result), (8, 5))
-    for name, (draw, size) in figures.items():
-        _figure(folder / name, draw, size)
+    figures = report_figures(result, comp)
+    for name, fig in figures.items():
+        save_figure_atomic(folder / name, fig, dpi=90)
     stats = pd.concat({"data": comp.data_stats, "model": comp.model_stats}, names=["source"])
     write_table(stats.reset_index(), folder / "statistics.csv")
     write_table(result.qc.to_frame(), folder / "qc.csv")
