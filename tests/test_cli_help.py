@@ -50,6 +50,8 @@ def test_rendered_help_shows_units() -> None:
     assert result.exit_code == 0, result.output
     assert "Row segment resistance [Ω]." in result.output
     assert "resistance ." not in result.output
+    result = CliRunner().invoke(app, ["library", "iv", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0 and "quarter of the sweep [s]" in result.output
 
 
 @pytest.mark.parametrize("name", [n for n, _ in _commands()])
