@@ -179,3 +179,11 @@ def test_cell_flags_the_device_would_ignore_are_refused(tmp_path: Path, args: li
     out = tmp_path / "x.cir"
     fails_cleanly(["netlist", "crossbar", "--rows", "3", "--cols", "3", *args, "-o", str(out)], needle)
     assert not out.exists()
+
+
+def test_non_utf8_train_and_deploy_configs(tmp_path: Path) -> None:
+    config = tmp_path / "train.toml"
+    config.write_bytes(b'# caf\xe9\n')
+    fails_cleanly(["train", "-o", str(tmp_path / "run"), "--config", str(config)],
+                  "train.toml", "not UTF-8")
+    assert not (tmp_path / "run").exists()

@@ -76,7 +76,6 @@ the netlist is rendered, so nothing from a file or a flag can add a card.
 
 from __future__ import annotations
 
-import tomllib
 import warnings
 from dataclasses import replace
 from pathlib import Path
@@ -90,7 +89,7 @@ from cosim.crossbar.netlist import WritePulse, read_netlist, sequence_netlist, w
 from cosim.crossbar.stimulus import PwlStep, ReadStep, Stimulus, WriteStep
 from cosim.crossbar.spec import Crossbar, Transistor
 from cosim.errors import CosimError, DataFileError
-from cosim.validation import validate
+from cosim.validation import load_toml, validate
 
 _STRICT = ConfigDict(extra="forbid", strict=True)
 
@@ -200,19 +199,6 @@ class CrossbarConfig(BaseModel):
     write: WriteConfig = Field(default_factory=WriteConfig)
     transistor: TransistorConfig = Field(default_factory=TransistorConfig)
     sequence: Optional[SequenceConfig] = None
-
-
-def load_toml(path: Path) -> dict[str, Any]:
-    """Read a TOML file into a dict; errors name the file."""
-    try:
-        with open(path, "rb") as stream:
-            return tomllib.load(stream)
-    except OSError as exc:
-        raise CosimError(f"{path}: cannot read ({exc.strerror})") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise CosimError(f"{path}: invalid TOML: {exc}") from exc
-    except UnicodeDecodeError as exc:
-        raise CosimError(f"{path}: not UTF-8 text (byte {exc.start}); TOML files are UTF-8") from None
 
 
 def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

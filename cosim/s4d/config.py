@@ -63,14 +63,12 @@ field.
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from cosim.errors import CosimError
-from cosim.validation import validate
+from cosim.validation import load_toml, validate
 
 
 class _Strict(BaseModel):
@@ -240,15 +238,7 @@ def load_study_config(path: Path | None = None, seed: int | None = None) -> S4DS
     source = "defaults"
     if path is not None:
         source = str(path)
-        try:
-            with open(path, "rb") as stream:
-                data = tomllib.load(stream)
-        except OSError as exc:
-            raise CosimError(f"{path}: cannot read ({exc.strerror})") from exc
-        except tomllib.TOMLDecodeError as exc:
-            raise CosimError(f"{path}: invalid TOML: {exc}") from exc
-        except UnicodeDecodeError as exc:
-            raise CosimError(f"{path}: not UTF-8 text (byte {exc.start}); TOML files are UTF-8") from None
+        data = load_toml(path)
         model_file = data.get("devices", {}).get("model_file") if isinstance(data.get("devices"), dict) else None
         if isinstance(model_file, str) and not Path(model_file).is_absolute():
             data["devices"]["model_file"] = str((Path(path).parent / model_file).resolve())

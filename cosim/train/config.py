@@ -73,14 +73,13 @@ DEPLOY.toml::
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from cosim.errors import CosimError
-from cosim.validation import validate
+from cosim.s4d.config import WiresSettings
+from cosim.validation import load_toml, validate
 
 
 class _Strict(BaseModel):
@@ -176,13 +175,6 @@ class TrainConfig(_Strict):
         return self
 
 
-class WiresSettings(_Strict):
-    r_row: float = Field(1.0, gt=0)
-    r_col: float = Field(1.0, gt=0)
-    r_source: float = Field(1.0, gt=0)
-    r_sense: float = Field(1.0, gt=0)
-
-
 class SpotCheckSettings(_Strict):
     enabled: bool = True
     samples: int = Field(2, ge=1, le=64)
@@ -235,16 +227,6 @@ class DeployConfig(_Strict):
         return self
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with open(path, "rb") as stream:
-            return tomllib.load(stream)
-    except OSError as exc:
-        raise CosimError(f"{path}: cannot read ({exc.strerror})") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise CosimError(f"{path}: invalid TOML: {exc}") from exc
-
-
 def _relative(data: dict[str, Any], keys: tuple[str, ...], base: Path) -> None:
     """Resolve the file path at ``data[keys...]`` relative to ``base``."""
     *parents, last = keys
@@ -261,7 +243,7 @@ def load_train_config(path: Path | None = None, **overrides: Any) -> TrainConfig
     source = "defaults"
     if path is not None:
         source = str(path)
-        data = _read_toml(path)
+        data = load_toml(path)
         _relative(data, ("data",), Path(path).parent)
         _relative(data, ("noise", "model_file"), Path(path).parent)
     if overrides.get("task") is not None or overrides.get("data") is not None:
@@ -277,6 +259,6 @@ def load_deploy_config(path: Path | None = None) -> DeployConfig:
     """DEPLOY.toml (None: defaults)."""
     if path is None:
         return DeployConfig()
-    data = _read_toml(path)
+    data = load_toml(path)
     _relative(data, ("model_file",), Path(path).parent)
     return validate(DeployConfig, data, str(path))
