@@ -16,7 +16,10 @@ b the stored input column, c/d the stored output row), which equals the step rec
 :func:`cosim.s4d.ideal.run_recurrence` on those matrices.
 
 Floors (config ``stability``): ``dt ≥ dt_floor`` and a stability margin
-``1 − |Ā| ≥ margin_floor`` per mode (Re A is clipped to ``−log(1 − margin)/dt``).
+``1 − |Ā| ≥ margin_floor`` per mode (Re A is clipped to ``−log(1 − margin)/dt``). These bound
+the continuous eigenvalues; the eigenvalues of the *stored* (quantized) 2×2 mode blocks
+(:func:`stored_mode_radii`) are bounded by the penalty and projection of
+:mod:`cosim.train.qat` (``stored_floor``).
 
 The entry points are :class:`S4DClassifier` and :meth:`S4DClassifier.export` (the numpy
 :class:`cosim.s4d.ideal.S4DParams` of every layer).
@@ -146,6 +149,11 @@ class S4DCrossbarLayer(nn.Module):
             M = inject_noise(M, self.noise, self.noise_generator)
         return M
 
+    def stored_radii(self) -> torch.Tensor:
+        """(H, N/2) |λ| of the quantized, noise-free stored mode blocks (STE gradient)."""
+        M = fake_quantize(self.matrices(), self.labels, self.n_groups, self.quant.bits)
+        return stored_mode_radii(M, self.arch.variant)
+
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         """u (B, H, L) → y (B, H, L): causal convolution with the stored program's kernel."""
         length = u.shape[-1]
@@ -164,6 +172,27 @@ class S4DCrossbarLayer(nn.Module):
             A = (-rate + 1j * self.A_imag.double()).numpy()
             C = ((self.C_re.double() + 1j * self.C_im.double()) * mask[:, None]).numpy()
             return S4DParams(A=A, B=np.ones_like(A), C=C, D=(self.D.double() * mask).numpy(), dt=dt.numpy())
+
+
+def stored_mode_radii(M: torch.Tensor, variant: Variant) -> torch.Tensor:
+    """(H, N/2) spectral radius of every 2×2 mode block ``[[a₁, −b₁], [b₂, a₂]]`` of the state
+    transition T of stored matrices M (T = M_Δ + I for ``delta``), exact for any block:
+    ``|λ| = √det`` for a complex pair, ``|tr|/2 + √disc`` for real eigenvalues. Differentiable
+    (away from the disc = 0 boundary)."""
+    n = M.shape[-1] - 1
+    T = M[:, :n, :n]
+    diag = torch.diagonal(T, dim1=-2, dim2=-1)
+    a1, a2 = diag[:, 0::2], diag[:, 1::2]
+    if variant == "delta":
+        a1, a2 = a1 + 1, a2 + 1
+    b2 = torch.diagonal(T, offset=-1, dim1=-2, dim2=-1)[:, 0::2]  # T[2k+1, 2k]
+    b1 = -torch.diagonal(T, offset=1, dim1=-2, dim2=-1)[:, 0::2]  # −T[2k, 2k+1]
+    half = (a1 + a2) / 2
+    det = a1 * a2 + b1 * b2
+    disc = half**2 - det
+    complex_pair = torch.sqrt(torch.clamp(det, min=1e-30))
+    real_pair = half.abs() + torch.sqrt(torch.clamp(disc, min=1e-30))
+    return torch.where(disc < 0, complex_pair, real_pair)
 
 
 def program_kernel(M: torch.Tensor, variant: Variant, length: int) -> torch.Tensor:

@@ -216,3 +216,58 @@ def prune_model(model: object, X: np.ndarray, keep_modes: int | None, keep_chann
     info["kept_modes"] = [k.tolist() for k in kept_modes]
     info["active_channels"] = active
     return new, info
+
+
+def stored_stability_penalty(model: object, margin: float) -> torch.Tensor:
+    """Differentiable floor on the stored recurrence: ``Σ max(0, |λ_q| − (1 − margin))`` over
+    every quantized 2×2 mode block of every active channel (|λ_q| by
+    :func:`cosim.train.model.stored_mode_radii`, gradient through the STE)."""
+    total = torch.zeros(())
+    for layer in model.s4d_layers():  # type: ignore[attr-defined]
+        excess = torch.relu(layer.stored_radii() - (1.0 - margin))
+        total = total + (excess * layer.channel_mask[:, None]).sum()
+    return total
+
+
+def stored_margins(model: object) -> list[np.ndarray]:
+    """Per layer, (active channels, N/2) stored margins ``1 − |λ_q|`` (quantizer as set)."""
+    out = []
+    with torch.no_grad():
+        for layer in model.s4d_layers():  # type: ignore[attr-defined]
+            active = layer.channel_mask > 0
+            out.append((1.0 - layer.stored_radii()[active]).double().numpy())
+    return out
+
+
+def project_stored_modes(model: object, margin: float, max_rounds: int = 200,
+                         shrink: float = 0.999) -> dict[str, object]:
+    """Projection at export: while a quantized mode block of an active channel has
+    ``|λ_q| > 1 − margin``, scale that mode's continuous ``|Ā| = exp(−rate·dt)`` by
+    ``shrink·(1 − margin)/|λ_q|`` (its angle Im A·dt is kept) by raising its decay rate, and
+    quantize again (a smaller entry can change its group's scale, hence the rounds).
+
+    Returns ``projected_modes`` (distinct modes changed), ``rounds`` and
+    ``min_stored_margin`` (over all layers, after projection; may stay below ``margin`` only
+    if ``max_rounds`` did not suffice, which the caller reports)."""
+    limit = 1.0 - margin
+    changed: set[tuple[int, int, int]] = set()
+    rounds = 0
+    with torch.no_grad():
+        for index, layer in enumerate(model.s4d_layers()):  # type: ignore[attr-defined]
+            for rounds_here in range(max_rounds):
+                radii = layer.stored_radii()
+                bad = (radii > limit) & (layer.channel_mask[:, None] > 0)
+                if not bool(bad.any()):
+                    break
+                dt = layer.dt()
+                rate = layer.rates(dt)
+                magnitude = torch.exp(-rate * dt[:, None])
+                target = magnitude * shrink * limit / radii
+                new_rate = -torch.log(target) / dt[:, None]
+                layer.log_A_real.copy_(torch.where(bad, torch.log(new_rate), layer.log_A_real))
+                for h, m in torch.nonzero(bad).tolist():
+                    changed.add((index, h, m))
+                rounds = max(rounds, rounds_here + 1)
+    margins = [m for m in stored_margins(model) if m.size]
+    minimum = float(min(m.min() for m in margins)) if margins else float("nan")
+    return {"margin": margin, "projected_modes": len(changed), "rounds": rounds, "min_stored_margin": minimum}

@@ -111,8 +111,9 @@ def _fit(model: Any, data: Dataset, config: TrainConfig, epochs: int, generator:
          phase: str, on_epoch: Callable[[int, dict[str, Any]], None], qat_from: int = 0, quant: Any = None,
          noise: Any = None) -> None:
     torch = _torch()
-    from cosim.train.qat import QuantSpec
+    from cosim.train.qat import QuantSpec, stored_stability_penalty
 
+    stored = config.stability if config.stability.stored_floor else None
     optimizer = _optimizer(model, config)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs, 1))
     X, y = torch.from_numpy(data.X_train), torch.from_numpy(data.y_train)
@@ -129,6 +130,8 @@ def _fit(model: Any, data: Dataset, config: TrainConfig, epochs: int, generator:
             optimizer.zero_grad()
             logits = model(X[index])
             loss = torch.nn.functional.cross_entropy(logits, y[index])
+            if stored is not None and stored.stored_penalty > 0:
+                loss = loss + stored.stored_penalty * stored_stability_penalty(model, stored.stored_margin)
             loss.backward()
             optimizer.step()
             total += float(loss.detach()) * len(index)
@@ -211,6 +214,26 @@ def load_calibration(run: Path) -> np.ndarray:
         raise CosimError(f"{Path(run) / TEST_FILE}: no calibration inputs X_calib ({exc})") from None
 
 
+def stored_stability(model: Any, config: TrainConfig, data: Dataset) -> dict[str, Any]:
+    """With ``stability.stored_floor``: project every stored (quantized) mode block to
+    ``|λ_q| ≤ 1 − stored_margin`` (:func:`cosim.train.qat.project_stored_modes`), recording the
+    test accuracy before the projection. Always records the smallest stored margin
+    ``1 − |λ_q|`` and the largest stored |λ_q| (quantizer as set on the model)."""
+    from cosim.train.qat import project_stored_modes, stored_margins
+
+    settings = config.stability
+    info: dict[str, Any] = {"enabled": settings.stored_floor, "margin": settings.stored_margin,
+                            "penalty": settings.stored_penalty, "projected_modes": 0, "rounds": 0}
+    if settings.stored_floor:
+        info["test_accuracy_before_projection"] = evaluate(model, data.X_test, data.y_test)
+        info.update(project_stored_modes(model, settings.stored_margin))
+    margins = [m for m in stored_margins(model) if m.size]
+    minimum = float(min(m.min() for m in margins)) if margins else float("nan")
+    info["min_stored_margin"] = minimum
+    info["max_stored_abs_lambda"] = 1.0 - minimum
+    return info
+
+
 def train_run(config: TrainConfig, output: Path, progress: bool = True) -> TrainResult:
     """Train (float or QAT), optionally prune and fine-tune, evaluate, write the run folder."""
     torch = setup_torch(config.threads)
@@ -253,6 +276,7 @@ def train_run(config: TrainConfig, output: Path, progress: bool = True) -> Train
             _fit(model, data, config, prune.finetune_epochs, generator, history, "finetune", on_epoch,
                  quant=quant, noise=noise)
     model.set_hardware(quant)
+    stability = stored_stability(model, config, data)
     accuracy = evaluate(model, data.X_test, data.y_test)
     seconds = time.perf_counter() - started
     metrics = {
@@ -264,6 +288,8 @@ def train_run(config: TrainConfig, output: Path, progress: bool = True) -> Train
         "float_crossbar_memory_bits": model.crossbar_memory_bits(None),
         "parameters": model.parameter_count(),
         "train_seconds": seconds,
+        "min_stored_margin": stability["min_stored_margin"],
+        "projected_modes": stability["projected_modes"],
     }
     record = {
         "config": config.model_dump(mode="json"),
@@ -272,6 +298,7 @@ def train_run(config: TrainConfig, output: Path, progress: bool = True) -> Train
         "seeds": {"model": config.seed, "batches_dropout_noise": config.seed, "split": config.training.split_seed},
         "noise": noise_stats,
         "pruning": pruned,
+        "stored_stability": stability,
         "history": history,
         "seconds": seconds,
         "threads": config.threads,
