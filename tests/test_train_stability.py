@@ -105,4 +105,7 @@ def test_qat_run_with_stored_floor_learns_and_records_the_margin(tmp_path):
     stability = record["stored_stability"]
     assert stability["enabled"] and stability["margin"] == 0.03
     assert stability["max_stored_abs_lambda"] <= 0.97
+    # projected after every optimizer step: nothing left to project at export
+    assert stability["projected_at_export"] == 0
+    assert stability["test_accuracy_before_projection"] == result.metrics["test_accuracy"]
     assert json.loads((tmp_path / "q" / "metrics.json").read_text())["projected_modes"] == stability["projected_modes"]

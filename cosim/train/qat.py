@@ -246,7 +246,8 @@ def project_stored_modes(model: object, margin: float, max_rounds: int = 200,
     ``shrink·(1 − margin)/|λ_q|`` (its angle Im A·dt is kept) by raising its decay rate, and
     quantize again (a smaller entry can change its group's scale, hence the rounds).
 
-    Returns ``projected_modes`` (distinct modes changed), ``rounds`` and
+    Returns ``projected_modes`` (distinct modes changed), ``modes`` (their (layer, channel,
+    mode) indices), ``rounds`` and
     ``min_stored_margin`` (over all layers, after projection; may stay below ``margin`` only
     if ``max_rounds`` did not suffice, which the caller reports)."""
     limit = 1.0 - margin
@@ -270,4 +271,5 @@ def project_stored_modes(model: object, margin: float, max_rounds: int = 200,
                 rounds = max(rounds, rounds_here + 1)
     margins = [m for m in stored_margins(model) if m.size]
     minimum = float(min(m.min() for m in margins)) if margins else float("nan")
-    return {"margin": margin, "projected_modes": len(changed), "rounds": rounds, "min_stored_margin": minimum}
+    return {"margin": margin, "projected_modes": len(changed), "rounds": rounds, "min_stored_margin": minimum,
+            "modes": sorted(changed)}

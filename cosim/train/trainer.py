@@ -109,11 +109,12 @@ def _optimizer(model: Any, config: TrainConfig) -> Any:
 
 def _fit(model: Any, data: Dataset, config: TrainConfig, epochs: int, generator: Any, history: list[dict[str, Any]],
          phase: str, on_epoch: Callable[[int, dict[str, Any]], None], qat_from: int = 0, quant: Any = None,
-         noise: Any = None) -> None:
+         noise: Any = None, projected: Optional[set[tuple[int, int, int]]] = None) -> None:
     torch = _torch()
-    from cosim.train.qat import QuantSpec, stored_stability_penalty
+    from cosim.train.qat import QuantSpec, project_stored_modes, stored_stability_penalty
 
     stored = config.stability if config.stability.stored_floor else None
+    projected = set() if projected is None else projected
     optimizer = _optimizer(model, config)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs, 1))
     X, y = torch.from_numpy(data.X_train), torch.from_numpy(data.y_train)
@@ -134,6 +135,8 @@ def _fit(model: Any, data: Dataset, config: TrainConfig, epochs: int, generator:
                 loss = loss + stored.stored_penalty * stored_stability_penalty(model, stored.stored_margin)
             loss.backward()
             optimizer.step()
+            if stored is not None:  # projected gradient descent: stay inside the stored margin
+                projected.update(project_stored_modes(model, stored.stored_margin)["modes"])
             total += float(loss.detach()) * len(index)
             correct += int((logits.argmax(-1) == y[index]).sum())
             seen += len(index)
@@ -214,11 +217,14 @@ def load_calibration(run: Path) -> np.ndarray:
         raise CosimError(f"{Path(run) / TEST_FILE}: no calibration inputs X_calib ({exc})") from None
 
 
-def stored_stability(model: Any, config: TrainConfig, data: Dataset) -> dict[str, Any]:
+def stored_stability(model: Any, config: TrainConfig, data: Dataset,
+                     projected: Optional[set[tuple[int, int, int]]] = None) -> dict[str, Any]:
     """With ``stability.stored_floor``: project every stored (quantized) mode block to
-    ``|λ_q| ≤ 1 − stored_margin`` (:func:`cosim.train.qat.project_stored_modes`), recording the
-    test accuracy before the projection. Always records the smallest stored margin
-    ``1 − |λ_q|`` and the largest stored |λ_q| (quantizer as set on the model)."""
+    ``|λ_q| ≤ 1 − stored_margin`` (:func:`cosim.train.qat.project_stored_modes`; training
+    already projected after every step, ``projected`` holds the (layer, channel, mode) indices
+    it changed), recording the test accuracy before this final projection. Always records the
+    smallest stored margin ``1 − |λ_q|`` and the largest stored |λ_q| (quantizer as set on the
+    model)."""
     from cosim.train.qat import project_stored_modes, stored_margins
 
     settings = config.stability
@@ -226,7 +232,11 @@ def stored_stability(model: Any, config: TrainConfig, data: Dataset) -> dict[str
                             "penalty": settings.stored_penalty, "projected_modes": 0, "rounds": 0}
     if settings.stored_floor:
         info["test_accuracy_before_projection"] = evaluate(model, data.X_test, data.y_test)
-        info.update(project_stored_modes(model, settings.stored_margin))
+        final = project_stored_modes(model, settings.stored_margin)
+        modes = set(projected or ()) | set(final.pop("modes"))
+        info.update(final)
+        info["projected_at_export"] = final["projected_modes"]
+        info["projected_modes"] = len(modes)
     margins = [m for m in stored_margins(model) if m.size]
     minimum = float(min(m.min() for m in margins)) if margins else float("nan")
     info["min_stored_margin"] = minimum
@@ -268,15 +278,17 @@ def train_run(config: TrainConfig, output: Path, progress: bool = True) -> Train
         def on_epoch(_: int, entry: dict[str, Any]) -> None:
             bar.update(task, advance=1, loss=entry["loss"], acc=entry["test_accuracy"])
 
+        projected: set[tuple[int, int, int]] = set()
         _fit(model, data, config, config.training.epochs, generator, history, "train", on_epoch,
-             qat_from=config.qat.start_epoch, quant=quant, noise=noise)
+             qat_from=config.qat.start_epoch, quant=quant, noise=noise, projected=projected)
         pruned: dict[str, Any] = {}
         if pruning:
             model, pruned = prune_model(model, data.X_train, prune.keep_modes, prune.keep_channels)
+            projected = set()  # mode indices change with pruning; count the fine-tuning's
             _fit(model, data, config, prune.finetune_epochs, generator, history, "finetune", on_epoch,
-                 quant=quant, noise=noise)
+                 quant=quant, noise=noise, projected=projected)
     model.set_hardware(quant)
-    stability = stored_stability(model, config, data)
+    stability = stored_stability(model, config, data, projected)
     accuracy = evaluate(model, data.X_test, data.y_test)
     seconds = time.perf_counter() - started
     metrics = {
