@@ -40,7 +40,7 @@ TRAIN.toml (every key optional; values shown are the defaults unless noted)::
     dt_floor = 0.0            # lower bound on dt (0: none)
     margin_floor = 0.0        # lower bound on 1 − |Ā| per mode (0: none)
     stored_floor = false      # floor on the STORED (quantized) mode blocks: penalty + projection
-    stored_margin = 0.01      # ... every stored |λ| ≤ 1 − stored_margin after training
+    stored_margin = 0.003     # ... every stored |λ| ≤ 1 − stored_margin after training
     stored_penalty = 1.0      # ... weight of Σ max(0, |λ_q| − (1 − stored_margin)) in the loss
 
     [prune]
@@ -146,7 +146,7 @@ class StabilitySettings(_Strict):
     dt_floor: float = Field(0.0, ge=0)
     margin_floor: float = Field(0.0, ge=0, lt=1)
     stored_floor: bool = False
-    stored_margin: float = Field(0.01, gt=0, lt=0.5)
+    stored_margin: float = Field(0.003, gt=0, lt=0.5)
     stored_penalty: float = Field(1.0, ge=0)
 
 
