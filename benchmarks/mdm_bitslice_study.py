@@ -208,8 +208,8 @@ def plot_accuracy(frame: pd.DataFrame, out: Path) -> None:
     width = 0.8 / len(names)
     for k, name in enumerate(names):
         ax.bar(np.arange(len(frame)) + (k - (len(names) - 1) / 2) * width, 100 * frame[name], width, label=bars[name])
-    ax.set_xticks(np.arange(len(frame)), [f"{r} Ω" for r in frame.r_wire])
-    ax.set_xlabel("wire segment resistance")
+    ax.set_xticks(np.arange(len(frame)), [f"{r:g}" for r in frame.r_wire])
+    ax.set_xlabel("wire segment resistance [Ω]")
     ax.set_ylabel("test accuracy [%]")
     ax.set_ylim(0, 105)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
