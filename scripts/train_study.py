@@ -4,7 +4,7 @@ size table with pruning, and the same-seed check.
 
 Usage (minutes to an hour on one core; every part is seeded)::
 
-    python scripts/train_study.py -o study [--part tasks|grid|all] [--device-seeds 0 1 2]
+    python scripts/train_study.py -o study [--part tasks|grid|stored|all] [--device-seeds 0 1 2]
 
 Writes ``study/<part>/…`` run and deployment folders, ``study/results.json`` (every number),
 ``study/tables.md`` (the tables of docs/train.md) and ``study/figures/train_tasks.png`` and
@@ -37,7 +37,8 @@ WARM = [(32, 16, "ternary", 10), (32, 16, 2, 10)]  # (H, N, bits, float warm-up 
 
 
 def train(out: Path, task: str, seed: int = 0, channels: int = 32, state_size: int = 16, bits: Any = None,
-          noise: bool = False, prune: tuple[int, int] | None = None, warmup: int = 0) -> dict[str, Any]:
+          noise: bool = False, prune: tuple[int, int] | None = None, warmup: int = 0,
+          stored_margin: float | None = None) -> dict[str, Any]:
     """Train one model (cached: an existing run folder is reused)."""
     if (out / "metrics.json").exists():
         return json.loads((out / "metrics.json").read_text())
@@ -48,6 +49,8 @@ def train(out: Path, task: str, seed: int = 0, channels: int = 32, state_size: i
         "model": config.model.model_copy(update={"channels": channels, "state_size": state_size}),
         "qat": config.qat.model_copy(update={"bits": bits, "start_epoch": warmup}),
         "noise": config.noise.model_copy(update={"programming": noise, "gain_sigma": 0.01 if noise else 0.0}),
+        "stability": config.stability.model_copy(update={} if stored_margin is None else
+                                                 {"stored_floor": True, "stored_margin": stored_margin}),
         "prune": config.prune.model_copy(update={} if prune is None else
                                          {"keep_modes": prune[0], "keep_channels": prune[1], "finetune_epochs": 10}),
     })
@@ -132,6 +135,32 @@ def part_tasks(root: Path, seeds: list[int], results: dict[str, Any]) -> None:
             entry["one_nn_euclidean_published"] = 1 - PUBLISHED_1NN_ED_ERROR[task]
         results["tasks"][task] = entry
         print(task, json.dumps(entry, indent=1), flush=True)
+
+
+STORED_MARGINS: list[float | None] = [None, 0.003, 0.01]
+"""Stored stability floor of the digits 4-bit QAT model (None: off)."""
+
+
+def part_stored(root: Path, seeds: list[int], results: dict[str, Any]) -> None:
+    """digits, 4-bit QAT with and without the stored stability floor, at devices_wires."""
+    methods = STUDY_COMPENSATION
+    rows = []
+    for margin in STORED_MARGINS:
+        folder = root / "stored" / ("off" if margin is None else f"margin{margin}")
+        metrics = train(folder / "run", "digits", bits=4, stored_margin=margin)
+        deployed = deploy(folder / "run", folder / "deploy", seeds, ["quantized", "devices_wires"], compensation=methods)
+        stability = json.loads((folder / "run" / "train.json").read_text())["stored_stability"]
+        row = {"margin": margin, "software": metrics["test_accuracy"],
+               "max_stored_abs_lambda": stability["max_stored_abs_lambda"],
+               "projected_modes": stability["projected_modes"]}
+        for method in methods:
+            row["devices_wires_" + method] = mean_accuracy(deployed, "devices_wires", method)
+            row["devices_wires_" + method + "_per_seed"] = [
+                r["accuracy"] for r in deployed
+                if r["level"] == "devices_wires" and r["compensation"] == method and not r["mdm"]]
+        rows.append(row)
+        print(row, flush=True)
+    results["stored"] = rows
 
 
 def part_grid(root: Path, seeds: list[int], results: dict[str, Any]) -> None:
@@ -268,7 +297,7 @@ def figures(results: dict[str, Any], folder: Path) -> list[Path]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-o", "--output", type=Path, required=True)
-    parser.add_argument("--part", choices=["tasks", "grid", "all"], default="all")
+    parser.add_argument("--part", choices=["tasks", "grid", "stored", "all"], default="all")
     parser.add_argument("--device-seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--grid-device-seeds", type=int, nargs="+", default=[0])
     args = parser.parse_args()
@@ -280,6 +309,8 @@ def main() -> None:
         part_tasks(args.output, args.device_seeds, results)
     if args.part in ("grid", "all"):
         part_grid(args.output, args.grid_device_seeds, results)
+    if args.part in ("stored", "all"):
+        part_stored(args.output, args.device_seeds, results)
     text = tables(results)
     store.write_text(json.dumps(results, indent=1))
     (args.output / "tables.md").write_text(text)
