@@ -224,3 +224,13 @@ def test_every_skip_gives_a_reason_and_every_file_block_a_name() -> None:
     skipped = [b for page in pages for b in parse_blocks(page.read_text()) if b.action == "skip"]
     run = [b for page in pages for b in parse_blocks(page.read_text()) if b.action == "run"]
     assert len(run) > 2 * len(skipped)  # most examples run
+
+
+def test_runnable_examples_write_only_into_their_own_folder() -> None:
+    """An example that writes to an absolute /tmp path shares state between runs (a sweep folder
+    left by an earlier run made `cosim batch` refuse to resume); examples use relative paths."""
+    pages = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
+    shared = [f"{page.relative_to(REPO)}:{block.line}" for page in pages
+              for block in parse_blocks(page.read_text())
+              if block.action == "run" and re.search(r"(?<![\w.])/tmp/", block.text)]
+    assert not shared, f"examples that write to /tmp instead of their own folder: {shared}"
