@@ -59,6 +59,7 @@ def test_user_npz_two_and_three_dimensional_with_label_remapping(tmp_path):
         ({"X_test": np.zeros((2, 9))}, "differ in channels or length"),
         ({"y_train": np.zeros(4, dtype=int)}, "at least 2 classes"),
         ({"X_train": np.zeros((4, 2, 2, 8))}, "X_train must have shape (n, L) or (n, C, L)"),
+        ({"X_train": np.zeros((4, 0, 8)), "X_test": np.zeros((2, 0, 8))}, "C >= 1"),
     ],
 )
 def test_user_npz_errors_name_the_file_and_array(tmp_path, change, message):

@@ -194,6 +194,29 @@ def test_cli_errors_are_one_line(tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda record: record.pop("architecture"), "not a training record (missing key 'architecture')"),
+        (lambda record: record["architecture"].update(bogus=1), "invalid training record"),
+        (lambda record: record["architecture"].update(channels=5), "model.npz: does not match the architecture"),
+    ],
+)
+def test_broken_run_folder_gives_a_one_line_error(sine_run, tmp_path, edit, message):
+    import shutil
+
+    from cosim.errors import CosimError
+
+    run = tmp_path / "run"
+    shutil.copytree(sine_run[0] / "run", run)
+    record = json.loads((run / "train.json").read_text())
+    edit(record)
+    (run / "train.json").write_text(json.dumps(record))
+    with pytest.raises(CosimError) as info:
+        load_run(run)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
 def test_deploy_report_with_equal_seed_accuracies(tmp_path):
     from cosim.train.report import write_deploy_report
 

@@ -126,8 +126,9 @@ def _from_arrays(name: str, X_tr: np.ndarray, y_tr: np.ndarray, X_te: np.ndarray
 
 def _check_split(path: Path, data: dict[str, np.ndarray], split: str) -> tuple[np.ndarray, np.ndarray]:
     X, y = data[f"X_{split}"], data[f"y_{split}"]
-    if X.ndim not in (2, 3) or X.shape[0] == 0 or X.shape[-1] < 2:
-        raise DataFileError(f"{path}: X_{split} must have shape (n, L) or (n, C, L) with n >= 1 and L >= 2, got {X.shape}")
+    if X.ndim not in (2, 3) or X.shape[0] == 0 or X.shape[-1] < 2 or (X.ndim == 3 and X.shape[1] == 0):
+        raise DataFileError(f"{path}: X_{split} must have shape (n, L) or (n, C, L) with n >= 1, C >= 1 and L >= 2, "
+                            f"got {X.shape}")
     if not np.issubdtype(X.dtype, np.number) or np.iscomplexobj(X):
         raise DataFileError(f"{path}: X_{split} must be real numbers, got dtype {X.dtype}")
     if not np.all(np.isfinite(X)):

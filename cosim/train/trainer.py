@@ -194,17 +194,27 @@ def load_run(run: Path) -> tuple[Any, dict[str, Any], Dataset]:
         raise CosimError(f"{run}: not a training run folder (missing {Path(exc.filename).name})") from None
     except (OSError, ValueError, KeyError) as exc:
         raise CosimError(f"{run}: unreadable training run ({exc})") from None
-    model = build_model(record["architecture"], seed=int(record["config"]["seed"]))
+    try:
+        model = build_model(record["architecture"], seed=int(record["config"]["seed"]))
+        quant = QuantSpec(bits=record["config"]["qat"]["bits"], scheme=record["config"]["qat"]["scheme"])
+        info = record["dataset"]
+        name = str(info["name"])
+        classes = np.asarray(info.get("classes", list(range(int(info["n_classes"])))))
+    except KeyError as exc:
+        raise CosimError(f"{run / 'train.json'}: not a training record (missing key {exc})") from None
+    except (TypeError, ValueError, AttributeError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CosimError(f"{run / 'train.json'}: invalid training record ({reason})") from None
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
-        raise CosimError(f"{run / MODEL_FILE}: does not match the architecture in train.json ({exc})") from None
-    model.set_hardware(QuantSpec(bits=record["config"]["qat"]["bits"], scheme=record["config"]["qat"]["scheme"]))
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        detail = "; ".join(lines[1:3]) if len(lines) > 1 else (lines[0] if lines else "")
+        raise CosimError(f"{run / MODEL_FILE}: does not match the architecture in train.json ({detail})") from None
+    model.set_hardware(quant)
     model.eval()
-    info = record["dataset"]
-    classes = np.asarray(info.get("classes", list(range(int(info["n_classes"])))))
     empty = np.zeros((0,) + X_test.shape[1:], dtype=np.float32)
-    dataset = Dataset(info["name"], empty, np.zeros(0, dtype=np.int64), X_test, y_test, classes, {})
+    dataset = Dataset(name, empty, np.zeros(0, dtype=np.int64), X_test, y_test, classes, {})
     return model, record, dataset
 
 
