@@ -192,6 +192,9 @@ def test_cli_errors_are_one_line(tmp_path):
     done = _cosim("train", "-o", str(tmp_path / "r"), "--task", "digits", "--config", str(tmp_path / "bad.toml"))
     assert done.returncode == 2 and "field 'model.state_size'" in done.stderr
     assert not (tmp_path / "r").exists()
+    done = _cosim("train", "-o", str(tmp_path / "r"), "--task", "digits", "--data", str(tmp_path / "x.npz"))
+    assert done.returncode == 2 and "give exactly one of --task NAME or --data FILE.npz" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize(

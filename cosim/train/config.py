@@ -81,6 +81,7 @@ from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from cosim.errors import DataFileError
 from cosim.s4d.config import WiresSettings
 from cosim.validation import load_toml, validate
 
@@ -245,6 +246,8 @@ def _relative(data: dict[str, Any], keys: tuple[str, ...], base: Path) -> None:
 
 def load_train_config(path: Path | None = None, **overrides: Any) -> TrainConfig:
     """TRAIN.toml (None: defaults) with non-None ``overrides`` (seed, task, data) applied."""
+    if overrides.get("task") is not None and overrides.get("data") is not None:
+        raise DataFileError("give exactly one of --task NAME or --data FILE.npz, not both")
     data: dict[str, Any] = {}
     source = "defaults"
     if path is not None:
