@@ -220,6 +220,19 @@ def test_broken_run_folder_gives_a_one_line_error(sine_run, tmp_path, edit, mess
     assert message in str(info.value) and "\n" not in str(info.value)
 
 
+def test_run_with_a_test_split_that_does_not_fit_the_model(sine_run, tmp_path):
+    import shutil
+
+    from cosim.errors import CosimError
+
+    run = tmp_path / "run"
+    shutil.copytree(sine_run[0] / "run", run)
+    np.savez(run / "test_split.npz", X_test=np.zeros((3, 2, 32), np.float32), y_test=np.zeros(3, np.int64),
+             X_calib=np.zeros((3, 1, 32), np.float32))
+    with pytest.raises(CosimError, match="test_split.npz: X_test .* do not fit a model with 1 input channel"):
+        load_run(run)
+
+
 def test_deploy_report_with_equal_seed_accuracies(tmp_path):
     from cosim.train.report import write_deploy_report
 

@@ -211,6 +211,10 @@ def load_run(run: Path) -> tuple[Any, dict[str, Any], Dataset]:
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         detail = "; ".join(lines[1:3]) if len(lines) > 1 else (lines[0] if lines else "")
         raise CosimError(f"{run / MODEL_FILE}: does not match the architecture in train.json ({detail})") from None
+    n_inputs = int(record["architecture"].get("n_inputs", 0))
+    if X_test.ndim != 3 or X_test.shape[1] != n_inputs or X_test.shape[0] == 0 or y_test.shape != (X_test.shape[0],):
+        raise CosimError(f"{run / TEST_FILE}: X_test {X_test.shape} and y_test {y_test.shape} do not fit a model "
+                         f"with {n_inputs} input channel(s)")
     model.set_hardware(quant)
     model.eval()
     empty = np.zeros((0,) + X_test.shape[1:], dtype=np.float32)
