@@ -61,3 +61,11 @@ def test_help_fits_80_columns_without_cutting_words(name: str) -> None:
     assert result.exit_code == 0, result.output
     assert "…" not in result.output, f"`{name} --help` cuts text at 80 columns:\n{result.output}"
     assert max(map(len, result.output.splitlines())) <= 80
+
+
+@pytest.mark.parametrize("name,command", _commands(), ids=[n for n, _ in _commands()])
+def test_summary_line_is_one_line(name: str, command: Any) -> None:
+    """The command list shows a help text's first paragraph with its line breaks kept, so a
+    summary wrapped in the docstring breaks mid-sentence in `cosim --help`."""
+    summary = (command.help or "").strip().split("\n\n")[0]
+    assert "\n" not in summary, f"{name}: first help paragraph spans lines: {summary!r}"

@@ -175,8 +175,11 @@ def mdm(
         help="Analog: compare MDM under each of none, gain, predistort (comma-separated); bit-sliced: gain adds the compensated accuracy.",
     ),
 ) -> None:
-    """Report NF before and after Manhattan-distance mapping (MDM), per tile; analog
-    differential pairs, or bit-sliced weights with --weight-bits (see docs/commands/mdm.md)."""
+    """Report NF before and after Manhattan-distance mapping (MDM), per tile.
+
+    Analog differential pairs, or bit-sliced weights with --weight-bits (see
+    docs/commands/mdm.md).
+    """
     from cosim.fileio import write_text_atomic
     from cosim.commands._guard import check_output_file
 

@@ -14,8 +14,11 @@ def demo_command(
     seed: int = typer.Option(0, "--seed", min=0, max=2**31 - 1, help="Seed of every random draw (all recorded)."),
     quick: bool = typer.Option(False, "--quick", help="Small sizes (about a minute; used by the tests)."),
 ) -> None:
-    """Synthesize measurements, fit, compile the Verilog-A, cycle one device in ngspice vs
-    Python, run S4D on crossbars with and without MDM; write DIR/report.md and a summary."""
+    """Run the whole chain on embedded defaults; write DIR/report.md and a summary.
+
+    Synthesize measurements, fit, compile the Verilog-A, cycle one device in ngspice vs
+    Python, run S4D on crossbars raw and compensated, with and without MDM.
+    """
     from rich.console import Console
 
     from cosim.demo import DemoSettings, run_demo, summary_table

@@ -22,9 +22,11 @@ def s4d(
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
-    """Compare circuit-level S4D kernels (crossbars with wires and programmed devices, raw and
-    compensated, with and without MDM) against the ideal model; write tables, figures and
-    report.md to DIR."""
+    """Compare circuit-level S4D kernels with the ideal model; write a report to DIR.
+
+    Crossbars with wires and programmed devices, raw and compensated, with and without MDM;
+    writes tables, figures and report.md.
+    """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 

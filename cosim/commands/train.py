@@ -18,8 +18,11 @@ def train(
     seed: Optional[int] = typer.Option(None, "--seed", min=0, max=2**31 - 1, help="Seed of weights, batches, dropout and noise (overrides the file)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
-    """Train an S4D classifier (optionally quantization- and noise-aware, pruned) on the CPU;
-    write model.npz, test_split.npz, train.json and metrics.json to RUN."""
+    """Train an S4D classifier on the CPU; write the model and its metrics to RUN.
+
+    Optionally quantization- and noise-aware, pruned; writes model.npz, test_split.npz,
+    train.json and metrics.json.
+    """
     try:
         from cosim.train.config import load_train_config
         from cosim.train.trainer import train_run
@@ -40,8 +43,11 @@ def deploy(
     config: Optional[Path] = typer.Option(None, "--config", help="Deployment settings (TOML); defaults otherwise."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
-    """Evaluate a trained model's test split at the levels float, quantized, devices and
-    devices_wires (nodal solver, compensation) over several device seeds; ngspice spot check."""
+    """Measure a trained model's test accuracy on simulated crossbars; write DIR/report.md.
+
+    Levels float, quantized, devices and devices_wires (nodal solver, compensation) over
+    several device seeds, with an ngspice spot check; writes accuracy.csv and figures.
+    """
     try:
         from cosim.train.config import load_deploy_config
         from cosim.train.deploy import deploy_run
