@@ -77,6 +77,12 @@ def test_not_an_npz_and_unknown_task(tmp_path):
     path.write_text("hello")
     with pytest.raises(DataFileError, match="not a readable .npz"):
         load_npz(path)
+    objects = tmp_path / "objects.npz"
+    np.savez(objects, X_train=np.array([np.zeros(3), np.zeros(4)], dtype=object), y_train=np.array([0, 1]),
+             X_test=np.zeros((2, 3)), y_test=np.array([0, 1]))
+    with pytest.raises(DataFileError) as info:
+        load_npz(objects)
+    assert "pickled objects are refused" in str(info.value) and "allow_pickle" not in str(info.value)
     with pytest.raises(DataFileError, match="unknown task 'mnist'"):
         load_dataset("mnist")
     with pytest.raises(DataFileError, match="exactly one"):

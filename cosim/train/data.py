@@ -151,7 +151,8 @@ def load_npz(path: str | Path) -> Dataset:
     except FileNotFoundError:
         raise DataFileError(f"{path}: no such file") from None
     except (OSError, ValueError) as exc:
-        raise DataFileError(f"{path}: not a readable .npz archive ({exc})") from None
+        reason = "pickled objects are refused" if "pickle" in str(exc) else str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataFileError(f"{path}: not a readable .npz archive ({reason})") from None
     missing = [k for k in ("X_train", "y_train", "X_test", "y_test") if k not in data]
     if missing:
         raise DataFileError(f"{path}: missing array(s) {', '.join(missing)} (need X_train, y_train, X_test, y_test)")

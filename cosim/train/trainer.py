@@ -193,7 +193,8 @@ def load_run(run: Path) -> tuple[Any, dict[str, Any], Dataset]:
     except FileNotFoundError as exc:
         raise CosimError(f"{run}: not a training run folder (missing {Path(exc.filename).name})") from None
     except (OSError, ValueError, KeyError) as exc:
-        raise CosimError(f"{run}: unreadable training run ({exc})") from None
+        reason = "pickled objects are refused" if "pickle" in str(exc) else str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CosimError(f"{run}: unreadable training run ({reason})") from None
     try:
         model = build_model(record["architecture"], seed=int(record["config"]["seed"]))
         quant = QuantSpec(bits=record["config"]["qat"]["bits"], scheme=record["config"]["qat"]["scheme"])
