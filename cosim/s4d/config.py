@@ -64,11 +64,21 @@ field.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from cosim.validation import load_toml, validate
+
+
+def _even_state_size(value: int) -> int:
+    if value % 2:
+        raise ValueError("state_size must be even (complex modes come in conjugate pairs)")
+    return value
+
+
+StateSize = Annotated[int, Field(ge=2, le=256), AfterValidator(_even_state_size)]
+"""State size N of an S4D layer: even (complex modes come in conjugate pairs), 2..256."""
 
 
 class _Strict(BaseModel):
@@ -80,18 +90,11 @@ class ModelConfig(_Strict):
 
     kind: Literal["test", "lin", "inv"] = "test"
     channels: int = Field(4, ge=1, le=64)
-    state_size: int = Field(16, ge=2, le=256)
+    state_size: StateSize = 16
     init_seed: int = Field(0, ge=0)
     dt_min: float = Field(1e-3, gt=0)
     dt_max: float = Field(1e-1, gt=0)
     method: Literal["zoh", "bilinear"] = "zoh"
-
-    @field_validator("state_size")
-    @classmethod
-    def _even(cls, value: int) -> int:
-        if value % 2:
-            raise ValueError("state_size must be even (complex modes come in conjugate pairs)")
-        return value
 
 
 class WiresSettings(_Strict):

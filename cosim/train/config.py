@@ -77,13 +77,23 @@ DEPLOY.toml::
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from cosim.errors import DataFileError
-from cosim.s4d.config import WiresSettings
+from cosim.s4d.config import StateSize, WiresSettings
 from cosim.validation import load_toml, validate
+
+
+def _check_bits(value: Any) -> Any:
+    if isinstance(value, int) and not 2 <= value <= 8:
+        raise ValueError("bits must be 2..8 or 'ternary'")
+    return value
+
+
+Bits = Annotated[Union[Literal["ternary"], int, None], AfterValidator(_check_bits)]
+"""Crossbar-matrix precision: 2..8 bits, "ternary", or None for float."""
 
 
 class _Strict(BaseModel):
@@ -92,20 +102,13 @@ class _Strict(BaseModel):
 
 class ModelSettings(_Strict):
     channels: int = Field(32, ge=1, le=512)
-    state_size: int = Field(16, ge=2, le=256)
+    state_size: StateSize = 16
     layers: int = Field(2, ge=1, le=8)
     dropout: float = Field(0.0, ge=0, lt=1)
     init: Literal["lin", "inv"] = "lin"
     dt_min: float = Field(0.01, gt=0)
     dt_max: float = Field(1.0, gt=0)
     variant: Literal["full", "delta"] = "delta"
-
-    @field_validator("state_size")
-    @classmethod
-    def _even(cls, value: int) -> int:
-        if value % 2:
-            raise ValueError("state_size must be even (complex modes come in conjugate pairs)")
-        return value
 
     @model_validator(mode="after")
     def _dt(self) -> "ModelSettings":
@@ -124,16 +127,9 @@ class TrainingSettings(_Strict):
 
 
 class QATSettings(_Strict):
-    bits: Union[Literal["ternary"], int, None] = None
+    bits: Bits = None
     scheme: Literal["block", "row", "channel"] = "block"
     start_epoch: int = Field(0, ge=0)
-
-    @field_validator("bits")
-    @classmethod
-    def _bits(cls, value: Any) -> Any:
-        if isinstance(value, int) and not 2 <= value <= 8:
-            raise ValueError("bits must be 2..8 or 'ternary'")
-        return value
 
 
 class NoiseSettings(_Strict):
@@ -198,7 +194,7 @@ class DeployConfig(_Strict):
 
     levels: list[Level] = Field(default_factory=lambda: list(LEVELS))
     variants: Optional[list[Literal["full", "delta"]]] = None
-    bits: Union[Literal["ternary"], int, None] = None
+    bits: Bits = None
     compensation: Optional[list[str]] = None
     mdm: list[bool] = Field(default_factory=lambda: [False])
     device_seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
@@ -208,13 +204,6 @@ class DeployConfig(_Strict):
     engine: Literal["probe", "step"] = "probe"
     wires: WiresSettings = Field(default_factory=WiresSettings)
     spot_check: SpotCheckSettings = Field(default_factory=SpotCheckSettings)
-
-    @field_validator("bits")
-    @classmethod
-    def _bits(cls, value: Any) -> Any:
-        if isinstance(value, int) and not 2 <= value <= 8:
-            raise ValueError("bits must be 2..8 or 'ternary'")
-        return value
 
     @field_validator("device_seeds")
     @classmethod
