@@ -52,3 +52,16 @@ def counting(text: str, total: int) -> Iterator[Callable[[int], None]]:
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task(text, total=total)
         yield lambda n: progress.advance(task, n)
+
+
+@contextmanager
+def tracking(text: str) -> Iterator[Callable[[int, int], None]]:
+    """Bar for steps whose total is known only once they run; yields ``update(done, total)``."""
+    console = _console()
+    if not console.is_terminal:
+        yield lambda done, total: None
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task(text, total=None)
+        yield lambda done, total: progress.update(task, completed=done, total=total)

@@ -347,7 +347,9 @@ def _mdm_sliced(
         devices=devices, device_model=device_model, device_seed=device_seed, backend=backend, columns=mdm_columns,
         compensation="gain" in methods,
     )
-    with _progress() as advance:
+    from cosim.commands._progress import tracking
+
+    with tracking("tiles") as advance:
         report = study.run(weights, batch, layers=layers, labels=truth, progress=advance)
     report = {"matrix": origin, "shape": list(weights.shape), "inputs": source, "vectors": int(len(batch)), **report}
     lines = [
@@ -369,28 +371,6 @@ def _mdm_sliced(
         lines.append(f"accuracy with per-column gain compensation: wires {report['accuracy_wires_gain']:.4f}, "
                      f"wires + MDM {report['accuracy_wires_mdm_gain']:.4f}")
     return report, lines
-
-
-class _progress:
-    """A rich progress bar over tiles on stderr; yields ``advance(done, total)``."""
-
-    def __enter__(self):  # type: ignore[no-untyped-def]
-        from rich.console import Console
-        from rich.progress import Progress
-
-        console = Console(stderr=True)
-        # off when stderr is not a terminal: a transient bar would still leave an empty line
-        self._bar = Progress(console=console, transient=True, disable=not console.is_terminal)
-        self._bar.__enter__()
-        self._task = self._bar.add_task("tiles", total=None)
-
-        def advance(done: int, total: int) -> None:
-            self._bar.update(self._task, completed=done, total=total)
-
-        return advance
-
-    def __exit__(self, *exc: object) -> None:
-        self._bar.__exit__(*exc)
 
 
 def _mdm_compensation(methods: str, weights: object, crossbar: object, remap: object, vectors: object,
