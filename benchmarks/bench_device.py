@@ -115,7 +115,9 @@ def bench_switching(model: DeviceModel, n: int, args: argparse.Namespace,
     for label, threads, precision in (("compiled, 1 thread", 1, "float64"),
                                       (f"compiled, {args.threads} threads", args.threads,
                                        "float64"),
-                                      ("compiled f32, 1 thread", 1, "float32")):
+                                      ("compiled f32, 1 thread", 1, "float32"),
+                                      (f"compiled f32, {args.threads} threads", args.threads,
+                                       "float32")):
         dev = DeviceArray(model, n, seed=args.seed, backend="numba", threads=threads,
                           precision=precision)
         work[label] = cycling(dev)
@@ -138,9 +140,14 @@ def bench_reads(model: DeviceModel, n: int, args: argparse.Namespace,
                 orig: Optional[ModuleType]) -> None:
     reads = args.cycles
     work: dict[str, Callable[[], object]] = {}
-    for label, threads in (("compiled, 1 thread", 1),
-                           (f"compiled, {args.threads} threads", args.threads)):
-        dev = DeviceArray(model, n, seed=args.seed, backend="numba", threads=threads)
+    for label, threads, precision in (("compiled, 1 thread", 1, "float64"),
+                                      (f"compiled, {args.threads} threads", args.threads,
+                                       "float64"),
+                                      ("compiled f32, 1 thread", 1, "float32"),
+                                      (f"compiled f32, {args.threads} threads", args.threads,
+                                       "float32")):
+        dev = DeviceArray(model, n, seed=args.seed, backend="numba", threads=threads,
+                          precision=precision)
         work[label] = (lambda d: lambda: [d.read(noise=True) for _ in range(reads)])(dev)
     if not args.skip_numpy:
         dev = DeviceArray(model, n, seed=args.seed, backend="numpy")

@@ -113,6 +113,41 @@ if AVAILABLE:
             return builder.bitcast(args[0], _ir.DoubleType())
         return _types.float64(_types.int64), codegen
 
+    def _mix31_i32(builder, v):
+        """The IR of :func:`mix31` on an i32 value below 2**31 (32-bit multiplies: the low 31
+        bits of a product depend only on the low 31 bits of its factors)."""
+        i32 = _ir.IntType(32)
+        mask = _ir.Constant(i32, MASK31)
+        v = builder.xor(v, builder.lshr(v, _ir.Constant(i32, 16)))
+        v = builder.and_(builder.mul(v, _ir.Constant(i32, MIX_C1)), mask)
+        v = builder.xor(v, builder.lshr(v, _ir.Constant(i32, 15)))
+        v = builder.and_(builder.mul(v, _ir.Constant(i32, MIX_C2)), mask)
+        return builder.xor(v, builder.lshr(v, _ir.Constant(i32, 16)))
+
+    @_intrinsic
+    def absorb32(typingctx, h, w):
+        """``mix31(h ^ w)`` as int32, in 32-bit arithmetic (h, w integers in [0, 2**31); the
+        loops of the float32 paths then vectorize 16 devices per AVX-512 register)."""
+        def codegen(context, builder, sig, args):
+            i32 = _ir.IntType(32)
+            a, b = (builder.trunc(x, i32) if x.type.width > 32 else x for x in args)
+            return _mix31_i32(builder, builder.xor(a, b))
+        return _types.int32(h, w), codegen
+
+    @_intrinsic
+    def f32_bits(typingctx, x):
+        """The IEEE-754 bits of a float32 as int32 (an LLVM bitcast)."""
+        def codegen(context, builder, sig, args):
+            return builder.bitcast(args[0], _ir.IntType(32))
+        return _types.int32(_types.float32), codegen
+
+    @_intrinsic
+    def bits_f32(typingctx, x):
+        """The float32 with the given IEEE-754 bits (an LLVM bitcast)."""
+        def codegen(context, builder, sig, args):
+            return builder.bitcast(args[0], _ir.FloatType())
+        return _types.float32(_types.int32), codegen
+
     # error_model="numpy": float division without a zero check (inf/nan as in numpy), which
     # lets loops vectorize
     _jit = numba.njit(nogil=True, cache=True, error_model="numpy")
@@ -371,6 +406,125 @@ def hash_chain_kernel(lo: int, hi: int, h0: np.ndarray, words: np.ndarray, out: 
         for k in range(words.shape[1]):
             h = mix31(h ^ np.int64(words[i, k]))
         out[i] = h
+
+
+# --------------------------------------------------------------------------- float32 normals
+# The float32 paths (``DeviceArray(precision="float32")``) draw the same keys and transform
+# u1, u2 of the same hashes by the same Box–Muller formula, in float32 arithmetic: integers
+# and floats of 32 bits fill an AVX-512 register with 16 devices instead of 8. u1 and u2 are
+# rounded to float32 (24 bits), so z differs from the float64 normal by ~1e-7 relative where
+# |z| is not small, and by up to ~1e-5 absolute where u1 is within 2**-20 of 1 (|z| < 0.002);
+# tests/test_device_fast.py bounds both, docs/device-model.md ("Speed") gives the effect on
+# the statistics.
+_F = np.float32
+F32_HALF = _F(0.5)
+F32_ONE = _F(1.0)
+F32_TWO = _F(2.0)
+F32_LN2 = _F(math.log(2.0))
+F32_PIO2 = _F(math.pi / 2.0)
+F32_SQRT2_BITS = np.int32(0x3FB504F3)  # float32 bits of √2 (rounded down)
+#: 2/(2j+1), j = 1..4 (float32: the next term is below 2**-24 relative)
+F32_L1, F32_L2, F32_L3, F32_L4 = (_F(2.0 / 3.0), _F(2.0 / 5.0), _F(2.0 / 7.0), _F(2.0 / 9.0))
+#: (−1)^j/(2j)!, j = 1..5 and (−1)^j/(2j+1)!, j = 1..4 on |θ| <= π/4
+F32_C1, F32_C2, F32_C3, F32_C4, F32_C5 = (_F((-1) ** j / math.factorial(2 * j)) for j in range(1, 6))
+F32_S1, F32_S2, F32_S3, F32_S4 = (_F((-1) ** j / math.factorial(2 * j + 1)) for j in range(1, 5))
+F32_THIRTY_ONE = _F(31.0)
+F32_FOUR_OVER_2_31 = _F(2.0 ** -29)
+F32_INV_2_31 = _F(2.0 ** -31)
+F32_MINUS_TWO = _F(-2.0)
+
+
+@_inline
+def neg_log_unit32(h: int) -> float:
+    """−ln u1 in float32, u1 = (h + 0.5)/2**31 for a hash h (int32): from x = fl32(h + 0.5)
+    = 2**e·m with m in [√2/2, √2), −ln u1 = (31 − e) ln 2 − ln m, ln m = 2 atanh(s) with
+    s = f/(2 + f), f = m − 1 (four terms of the series). Where e = 31 (u1 >= √2/2), f is
+    u1 − 1 = −(2**31 − 1 − h + 0.5)/2**31 from the integer complement, not from the rounded
+    x: −ln u1 then keeps float32's relative precision as u1 → 1 (z → 0)."""
+    x = _F(h) + F32_HALF
+    bits = f32_bits(x)
+    mbits = (bits & np.int32(0x7FFFFF)) | np.int32(0x3F800000)
+    big = np.int32(mbits >= F32_SQRT2_BITS)
+    e = (bits >> np.int32(23)) - np.int32(127) + big
+    m = bits_f32(np.int32(mbits - (big << np.int32(23))))
+    f_near_one = -(_F(np.int32(MASK31) - h) + F32_HALF) * F32_INV_2_31
+    f = f_near_one if e == np.int32(31) else m - F32_ONE
+    s = f / (F32_TWO + f)
+    z = s * s
+    ln_m = F32_TWO * s + s * z * (F32_L1 + z * (F32_L2 + z * (F32_L3 + z * F32_L4)))
+    return (F32_THIRTY_ONE - _F(e)) * F32_LN2 - ln_m
+
+
+@_inline
+def cos_unit32(h2: int) -> float:
+    """cos(2π u2) in float32, u2 = (h2 + 0.5)/2**31: t = 4 u2, q = round(t),
+    θ = (t − q)·π/2 in [−π/4, π/4] (t − q exact), then cos θ, −sin θ, −cos θ or sin θ for
+    q mod 4 = 0..3 (Taylor series to θ^10 and θ^9)."""
+    t = (_F(h2) + F32_HALF) * F32_FOUR_OVER_2_31
+    q = _F(math.floor(t + F32_HALF))
+    th = (t - q) * F32_PIO2
+    z = th * th
+    c = F32_ONE + z * (F32_C1 + z * (F32_C2 + z * (F32_C3 + z * (F32_C4 + z * F32_C5))))
+    s = th + th * z * (F32_S1 + z * (F32_S2 + z * (F32_S3 + z * F32_S4)))
+    quadrant = np.int32(q) & np.int32(3)
+    res = c if (quadrant & np.int32(1)) == 0 else s
+    return -res if (quadrant == 1 or quadrant == 2) else res
+
+
+@_inline
+def scaled_normal32(h: int, scale: float) -> float:
+    """sqrt(scale·(−ln u1))·cos(2π u2) in float32 for a finished key hash ``h`` (int32);
+    ``scale`` = 2 gives the standard normal of ``rng.normal_from_hash``."""
+    return math.sqrt(scale * neg_log_unit32(h)) * cos_unit32(absorb32(h, SECOND))
+
+
+@_jit_noalias
+def normals32_kernel(h: np.ndarray, out: np.ndarray) -> None:
+    """``out[i]`` = the float32 standard normal of hash ``h[i]`` (int32 → float32; to test
+    the float32 transform against ``rng.normal_from_hash``)."""
+    two = F32_TWO
+    for i in range(np.uint64(h.size)):
+        out[i] = scaled_normal32(h[i], two)
+
+
+@_jit_noalias
+def c2c_hashes32(start: int, nb: int, prefix: np.ndarray, cycle: np.ndarray, h0: np.ndarray,
+                 h1: np.ndarray, h2: np.ndarray, h3: np.ndarray) -> None:
+    """The finished hashes of ε_f, f = 0..3 (key (seed, device, cycle, f, 0)) of devices
+    start..start+nb-1 into int32 rows, in 32-bit arithmetic."""
+    base = np.uint64(start)
+    zero = np.int32(0)
+    for b in range(np.uint64(nb)):
+        d = base + b
+        hc = absorb32(prefix[d], cycle[d])
+        h0[b] = absorb32(absorb32(hc, np.int32(0)), zero)
+        h1[b] = absorb32(absorb32(hc, np.int32(1)), zero)
+        h2[b] = absorb32(absorb32(hc, np.int32(2)), zero)
+        h3[b] = absorb32(absorb32(hc, np.int32(3)), zero)
+
+
+@_jit_noalias
+def normals32_row(nb: int, h: np.ndarray, z: np.ndarray, out: np.ndarray) -> None:
+    """Standard normals of the hashes ``h[:nb]``: float32 into ``z`` (a loop of 32-bit
+    values only), then widened into ``out`` (float64)."""
+    two = F32_TWO
+    for b in range(np.uint64(nb)):
+        z[b] = scaled_normal32(h[b], two)
+    for b in range(np.uint64(nb)):
+        out[b] = z[b]
+
+
+@_jit
+def switch_normals32(start: int, nb: int, prefix: np.ndarray, cycle: np.ndarray,
+                     e0: np.ndarray, e1: np.ndarray, e2: np.ndarray, e3: np.ndarray,
+                     hashes: np.ndarray, z: np.ndarray) -> None:
+    """:func:`switch_normals` with float32 normals (``hashes`` (4, SWITCH_BLOCK) int32 and
+    ``z`` (SWITCH_BLOCK,) float32 scratch)."""
+    c2c_hashes32(start, nb, prefix, cycle, hashes[0], hashes[1], hashes[2], hashes[3])
+    normals32_row(nb, hashes[0], z, e0)
+    normals32_row(nb, hashes[1], z, e1)
+    normals32_row(nb, hashes[2], z, e2)
+    normals32_row(nb, hashes[3], z, e3)
 
 
 # --------------------------------------------------------------------------- feature engine
@@ -891,16 +1045,21 @@ def switch_block(start: int, nb: int, ub: np.ndarray, prefix: np.ndarray, cycle:
                  e3: np.ndarray, x0: np.ndarray, x1: np.ndarray, x2: np.ndarray,
                  x3: np.ndarray, n0: np.ndarray,
                  n1: np.ndarray, n2: np.ndarray, n3: np.ndarray, na: np.ndarray,
-                 nc: np.ndarray, rn: np.ndarray) -> None:
+                 nc: np.ndarray, rn: np.ndarray, normals32: bool, hashes: np.ndarray,
+                 z32: np.ndarray) -> None:
     """One block (devices start..start+nb-1, block ``ring``) of :func:`switch_kernel`;
     the trailing arrays are scratch of SWITCH_BLOCK entries (normals, latents, new values,
-    flags). Every array argument is distinct memory (``noalias``)."""
+    flags; ``hashes``, ``z32`` for the float32 normals). Every array argument is distinct
+    memory (``noalias``)."""
     p = lags.shape[0]
     nd, nm, cmin, cmax = switch_rules(start, nb, ub, y1, y2, y3, in_lrs, in_hrs, r, ur_thr,
                                       r_lrs_reset, cycle, read_count, mk_draw, mk_move,
                                       consts[C_GL], consts[C_DG])
     if nd:
-        switch_normals(start, nb, prefix, cycle, e0, e1, e2, e3)
+        if normals32:
+            switch_normals32(start, nb, prefix, cycle, e0, e1, e2, e3, hashes, z32)
+        else:
+            switch_normals(start, nb, prefix, cycle, e0, e1, e2, e3)
         if cmin == cmax:
             switch_var_uniform(nb, p, cmin % p if p else 0, ring, chol, lags, e0, e1, e2, e3,
                                x0, x1, x2, x3, mk_draw)
@@ -922,7 +1081,7 @@ def switch_kernel(lo: int, hi: int, u: np.ndarray, prefix: np.ndarray, cycle: np
                   r_lrs_reset: np.ndarray, yf: np.ndarray, muf: np.ndarray, sigf: np.ndarray,
                   ring: np.ndarray, chol: np.ndarray, lags: np.ndarray, gamma: np.ndarray,
                   llrs: np.ndarray, hhrs: np.ndarray, consts: np.ndarray,
-                  hrs_log10: bool) -> None:
+                  hrs_log10: bool, normals32: bool) -> None:
     """``DeviceArray.apply`` (method "var") for devices lo..hi-1, block after block of
     SWITCH_BLOCK devices, each in one pass (:func:`switch_block`): SET; first RESET (cycle
     + 1, four normals, VAR(p), Γ, Ψ, transition curve); partial and full RESET. ``lo`` must
@@ -932,7 +1091,8 @@ def switch_kernel(lo: int, hi: int, u: np.ndarray, prefix: np.ndarray, cycle: np
     ``ring`` (⌈N/SWITCH_BLOCK⌉, p, 4, SWITCH_BLOCK): slot s of a device holds x_m with
     m ≡ s (mod p), zero before m = 0; ``lags`` (p, 4, 4) with lags[i] = A_{i+1};
     ``gamma`` (4, GAMMA_N); ``llrs``, ``hhrs`` (POLY_N,) padded I–V coefficients;
-    ``consts`` indexed by C_GL, C_DG, ... (C_PL_UMAX = P_LLRS(Umax) as ``np.polyval``).
+    ``consts`` indexed by C_GL, C_DG, ... (C_PL_UMAX = P_LLRS(Umax) as ``np.polyval``);
+    ``normals32``: draw ε with the float32 transform (:func:`switch_normals32`).
     """
     p = lags.shape[0]
     sb = SWITCH_BLOCK
@@ -941,6 +1101,8 @@ def switch_kernel(lo: int, hi: int, u: np.ndarray, prefix: np.ndarray, cycle: np
     eps = np.empty((4, sb))
     xs = np.zeros((4, sb))
     scratch = np.empty((7, sb))
+    hashes = np.empty((4, sb), dtype=np.int32)
+    z32 = np.empty(sb, dtype=np.float32)
     scalar_u = u.shape[0] == 1
     for start in range(lo, hi, sb):
         nb = min(sb, hi - start)
@@ -954,7 +1116,7 @@ def switch_kernel(lo: int, hi: int, u: np.ndarray, prefix: np.ndarray, cycle: np
                      gamma, llrs, hhrs, consts, hrs_log10, flags[0], flags[1], flags[2],
                      flags[3], eps[0], eps[1], eps[2], eps[3], xs[0], xs[1], xs[2], xs[3],
                      scratch[0], scratch[1], scratch[2], scratch[3], scratch[4],
-                     scratch[5], scratch[6])
+                     scratch[5], scratch[6], normals32, hashes, z32)
 
 
 @_jit_noalias
@@ -983,6 +1145,62 @@ def read_kernel(lo: int, hi: int, r: np.ndarray, prefix: np.ndarray, cycle: np.n
         h = mix31(mix31(mix31(np.int64(prefix[d]) ^ cycle[d]) ^ 16) ^ rc)
         out[d] = i + sd * normal_of_hash(h)
         read_count[d] = rc + 1
+
+
+@_jit_noalias
+def read_keys32(start: int, nb: int, r: np.ndarray, prefix: np.ndarray, cycle: np.ndarray,
+                read_count: np.ndarray, pl: float, ph: float, scale: float, h: np.ndarray,
+                s: np.ndarray) -> None:
+    """First pass of :func:`read_kernel32` over a block: the read-noise hash (key (seed,
+    device, cycle, 16, read counter), 32-bit arithmetic) into ``h``, scale·|I| (float32)
+    into ``s``; the read counter moves on."""
+    base = np.uint64(start)
+    for b in range(np.uint64(nb)):
+        d = base + b
+        rd = r[d]
+        i = (1.0 - rd) * pl + rd * ph
+        s[b] = np.float32(scale * abs(i))
+        rc = read_count[d]
+        h[b] = absorb32(absorb32(absorb32(prefix[d], cycle[d]), np.int32(16)), rc)
+        read_count[d] = rc + 1
+
+
+@_jit_noalias
+def read_noise32(nb: int, h: np.ndarray, s: np.ndarray, noise: np.ndarray) -> None:
+    """Second pass: σ·z = sqrt(scale·|I|·(−ln u1))·cos(2π u2) in float32 (32-bit values
+    only, 16 devices per AVX-512 register)."""
+    for b in range(np.uint64(nb)):
+        noise[b] = scaled_normal32(h[b], s[b])
+
+
+@_jit_noalias
+def read_add(start: int, nb: int, r: np.ndarray, pl: float, ph: float, noise: np.ndarray,
+             out: np.ndarray) -> None:
+    """Third pass: I (float64, as :func:`read_kernel`) plus the float32 noise."""
+    base = np.uint64(start)
+    for b in range(np.uint64(nb)):
+        d = base + b
+        rd = r[d]
+        out[d] = ((1.0 - rd) * pl + rd * ph) + noise[b]
+
+
+@_jit
+def read_kernel32(lo: int, hi: int, r: np.ndarray, prefix: np.ndarray, cycle: np.ndarray,
+                  read_count: np.ndarray, out: np.ndarray, pl: float, ph: float,
+                  scale: float) -> None:
+    """:func:`read_kernel` with noise, the noise in float32 (``precision="float32"``):
+    I(U; r) in float64 plus σ·z, σ² = johnson·|I/U| + shot·|I|·bw written as
+    σ·z = sqrt(scale·|I|·(−ln u1))·cos(2π u2), scale = 2·(johnson/|U| + shot·bw), from the
+    same key as the float64 read. Three passes per block of BLOCK devices, so that the
+    transform runs on 32-bit values only."""
+    h = np.empty(BLOCK, dtype=np.int32)
+    s = np.empty(BLOCK, dtype=np.float32)
+    noise = np.empty(BLOCK, dtype=np.float32)
+    for start in range(lo, hi, BLOCK):
+        nb = min(BLOCK, hi - start)
+        read_keys32(start, nb, r, prefix, cycle, read_count, pl, ph, scale, h, s)
+        read_noise32(nb, h, s, noise)
+        read_add(start, nb, r, pl, ph, noise, out)
 
 
 @_jit
