@@ -135,6 +135,62 @@ if AVAILABLE:
         return _types.int32(h, w), codegen
 
     @_intrinsic
+    def log_reduce32(typingctx, h):
+        """(k, f) for u1 = (h + 0.5)/2**31 = 2**−k·(1 + f), f in [√2/2 − 1, √2 − 1) (float32;
+        integer steps in 32 bits): x = fl32(h + 0.5) = 2**e·m, m = 1 + f in [√2/2, √2),
+        k = 31 − e; where k = 0 (u1 >= √2/2), f = u1 − 1 = −(2**31 − 1 − h + 0.5)/2**31 from
+        the integer complement, so that it keeps its relative precision as u1 → 1."""
+        def codegen(context, builder, sig, args):
+            i32, f32 = _ir.IntType(32), _ir.FloatType()
+            c = lambda v: _ir.Constant(i32, v)  # noqa: E731
+            hv = args[0]
+            x = builder.fadd(builder.sitofp(hv, f32), _ir.Constant(f32, 0.5))
+            bits = builder.bitcast(x, i32)
+            mbits = builder.or_(builder.and_(bits, c(0x7FFFFF)), c(0x3F800000))
+            big = builder.zext(builder.icmp_signed(">=", mbits, c(0x3FB504F3)), i32)
+            k = builder.sub(builder.sub(c(31 + 127), builder.lshr(bits, c(23))), big)
+            m = builder.bitcast(builder.sub(mbits, builder.shl(big, c(23))), f32)
+            f_m = builder.fsub(m, _ir.Constant(f32, 1.0))
+            comp = builder.sitofp(builder.sub(c(MASK31), hv), f32)
+            f_near = builder.fmul(builder.fadd(comp, _ir.Constant(f32, 0.5)),
+                                  _ir.Constant(f32, -(2.0 ** -31)))
+            f = builder.select(builder.icmp_signed("==", k, c(0)), f_near, f_m)
+            return context.make_tuple(builder, sig.return_type,
+                                      [builder.sitofp(k, f32), f])
+        return _types.UniTuple(_types.float32, 2)(_types.int32), codegen
+
+    @_intrinsic
+    def quadrant_reduce32(typingctx, h2):
+        """(θ, q) for the angle 2π u2, u2 = (h2 + 0.5)/2**31: q = round(4 u2) (int32, 0..4,
+        from the integer bits) and θ = (4 u2 − q)·π/2 in [−π/4, π/4] (float32; 4 u2 − q from
+        the exact integer difference h2 − q·2**29)."""
+        def codegen(context, builder, sig, args):
+            i32, f32 = _ir.IntType(32), _ir.FloatType()
+            c = lambda v: _ir.Constant(i32, v)  # noqa: E731
+            hv = args[0]
+            q = builder.lshr(builder.add(hv, c(1 << 28)), c(29))  # < 2**32: unsigned is exact
+            rest = builder.sub(hv, builder.shl(q, c(29)))  # in [−2**28, 2**28)
+            t = builder.fadd(builder.sitofp(rest, f32), _ir.Constant(f32, 0.5))
+            th = builder.fmul(t, _ir.Constant(f32, float(np.float32(math.pi / 2.0 * 2.0 ** -29))))
+            return context.make_tuple(builder, sig.return_type, [th, q])
+        return _types.Tuple((_types.float32, _types.int32))(_types.int32), codegen
+
+    @_intrinsic
+    def quadrant_select32(typingctx, q, c, s):
+        """cos(θ + q·π/2) from c = cos θ, s = sin θ: c, −s, −c, s for q mod 4 = 0..3 (a
+        select and a sign flip on the float32 bits)."""
+        def codegen(context, builder, sig, args):
+            i32, f32 = _ir.IntType(32), _ir.FloatType()
+            qv, cv, sv = args
+            odd = builder.icmp_unsigned("!=", builder.and_(qv, _ir.Constant(i32, 1)),
+                                        _ir.Constant(i32, 0))
+            res = builder.bitcast(builder.select(odd, sv, cv), i32)
+            sign = builder.shl(builder.and_(builder.add(qv, _ir.Constant(i32, 1)),
+                                            _ir.Constant(i32, 2)), _ir.Constant(i32, 30))
+            return builder.bitcast(builder.xor(res, sign), f32)
+        return _types.float32(_types.int32, _types.float32, _types.float32), codegen
+
+    @_intrinsic
     def f32_bits(typingctx, x):
         """The IEEE-754 bits of a float32 as int32 (an LLVM bitcast)."""
         def codegen(context, builder, sig, args):
@@ -167,12 +223,16 @@ if AVAILABLE:
 
     _jit_noalias = numba.njit(nogil=True, cache=True, error_model="numpy",
                               pipeline_class=_NoAliasCompiler)
+    # the float32 kernels (not bit-matched to numpy) also let LLVM fuse multiply-adds
+    _jit_noalias32 = numba.njit(nogil=True, cache=True, error_model="numpy",
+                                pipeline_class=_NoAliasCompiler, fastmath={"contract"})
 else:  # keep the definitions importable (they are never called)
     def _jit(f):  # type: ignore[no-redef]
         return f
 
     _inline = _jit
     _jit_noalias = _jit
+    _jit_noalias32 = _jit
 
 
 # --------------------------------------------------------------------------- constants
@@ -417,58 +477,38 @@ def hash_chain_kernel(lo: int, hi: int, h0: np.ndarray, words: np.ndarray, out: 
 # tests/test_device_fast.py bounds both, docs/device-model.md ("Speed") gives the effect on
 # the statistics.
 _F = np.float32
-F32_HALF = _F(0.5)
 F32_ONE = _F(1.0)
 F32_TWO = _F(2.0)
 F32_LN2 = _F(math.log(2.0))
-F32_PIO2 = _F(math.pi / 2.0)
-F32_SQRT2_BITS = np.int32(0x3FB504F3)  # float32 bits of √2 (rounded down)
 #: 2/(2j+1), j = 1..4 (float32: the next term is below 2**-24 relative)
 F32_L1, F32_L2, F32_L3, F32_L4 = (_F(2.0 / 3.0), _F(2.0 / 5.0), _F(2.0 / 7.0), _F(2.0 / 9.0))
 #: (−1)^j/(2j)!, j = 1..5 and (−1)^j/(2j+1)!, j = 1..4 on |θ| <= π/4
 F32_C1, F32_C2, F32_C3, F32_C4, F32_C5 = (_F((-1) ** j / math.factorial(2 * j)) for j in range(1, 6))
 F32_S1, F32_S2, F32_S3, F32_S4 = (_F((-1) ** j / math.factorial(2 * j + 1)) for j in range(1, 5))
-F32_THIRTY_ONE = _F(31.0)
-F32_FOUR_OVER_2_31 = _F(2.0 ** -29)
-F32_INV_2_31 = _F(2.0 ** -31)
-F32_MINUS_TWO = _F(-2.0)
 
 
 @_inline
 def neg_log_unit32(h: int) -> float:
-    """−ln u1 in float32, u1 = (h + 0.5)/2**31 for a hash h (int32): from x = fl32(h + 0.5)
-    = 2**e·m with m in [√2/2, √2), −ln u1 = (31 − e) ln 2 − ln m, ln m = 2 atanh(s) with
-    s = f/(2 + f), f = m − 1 (four terms of the series). Where e = 31 (u1 >= √2/2), f is
-    u1 − 1 = −(2**31 − 1 − h + 0.5)/2**31 from the integer complement, not from the rounded
-    x: −ln u1 then keeps float32's relative precision as u1 → 1 (z → 0)."""
-    x = _F(h) + F32_HALF
-    bits = f32_bits(x)
-    mbits = (bits & np.int32(0x7FFFFF)) | np.int32(0x3F800000)
-    big = np.int32(mbits >= F32_SQRT2_BITS)
-    e = (bits >> np.int32(23)) - np.int32(127) + big
-    m = bits_f32(np.int32(mbits - (big << np.int32(23))))
-    f_near_one = -(_F(np.int32(MASK31) - h) + F32_HALF) * F32_INV_2_31
-    f = f_near_one if e == np.int32(31) else m - F32_ONE
+    """−ln u1 in float32, u1 = (h + 0.5)/2**31 for a hash h (int32): u1 = 2**−k·(1 + f)
+    (:func:`log_reduce32`), −ln u1 = k ln 2 − ln(1 + f), ln(1 + f) = 2 atanh(s) with
+    s = f/(2 + f) (four terms of the series)."""
+    k, f = log_reduce32(h)
     s = f / (F32_TWO + f)
     z = s * s
     ln_m = F32_TWO * s + s * z * (F32_L1 + z * (F32_L2 + z * (F32_L3 + z * F32_L4)))
-    return (F32_THIRTY_ONE - _F(e)) * F32_LN2 - ln_m
+    return k * F32_LN2 - ln_m
 
 
 @_inline
 def cos_unit32(h2: int) -> float:
-    """cos(2π u2) in float32, u2 = (h2 + 0.5)/2**31: t = 4 u2, q = round(t),
-    θ = (t − q)·π/2 in [−π/4, π/4] (t − q exact), then cos θ, −sin θ, −cos θ or sin θ for
+    """cos(2π u2) in float32, u2 = (h2 + 0.5)/2**31: q = round(4 u2), θ = 2π u2 − q·π/2 in
+    [−π/4, π/4] (:func:`quadrant_reduce32`), then cos θ, −sin θ, −cos θ or sin θ for
     q mod 4 = 0..3 (Taylor series to θ^10 and θ^9)."""
-    t = (_F(h2) + F32_HALF) * F32_FOUR_OVER_2_31
-    q = _F(math.floor(t + F32_HALF))
-    th = (t - q) * F32_PIO2
+    th, q = quadrant_reduce32(h2)
     z = th * th
     c = F32_ONE + z * (F32_C1 + z * (F32_C2 + z * (F32_C3 + z * (F32_C4 + z * F32_C5))))
     s = th + th * z * (F32_S1 + z * (F32_S2 + z * (F32_S3 + z * F32_S4)))
-    quadrant = np.int32(q) & np.int32(3)
-    res = c if (quadrant & np.int32(1)) == 0 else s
-    return -res if (quadrant == 1 or quadrant == 2) else res
+    return quadrant_select32(q, c, s)
 
 
 @_inline
@@ -478,7 +518,7 @@ def scaled_normal32(h: int, scale: float) -> float:
     return math.sqrt(scale * neg_log_unit32(h)) * cos_unit32(absorb32(h, SECOND))
 
 
-@_jit_noalias
+@_jit_noalias32
 def normals32_kernel(h: np.ndarray, out: np.ndarray) -> None:
     """``out[i]`` = the float32 standard normal of hash ``h[i]`` (int32 → float32; to test
     the float32 transform against ``rng.normal_from_hash``)."""
@@ -487,7 +527,7 @@ def normals32_kernel(h: np.ndarray, out: np.ndarray) -> None:
         out[i] = scaled_normal32(h[i], two)
 
 
-@_jit_noalias
+@_jit_noalias32
 def c2c_hashes32(start: int, nb: int, prefix: np.ndarray, cycle: np.ndarray, h0: np.ndarray,
                  h1: np.ndarray, h2: np.ndarray, h3: np.ndarray) -> None:
     """The finished hashes of ε_f, f = 0..3 (key (seed, device, cycle, f, 0)) of devices
@@ -503,7 +543,7 @@ def c2c_hashes32(start: int, nb: int, prefix: np.ndarray, cycle: np.ndarray, h0:
         h3[b] = absorb32(absorb32(hc, np.int32(3)), zero)
 
 
-@_jit_noalias
+@_jit_noalias32
 def normals32_row(nb: int, h: np.ndarray, z: np.ndarray, out: np.ndarray) -> None:
     """Standard normals of the hashes ``h[:nb]``: float32 into ``z`` (a loop of 32-bit
     values only), then widened into ``out`` (float64)."""
@@ -1147,7 +1187,7 @@ def read_kernel(lo: int, hi: int, r: np.ndarray, prefix: np.ndarray, cycle: np.n
         read_count[d] = rc + 1
 
 
-@_jit_noalias
+@_jit_noalias32
 def read_keys32(start: int, nb: int, r: np.ndarray, prefix: np.ndarray, cycle: np.ndarray,
                 read_count: np.ndarray, pl: float, ph: float, scale: float, h: np.ndarray,
                 s: np.ndarray) -> None:
@@ -1165,10 +1205,10 @@ def read_keys32(start: int, nb: int, r: np.ndarray, prefix: np.ndarray, cycle: n
         read_count[d] = rc + 1
 
 
-@_jit_noalias
+@_jit_noalias32
 def read_noise32(nb: int, h: np.ndarray, s: np.ndarray, noise: np.ndarray) -> None:
-    """Second pass: σ·z = sqrt(scale·|I|·(−ln u1))·cos(2π u2) in float32 (32-bit values
-    only, 16 devices per AVX-512 register)."""
+    """Second pass, on 32-bit values only (16 devices per AVX-512 register):
+    σ·z = sqrt(scale·|I|·(−ln u1))·cos(2π u2)."""
     for b in range(np.uint64(nb)):
         noise[b] = scaled_normal32(h[b], s[b])
 

@@ -376,7 +376,7 @@ class DeviceArray:
         self._g_l, self._g_h = basis_conductances(model)
         self._r_max = passive_r_limit(model)
         self._ma = model.ma_coefficients(self.ma_order) if method == "ma" else None
-        self.cycle = np.zeros(n, dtype=np.int64)
+        self.cycle = np.zeros(n, dtype=np.int32)  # key words lie below 2**31 (docs/rng.md)
         self._yf = np.empty((4, n))  # feature-major; ``y`` is its (N, 4) view
         self.y = self._yf.T
         self._compiled = self.backend == "numba" and method == "var"
@@ -398,8 +398,9 @@ class DeviceArray:
         self.tr_a = np.zeros(n)
         self.tr_c = np.zeros(n)
         self.r_lrs_reset = np.zeros(n)
-        self.read_count = np.zeros(n, dtype=np.int64)
+        self.read_count = np.zeros(n, dtype=np.int32)
         self._kernel_consts: Optional[tuple] = None
+        self._read_at: Optional[tuple] = None  # (voltage, _read_constants of it)
         self._normals: Optional[rng.C2CNormals] = None
         self._advance(np.ones(n, dtype=bool), first=True)
         self.ur_thr[:] = self.ur
@@ -683,20 +684,28 @@ class DeviceArray:
             i = adc_quantize(i, adc_bits, adc_full_scale)
         return i
 
+    def _read_constants(self, u: float) -> tuple[float, float, float, float, float, float]:
+        """(P_LLRS(U), P_HHRS(U), 4kT·BW, 2q, BW, scale) of a read at ``u`` V, kept for the
+        last voltage read (scale = 2·(4kT·BW/|U| + 2q·BW), see ``_fast.read_kernel32``)."""
+        if self._read_at is None or self._read_at[0] != u:
+            m = self.model
+            johnson = 4.0 * BOLTZMANN * m.read_temperature_K * m.read_bandwidth_Hz
+            shot, bw = 2.0 * ELEMENTARY_CHARGE, float(m.read_bandwidth_Hz)
+            pl, ph = float(np.polyval(m.llrs_poly(), u)), float(np.polyval(m.hhrs_poly(), u))
+            scale = 2.0 * (johnson / max(abs(u), 1e-30) + shot * bw)
+            self._read_at = (u, (pl, ph, johnson, shot, bw, scale))
+        return self._read_at[1]
+
     def _read_numba(self, u: float, noise: bool) -> np.ndarray:
-        m = self.model
         out = np.empty(self.n_devices)
         prefix = self._consts()[0]
-        johnson = 4.0 * BOLTZMANN * m.read_temperature_K * m.read_bandwidth_Hz
-        shot = 2.0 * ELEMENTARY_CHARGE
-        pl, ph = float(np.polyval(m.llrs_poly(), u)), float(np.polyval(m.hhrs_poly(), u))
+        pl, ph, johnson, shot, bw, scale = self._read_constants(u)
         if noise and self.precision == "float32":
-            scale = 2.0 * (johnson / max(abs(u), 1e-30) + shot * m.read_bandwidth_Hz)
             args = (self.r, prefix, self.cycle, self.read_count, out, pl, ph, scale)
             _fast.split_run(_fast.read_kernel32, self.n_devices, args, self.threads)
             return out
-        args = (self.r, prefix, self.cycle, self.read_count, out, pl, ph, u, johnson, shot,
-                float(m.read_bandwidth_Hz), bool(noise))
+        args = (self.r, prefix, self.cycle, self.read_count, out, pl, ph, u, johnson, shot, bw,
+                bool(noise))
         _fast.split_run(_fast.read_kernel, self.n_devices, args, self.threads)
         return out
 
