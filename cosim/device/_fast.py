@@ -815,11 +815,11 @@ def merge(dst: np.ndarray, start: int, nb: int, new: np.ndarray, mask: np.ndarra
 def switch_rules(start: int, nb: int, ub: np.ndarray, y_us: np.ndarray, y_lrs: np.ndarray,
                  y_ur: np.ndarray, in_lrs: np.ndarray, in_hrs: np.ndarray, r: np.ndarray,
                  ur_thr: np.ndarray, r_lrs_reset: np.ndarray, cycle: np.ndarray,
-                 read_count: np.ndarray, mk_draw: np.ndarray, mk_move: np.ndarray, g_l: float,
-                 dg: float):
+                 read_count: np.ndarray, prefix: np.ndarray, read_key: np.ndarray,
+                 mk_draw: np.ndarray, mk_move: np.ndarray, g_l: float, dg: float):
     """SET, and which devices start a RESET (draw their next cycle: cycle + 1, read counter
-    0, r_LRS kept) or move along the transition curve. Returns (draws, moves, smallest and
-    largest new cycle of the drawing devices)."""
+    0, read key of the new cycle, r_LRS kept) or move along the transition curve. Returns
+    (draws, moves, smallest and largest new cycle of the drawing devices)."""
     nd = 0
     nm = 0
     cmin = np.int64(2**62)
@@ -861,9 +861,13 @@ def switch_rules(start: int, nb: int, ub: np.ndarray, y_us: np.ndarray, y_lrs: n
             rr = r[d]
             rlr_old = r_lrs_reset[d]
             rc_old = read_count[d]
+            c_new = cycle[d] + np.int64(draw)
+            key_old = np.int64(read_key[d])
+            key_new = mix31(mix31(np.int64(prefix[d]) ^ c_new) ^ 16)
             r_lrs_reset[d] = rr if draw else rlr_old
             read_count[d] = 0 if draw else rc_old
-            cycle[d] += np.int64(draw)
+            read_key[d] = key_new if draw else key_old
+            cycle[d] = c_new
     return nd, nm, cmin, cmax
 
 
@@ -1073,7 +1077,7 @@ def switch_reset(start: int, nb: int, ub: np.ndarray, mk_move: np.ndarray, y_hrs
 
 @_jit_noalias
 def switch_block(start: int, nb: int, ub: np.ndarray, prefix: np.ndarray, cycle: np.ndarray,
-                 read_count: np.ndarray, in_hrs: np.ndarray, in_lrs: np.ndarray, r: np.ndarray,
+                 read_count: np.ndarray, read_key: np.ndarray, in_hrs: np.ndarray, in_lrs: np.ndarray, r: np.ndarray,
                  ur_thr: np.ndarray, tr_a: np.ndarray, tr_c: np.ndarray,
                  r_lrs_reset: np.ndarray, y0: np.ndarray, y1: np.ndarray, y2: np.ndarray,
                  y3: np.ndarray, m0: np.ndarray, m1: np.ndarray, m2: np.ndarray, m3: np.ndarray,
@@ -1093,8 +1097,8 @@ def switch_block(start: int, nb: int, ub: np.ndarray, prefix: np.ndarray, cycle:
     memory (``noalias``)."""
     p = lags.shape[0]
     nd, nm, cmin, cmax = switch_rules(start, nb, ub, y1, y2, y3, in_lrs, in_hrs, r, ur_thr,
-                                      r_lrs_reset, cycle, read_count, mk_draw, mk_move,
-                                      consts[C_GL], consts[C_DG])
+                                      r_lrs_reset, cycle, read_count, prefix, read_key,
+                                      mk_draw, mk_move, consts[C_GL], consts[C_DG])
     if nd:
         if normals32:
             switch_normals32(start, nb, prefix, cycle, e0, e1, e2, e3, hashes, z32)
@@ -1116,7 +1120,7 @@ def switch_block(start: int, nb: int, ub: np.ndarray, prefix: np.ndarray, cycle:
 
 @_jit
 def switch_kernel(lo: int, hi: int, u: np.ndarray, prefix: np.ndarray, cycle: np.ndarray,
-                  read_count: np.ndarray, in_hrs: np.ndarray, in_lrs: np.ndarray, r: np.ndarray,
+                  read_count: np.ndarray, read_key: np.ndarray, in_hrs: np.ndarray, in_lrs: np.ndarray, r: np.ndarray,
                   ur_thr: np.ndarray, tr_a: np.ndarray, tr_c: np.ndarray,
                   r_lrs_reset: np.ndarray, yf: np.ndarray, muf: np.ndarray, sigf: np.ndarray,
                   ring: np.ndarray, chol: np.ndarray, lags: np.ndarray, gamma: np.ndarray,
@@ -1127,6 +1131,7 @@ def switch_kernel(lo: int, hi: int, u: np.ndarray, prefix: np.ndarray, cycle: np
     + 1, four normals, VAR(p), Γ, Ψ, transition curve); partial and full RESET. ``lo`` must
     be a multiple of SWITCH_BLOCK.
 
+    ``read_key`` (N,) uint32: hash of (seed, device, cycle, 16), kept with the cycle.
     ``u`` (N,) or (1,) levels, V; ``yf``, ``muf``, ``sigf`` (4, N) feature-major;
     ``ring`` (⌈N/SWITCH_BLOCK⌉, p, 4, SWITCH_BLOCK): slot s of a device holds x_m with
     m ≡ s (mod p), zero before m = 0; ``lags`` (p, 4, 4) with lags[i] = A_{i+1};
@@ -1150,8 +1155,8 @@ def switch_kernel(lo: int, hi: int, u: np.ndarray, prefix: np.ndarray, cycle: np
             ub[:] = u[0]
         else:
             ub[:nb] = u[start:start + nb]
-        switch_block(start, nb, ub, prefix, cycle, read_count, in_hrs, in_lrs, r, ur_thr, tr_a,
-                     tr_c, r_lrs_reset, yf[0], yf[1], yf[2], yf[3], muf[0], muf[1], muf[2],
+        switch_block(start, nb, ub, prefix, cycle, read_count, read_key, in_hrs, in_lrs, r,
+                     ur_thr, tr_a, tr_c, r_lrs_reset, yf[0], yf[1], yf[2], yf[3], muf[0], muf[1], muf[2],
                      muf[3], sigf[0], sigf[1], sigf[2], sigf[3], ring[start // sb], chol, lags,
                      gamma, llrs, hhrs, consts, hrs_log10, flags[0], flags[1], flags[2],
                      flags[3], eps[0], eps[1], eps[2], eps[3], xs[0], xs[1], xs[2], xs[3],
@@ -1160,13 +1165,14 @@ def switch_kernel(lo: int, hi: int, u: np.ndarray, prefix: np.ndarray, cycle: np
 
 
 @_jit_noalias
-def read_kernel(lo: int, hi: int, r: np.ndarray, prefix: np.ndarray, cycle: np.ndarray,
+def read_kernel(lo: int, hi: int, r: np.ndarray, read_key: np.ndarray,
                 read_count: np.ndarray, out: np.ndarray, pl: float, ph: float, u: float,
                 johnson: float, shot: float, bw: float, noise: bool) -> None:
     """Read current I(U; r) = (1 − r)·P_LLRS(U) + r·P_HHRS(U) (A) of devices lo..hi-1 into
     ``out`` (``pl``, ``ph`` = the polynomials at U); with ``noise``, plus σ·z with
     σ² = johnson·|I/U| + (shot·|I|)·bw (johnson = 4kT·BW, shot = 2q) and z the normal of
-    key (seed, device, cycle, 16, read counter), which then moves on (vectorized)."""
+    key (seed, device, cycle, 16, read counter) (``read_key`` = the hash of its first four
+    words), after which the read counter moves on (vectorized)."""
     base = np.uint64(lo)
     if not noise:
         for b in range(np.uint64(hi - lo)):
@@ -1182,13 +1188,13 @@ def read_kernel(lo: int, hi: int, r: np.ndarray, prefix: np.ndarray, cycle: np.n
         i_abs = abs(i)
         sd = math.sqrt(johnson * (i_abs / u_abs) + (shot * i_abs) * bw)
         rc = read_count[d]
-        h = mix31(mix31(mix31(np.int64(prefix[d]) ^ cycle[d]) ^ 16) ^ rc)
+        h = mix31(np.int64(read_key[d]) ^ rc)
         out[d] = i + sd * normal_of_hash(h)
         read_count[d] = rc + 1
 
 
 @_jit_noalias32
-def read_keys32(start: int, nb: int, r: np.ndarray, prefix: np.ndarray, cycle: np.ndarray,
+def read_keys32(start: int, nb: int, r: np.ndarray, read_key: np.ndarray,
                 read_count: np.ndarray, pl: float, ph: float, scale: float, h: np.ndarray,
                 s: np.ndarray) -> None:
     """First pass of :func:`read_kernel32` over a block: the read-noise hash (key (seed,
@@ -1201,7 +1207,7 @@ def read_keys32(start: int, nb: int, r: np.ndarray, prefix: np.ndarray, cycle: n
         i = (1.0 - rd) * pl + rd * ph
         s[b] = np.float32(scale * abs(i))
         rc = read_count[d]
-        h[b] = absorb32(absorb32(absorb32(prefix[d], cycle[d]), np.int32(16)), rc)
+        h[b] = absorb32(read_key[d], rc)
         read_count[d] = rc + 1
 
 
@@ -1225,7 +1231,7 @@ def read_add(start: int, nb: int, r: np.ndarray, pl: float, ph: float, noise: np
 
 
 @_jit
-def read_kernel32(lo: int, hi: int, r: np.ndarray, prefix: np.ndarray, cycle: np.ndarray,
+def read_kernel32(lo: int, hi: int, r: np.ndarray, read_key: np.ndarray,
                   read_count: np.ndarray, out: np.ndarray, pl: float, ph: float,
                   scale: float) -> None:
     """:func:`read_kernel` with noise, the noise in float32 (``precision="float32"``):
@@ -1238,7 +1244,7 @@ def read_kernel32(lo: int, hi: int, r: np.ndarray, prefix: np.ndarray, cycle: np
     noise = np.empty(BLOCK, dtype=np.float32)
     for start in range(lo, hi, BLOCK):
         nb = min(BLOCK, hi - start)
-        read_keys32(start, nb, r, prefix, cycle, read_count, pl, ph, scale, h, s)
+        read_keys32(start, nb, r, read_key, read_count, pl, ph, scale, h, s)
         read_noise32(nb, h, s, noise)
         read_add(start, nb, r, pl, ph, noise, out)
 

@@ -399,6 +399,9 @@ class DeviceArray:
         self.tr_c = np.zeros(n)
         self.r_lrs_reset = np.zeros(n)
         self.read_count = np.zeros(n, dtype=np.int32)
+        #: hash of (seed, device, cycle, 16), the read-noise key before its read counter,
+        #: updated with the cycle (by ``_advance`` and the switching kernel)
+        self._read_key = np.empty(n, dtype=np.uint32)
         self._kernel_consts: Optional[tuple] = None
         self._read_at: Optional[tuple] = None  # (voltage, _read_constants of it)
         self._normals: Optional[rng.C2CNormals] = None
@@ -521,6 +524,8 @@ class DeviceArray:
         mu, sigma = self.params.mu[ix], self.params.sigma[ix]
         self.y[ix] = mu + sigma * gamma_transform(self.model, x)
         self.read_count[ix] = 0
+        self._read_key[ix] = rng.hash_extend(self._prefix[ix], self.cycle[ix].astype(np.uint32),
+                                             np.uint32(rng.STREAM_READ_NOISE))
 
     # ------------------------------------------------------------ switching
     def apply(self, voltage: ArrayLike) -> None:
@@ -607,7 +612,8 @@ class DeviceArray:
         else:
             u = np.ascontiguousarray(np.broadcast_to(u, self.ids.shape))
         prefix, muf, sigf, chol, lags, gamma, llrs, hhrs, consts = self._consts()
-        args = (u, prefix, self.cycle, self.read_count, self.in_hrs, self.in_lrs, self.r,
+        args = (u, prefix, self.cycle, self.read_count, self._read_key, self.in_hrs, self.in_lrs,
+                self.r,
                 self.ur_thr, self.tr_a, self.tr_c, self.r_lrs_reset, self._yf, muf, sigf,
                 self._ring, chol, lags, gamma, llrs, hhrs, consts, bool(self.model.hrs_log10),
                 self.precision == "float32")
@@ -616,8 +622,8 @@ class DeviceArray:
 
     # ------------------------------------------------------------ subsets
     #: per-device state arrays (N,) that :meth:`apply` changes (besides ``_yf`` and the ring)
-    _STATE = ("cycle", "read_count", "in_hrs", "in_lrs", "r", "ur_thr", "tr_a", "tr_c",
-              "r_lrs_reset")
+    _STATE = ("cycle", "read_count", "_read_key", "in_hrs", "in_lrs", "r", "ur_thr", "tr_a",
+              "tr_c", "r_lrs_reset")
 
     def take(self, index: np.ndarray) -> "DeviceArray":
         """The devices at positions ``index`` (distinct ints) as a new array of
@@ -698,13 +704,12 @@ class DeviceArray:
 
     def _read_numba(self, u: float, noise: bool) -> np.ndarray:
         out = np.empty(self.n_devices)
-        prefix = self._consts()[0]
         pl, ph, johnson, shot, bw, scale = self._read_constants(u)
         if noise and self.precision == "float32":
-            args = (self.r, prefix, self.cycle, self.read_count, out, pl, ph, scale)
+            args = (self.r, self._read_key, self.read_count, out, pl, ph, scale)
             _fast.split_run(_fast.read_kernel32, self.n_devices, args, self.threads)
             return out
-        args = (self.r, prefix, self.cycle, self.read_count, out, pl, ph, u, johnson, shot, bw,
+        args = (self.r, self._read_key, self.read_count, out, pl, ph, u, johnson, shot, bw,
                 bool(noise))
         _fast.split_run(_fast.read_kernel, self.n_devices, args, self.threads)
         return out
