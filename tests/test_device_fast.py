@@ -10,7 +10,9 @@ Agreement required here (and documented in docs/device-model.md, "Speed"):
   is the summation order of the VAR products, which numpy leaves to BLAS;
 * the resistance state r after switching within 1e-12 relative: the partial-RESET
   transition curve subtracts nearly equal currents, which magnifies 1e-16 input
-  differences (it does so in the numpy path as well).
+  differences (it does so in the numpy path as well);
+* ``precision="float32"`` (float32 lag history and normals): normals within 1.5e-6 of the
+  float64 ones, features within 1e-5 relative.
 """
 
 from __future__ import annotations
@@ -265,6 +267,14 @@ def test_exp_and_pow_series_match_libm() -> None:
     assert rel[base >= 0.01].max() < 3e-15
 
 
+def assert_read_key_current(dev: dm.DeviceArray) -> None:
+    """The cached read-noise key of every device is the hash of (seed, device, its current
+    cycle, stream 16)."""
+    want = rng.hash_key(dev.seed, dev.ids, dev.cycle, rng.STREAM_READ_NOISE, 0)
+    got = rng.hash_extend(dev._read_key, np.uint32(0))
+    np.testing.assert_array_equal(got, want)
+
+
 def test_read_kernel_matches_numpy(model) -> None:
     n = 3 * _fast.MIN_DEVICES_PER_THREAD + 5
     fast = dm.DeviceArray(model, n, seed=6, backend="numba", threads=2)
@@ -298,6 +308,8 @@ def test_lockstep_cycling_matches_numpy(model) -> None:
             dev.apply(1.5)
     np.testing.assert_array_equal(fast.cycle, slow.cycle)
     assert len(np.unique(fast.cycle)) == 2
+    for dev in (fast, slow):
+        assert_read_key_current(dev)
     np.testing.assert_allclose(fast.y, slow.y, rtol=1e-15, atol=0)
     np.testing.assert_allclose(fast.r, slow.r, rtol=1e-12, atol=0)
     np.testing.assert_allclose(fast.hist, slow.hist, rtol=0, atol=1e-14)
@@ -333,6 +345,39 @@ def test_float32_history_stays_close_to_float64(model) -> None:
         dm.DeviceArray(model, 4, precision="float16")
     with pytest.raises(ValueError, match="compiled path"):
         dm.DeviceArray(model, 4, backend="numpy", precision="float32")
+
+
+def test_float32_normals_within_bound_of_float64() -> None:
+    """The float32 Box–Muller of a hash (the ``precision="float32"`` paths) against
+    ``rng.normal_from_hash``: random hashes and both ends of the range, where u1 → 0 (the
+    largest |z|) and u1 → 1 (z → 0, where rounding u1 to float32 would cost precision)."""
+    g = np.random.default_rng(5)
+    h = np.concatenate([g.integers(0, 2**31, 1 << 18), np.arange(4096),
+                        2**31 - 1 - np.arange(1 << 16)]).astype(np.int32)
+    z32 = np.empty(h.size, dtype=np.float32)
+    _fast.normals32_kernel(h, z32)
+    z64 = rng.normal_from_hash(h.astype(np.uint32))
+    err = np.abs(z32.astype(np.float64) - z64)
+    assert err.max() < 1.5e-6
+    assert (err / np.abs(z64))[np.abs(z64) > 1e-2].max() < 1e-6
+    assert np.abs(z64).max() > 6.0 and np.abs(z64).min() < 1e-5  # both tails were reached
+
+
+def test_float32_read_is_the_read_noise_formula(model) -> None:
+    """A float32 noisy read: I(U0; r) in float64 plus σ·z with the key's normal computed in
+    float32 — within 2e-6 σ of the float64 formula on the same state; counters as float64."""
+    n = 3 * _fast.MIN_DEVICES_PER_THREAD + 5
+    dev = dm.DeviceArray(model, n, seed=8, precision="float32", threads=2)
+    dev.apply(-2.0)
+    dev.apply(np.linspace(0.6, 1.5, n))
+    for _ in range(3):
+        i = dev.current(model.u0)
+        sigma = dm.read_noise_sigma(model, i, model.u0)
+        z = rng.normal(dev.seed, dev.ids, dev.cycle, rng.STREAM_READ_NOISE, dev.read_count)
+        got = dev.read(noise=True)
+        assert np.all(np.abs(got - (i + sigma * z)) <= 2e-6 * sigma + 1e-15 * np.abs(i))
+    assert (dev.read_count == 3).all()
+    assert_read_key_current(dev)
 
 
 @pytest.mark.parametrize("backend", ["numba", "numpy"])
@@ -377,8 +422,9 @@ def test_take_and_put_switch_a_subset_as_in_the_whole_array(model, backend: str,
         np.testing.assert_allclose(sub.conductance(), whole.conductance()[index], rtol=1e-12, atol=0)
     assert (sub.cycle > split.cycle[index]).any()  # the subset drew new cycles
     split.put(index, sub)
-    for name in ("cycle", "read_count", "in_hrs", "in_lrs"):
+    for name in ("cycle", "read_count", "_read_key", "in_hrs", "in_lrs"):
         np.testing.assert_array_equal(getattr(split, name), getattr(whole, name), err_msg=name)
+    assert_read_key_current(split)
     for name in ("r", "ur_thr", "tr_a", "tr_c", "r_lrs_reset", "y"):
         np.testing.assert_allclose(getattr(split, name), getattr(whole, name), rtol=1e-12,
                                    atol=0, err_msg=name)
