@@ -9,7 +9,8 @@ kernels' own order (numpy's is BLAS's or lag by lag); ``log``, ``cos`` and ``exp
 branch-free series (within 1 ulp of the C library's), so that the loops over devices
 vectorize. Hashes and every integer state are bit-identical; normals and features agree to
 1e-15 relative, the switching state to 1e-12 (tests/test_device_fast.py;
-docs/device-model.md, "Speed").
+docs/device-model.md, "Speed"). The float32 kernels (``precision="float32"``) compute the
+same keys' normals in float32 (within 1.5e-6 absolute).
 
 Kernels are serial, release the GIL (``nogil``) and work on a device range ``[lo, hi)``;
 :func:`split_run` spreads a call over a few Python threads. (Python threads rather than
