@@ -211,6 +211,8 @@ def main() -> None:
     ap.add_argument("--wv-repeats", type=int, default=3, help="repeats of the write-verify runs")
     ap.add_argument("--skip-switching", action="store_true",
                     help="leave out the switching and read benchmarks")
+    ap.add_argument("--reads-only", action="store_true",
+                    help="of the switching and read benchmarks, run the reads only")
     ap.add_argument("--skip-numpy", action="store_true", help="leave out the numpy path")
     ap.add_argument("--skip-write-verify", action="store_true")
     ap.add_argument("--engine", action="store_true", help="also time the feature engine")
@@ -232,7 +234,8 @@ def main() -> None:
     DeviceArray(model, 8, seed=0, precision="float32").apply(1.5)
     print(f"first compiled calls (JIT compile or cache load): {time.perf_counter() - t0:.2f} s")
     for n in [] if args.skip_switching else args.sizes:
-        bench_switching(model, n, args, orig)
+        if not args.reads_only:
+            bench_switching(model, n, args, orig)
         bench_reads(model, n, args, orig)
     if not args.skip_write_verify:
         bench_write_verify(model, args)
