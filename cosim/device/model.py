@@ -395,7 +395,8 @@ class NoisyRead:
                 np.bitwise_xor(h, key_hash, h)
                 rng.mix31_into(h, tmp)  # full key hash -> u1
                 np.add(rc, one_int, rc)
-                np.add(h, half, a)
+                h31 = h.view(np.int32)  # < 2**31: int32 converts to float faster than uint32
+                np.add(h31, half, a)
                 np.multiply(a, scale, a)
                 np.log(a, a)  # ln u1
                 np.multiply(a, i, a)
@@ -403,7 +404,7 @@ class NoisyRead:
                 np.sqrt(a, a)  # sqrt(|I|·(−ln u1))
                 np.bitwise_xor(h, second, h)
                 rng.mix31_into(h, tmp)  # -> u2
-                np.add(h, offset, b)  # 2**31·(u2 − ½)
+                np.add(h31, offset, b)  # 2**31·(u2 − ½)
                 np.abs(b, b)
                 np.multiply(b, ang, b)
                 np.tan(b, b)  # τ
