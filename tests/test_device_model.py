@@ -212,8 +212,8 @@ def test_numpy_noisy_read_follows_the_key_scheme(model, monkeypatch) -> None:
     def check(d: dm.DeviceArray, u: float) -> None:
         i0, rc = d.current(u), d.read_count.copy()
         z = rng.normal(d.seed, d.ids, d.cycle, rng.STREAM_READ_NOISE, rc)
-        np.testing.assert_allclose(d.read(u, noise=True), i0 + dm.read_noise_sigma(model, i0, u) * z,
-                                   rtol=1e-12, atol=0)
+        want = i0 + dm.read_noise_sigma(model, i0, u) * z
+        np.testing.assert_allclose(d.read(u, noise=True), want, rtol=1e-12, atol=0)
         np.testing.assert_array_equal(d.read_count, rc + 1)
 
     for k in range(6):
