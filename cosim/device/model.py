@@ -366,8 +366,8 @@ class NoisyRead:
         m = dev.model
         c = 4.0 * BOLTZMANN * m.read_temperature_K * m.read_bandwidth_Hz / max(abs(u), 1e-30) \
             + 2.0 * ELEMENTARY_CHARGE * m.read_bandwidth_Hz  # A: σ² = c·|I|
-        # constants as 0-d arrays (cheaper ufunc calls than Python floats)
         s = math.sqrt(2.0 * c)  # σ·z = s·sqrt(|I|·(−ln u1))·cos(2π·u2)
+        # constants as 0-d arrays (cheaper ufunc calls than Python floats)
         pl, ph, half, scale, ang, one, s1, s2, one_int = (np.array(v) for v in (
             np.polyval(m.llrs_poly(), u), np.polyval(m.hhrs_poly(), u), 0.5,
             1.0 / rng.TWO_POW_31, math.pi / rng.TWO_POW_31, 1.0, s, 2.0 * s, 1))
