@@ -12,6 +12,7 @@ port (thennen/Synaptogen, ``Synaptogen.py``; not part of this repository).
   and with ``--threads`` threads, float64 and ``precision="float32"``, the numpy path, and
   the original port (``applyVoltage`` twice), for each of ``--sizes`` devices;
 * reads: :meth:`DeviceArray.read` at U0 with read noise (the original's ``Iread``);
+  ``--reads-only`` leaves out the switching benchmark;
 * write-verify: :func:`cosim.device.programming.program` of ``--wv-devices`` devices to
   ``--levels`` conductance levels, pulses (SET + RESET) per second, ``--wv-repeats``
   repeats: the default path (pulses and reads on the devices still ramping only) against
@@ -218,6 +219,8 @@ def main() -> None:
     ap.add_argument("--wv-repeats", type=int, default=3, help="repeats of the write-verify runs")
     ap.add_argument("--skip-switching", action="store_true",
                     help="leave out the switching and read benchmarks")
+    ap.add_argument("--reads-only", action="store_true",
+                    help="of the switching and read benchmarks, run the reads only")
     ap.add_argument("--skip-numpy", action="store_true", help="leave out the numpy path")
     ap.add_argument("--skip-write-verify", action="store_true")
     ap.add_argument("--engine", action="store_true", help="also time the feature engine")
@@ -239,7 +242,8 @@ def main() -> None:
     DeviceArray(model, 8, seed=0, precision="float32").apply(1.5)
     print(f"first compiled calls (JIT compile or cache load): {time.perf_counter() - t0:.2f} s")
     for n in [] if args.skip_switching else args.sizes:
-        bench_switching(model, n, args, orig)
+        if not args.reads_only:
+            bench_switching(model, n, args, orig)
         bench_reads(model, n, args, orig)
     if not args.skip_write_verify:
         bench_write_verify(model, args)

@@ -10,6 +10,7 @@ import pytest
 from scipy import stats
 
 from cosim.device import model as dm
+from cosim.device import rng
 from cosim.device.modelfile import DEFAULT_MA_ORDER, load_model
 from cosim.paths import DEFAULT_MODEL
 
@@ -198,6 +199,39 @@ def test_read_noise_has_the_specified_spread(model) -> None:
     assert reads.mean() == pytest.approx(i0, abs=5 * sigma / math.sqrt(4000))
     assert reads.std() == pytest.approx(sigma, rel=5 * math.sqrt(1 / 8000))
     assert np.corrcoef(reads[:-1], reads[1:])[0, 1] < 5 / math.sqrt(4000)
+
+
+def test_numpy_noisy_read_follows_the_key_scheme(model, monkeypatch) -> None:
+    """Every noisy read of the numpy path is I + σ·normal(seed, d, cycle, 16, read counter)
+    while cycles move (switching, put, direct writes) and read counters are reset."""
+    monkeypatch.setattr(dm.NoisyRead, "READ_CHUNK", 7)  # chunks, and a partial last one
+    n = 40
+    dev = dm.DeviceArray(model, seed=11, device_ids=np.arange(n) * 1000 + 3, backend="numpy")
+    g = np.random.default_rng(2)
+
+    def check(d: dm.DeviceArray, u: float) -> None:
+        i0, rc = d.current(u), d.read_count.copy()
+        z = rng.normal(d.seed, d.ids, d.cycle, rng.STREAM_READ_NOISE, rc)
+        want = i0 + dm.read_noise_sigma(model, i0, u) * z
+        np.testing.assert_allclose(d.read(u, noise=True), want, rtol=1e-12, atol=0)
+        np.testing.assert_array_equal(d.read_count, rc + 1)
+
+    for k in range(6):
+        for u in (model.u0, -0.3, model.u0):
+            check(dev, u)
+        dev.apply(np.where(g.random(n) < 0.5, -2.0, 0.0))  # some devices start a new cycle
+        dev.apply(g.uniform(0.8, 1.6, n))
+        if k == 2:
+            dev.cycle[::5] += 7  # direct writes to cycle and read counter
+            dev.read_count[1::3] = 5
+        if k == 4:  # a subset read on its own, then written back
+            idx = np.array([3, 17, 8, 39])
+            sub = dev.take(idx)
+            sub.apply(-2.0)
+            sub.apply(1.5)
+            check(sub, model.u0)
+            dev.put(idx, sub)
+    assert len(np.unique(dev.cycle)) > 3
 
 
 def test_adc_quantization(model) -> None:

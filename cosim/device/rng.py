@@ -105,6 +105,30 @@ def _mix31_inplace(x: np.ndarray) -> np.ndarray:
     return x
 
 
+# the same constants as 0-d arrays: ufunc calls on them cost less than on numpy scalars
+_S15, _S16, _C1_0D, _C2_0D, _M31_0D = (np.array(v, dtype=np.uint32)
+                                       for v in (15, 16, MIX_C1, MIX_C2, MASK31))
+
+
+def mix31_into(x: np.ndarray, tmp: np.ndarray) -> np.ndarray:
+    """:func:`mix31` on a uint32 array (values < 2**31) in place, allocation-free.
+
+    ``tmp``: a uint32 scratch array of x's shape. Call inside ``np.errstate(over="ignore")``
+    (the products wrap mod 2**32 by design).
+    """
+    np.right_shift(x, _S16, tmp)
+    np.bitwise_xor(x, tmp, x)
+    np.multiply(x, _C1_0D, x)
+    np.bitwise_and(x, _M31_0D, x)
+    np.right_shift(x, _S15, tmp)
+    np.bitwise_xor(x, tmp, x)
+    np.multiply(x, _C2_0D, x)
+    np.bitwise_and(x, _M31_0D, x)
+    np.right_shift(x, _S16, tmp)
+    np.bitwise_xor(x, tmp, x)
+    return x
+
+
 def mix31(x: IntLike) -> IntLike:
     """Bijective 31-bit mixer: xorshift / multiply / xorshift / multiply / xorshift."""
     if isinstance(x, np.ndarray):
@@ -229,16 +253,7 @@ class C2CNormals:
 
     def _mix(self, x: np.ndarray, tmp: np.ndarray) -> None:
         with np.errstate(over="ignore"):
-            np.right_shift(x, np.uint32(16), out=tmp)
-            np.bitwise_xor(x, tmp, out=x)
-            np.multiply(x, _UC1, out=x)
-            np.bitwise_and(x, _U31, out=x)
-            np.right_shift(x, np.uint32(15), out=tmp)
-            np.bitwise_xor(x, tmp, out=x)
-            np.multiply(x, _UC2, out=x)
-            np.bitwise_and(x, _U31, out=x)
-            np.right_shift(x, np.uint32(16), out=tmp)
-            np.bitwise_xor(x, tmp, out=x)
+            mix31_into(x, tmp)
 
     def fill(self, cycle: int, out: np.ndarray) -> np.ndarray:
         """Write ε of cycle ``cycle`` into ``out`` (4, N) float64 and return it."""
