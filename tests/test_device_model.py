@@ -203,7 +203,7 @@ def test_read_noise_has_the_specified_spread(model) -> None:
 
 def test_numpy_noisy_read_follows_the_key_scheme(model, monkeypatch) -> None:
     """Every noisy read of the numpy path is I + σ·normal(seed, d, cycle, 16, read counter)
-    while cycles move (switching, put, direct writes) and read counters are reset."""
+    while cycles move (switching, take/put) and read counters are written."""
     monkeypatch.setattr(dm.NoisyRead, "READ_CHUNK", 7)  # chunks, and a partial last one
     n = 40
     dev = dm.DeviceArray(model, seed=11, device_ids=np.arange(n) * 1000 + 3, backend="numpy")
@@ -222,8 +222,9 @@ def test_numpy_noisy_read_follows_the_key_scheme(model, monkeypatch) -> None:
         dev.apply(np.where(g.random(n) < 0.5, -2.0, 0.0))  # some devices start a new cycle
         dev.apply(g.uniform(0.8, 1.6, n))
         if k == 2:
-            dev.cycle[::5] += 7  # direct writes to cycle and read counter
-            dev.read_count[1::3] = 5
+            dev.read_count[1::3] = 5  # the read counter is read on every read
+            with pytest.raises(ValueError, match="read-only"):  # the cycle moves with a RESET only
+                dev.cycle[::5] += 7
         if k == 4:  # a subset read on its own, then written back
             idx = np.array([3, 17, 8, 39])
             sub = dev.take(idx)

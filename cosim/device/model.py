@@ -336,10 +336,9 @@ class NoisyRead:
     key (seed, d, cycle_d, 16, read counter_d) (:func:`cosim.device.rng.normal`); the read
     counters then move on. Same numbers as those functions, computed faster:
 
-    * ``key_hash[d]``, the hash after absorbing (seed, d, cycle, 16), is kept with the cycle
-      ``key_cycle[d]`` it belongs to; each read compares the devices' cycles with it and
-      rehashes the stale entries only, so the cache follows ``apply``, ``put`` and any write to
-      ``cycle``. A read then absorbs the read counter (u1) and ``rng.SECOND`` (u2): two mixes.
+    * the hash after absorbing (seed, d, cycle, 16) is the device's read key, which the array
+      keeps with its cycle (``DeviceArray._read_key``); a read absorbs the read counter (u1)
+      and ``rng.SECOND`` (u2): two mixes.
     * σ·z = sqrt(2c)·sqrt(|I|·(−ln u1))·cos(2π·u2) with the half-angle form
       cos(2π·u2) = (1 − τ²)/(1 + τ²) = 2/(1 + τ²) − 1, τ = tan(π·u2): numpy's float64 tan
       is vectorized where its cos is not (~1 ns against ~8 ns per value). u2 is never ½
@@ -355,38 +354,26 @@ class NoisyRead:
     READ_CHUNK = 65536
 
     def __init__(self, n_devices: int) -> None:
-        self.key_hash = np.zeros(n_devices, dtype=np.uint32)
-        self.key_cycle = np.full(n_devices, -1, dtype=np.int64)  # -1: not hashed yet
         m = min(n_devices, self.READ_CHUNK)
         self._buf = (np.empty(m, dtype=np.uint32), np.empty(m, dtype=np.uint32),
-                     np.empty(m), np.empty(m), np.empty(m, dtype=bool))
+                     np.empty(m), np.empty(m))
 
     def read(self, dev: "DeviceArray", u: float) -> np.ndarray:
         """Noisy currents (A) of the devices of ``dev`` at ``u`` (V); moves their read counters."""
-        m = dev.model
-        c = 4.0 * BOLTZMANN * m.read_temperature_K * m.read_bandwidth_Hz / max(abs(u), 1e-30) \
-            + 2.0 * ELEMENTARY_CHARGE * m.read_bandwidth_Hz  # A: σ² = c·|I|
-        s = math.sqrt(2.0 * c)  # σ·z = s·sqrt(|I|·(−ln u1))·cos(2π·u2)
+        p_llrs, p_hhrs, _, _, _, two_c = dev._read_constants(u)  # σ² = c·|I|
+        s = math.sqrt(two_c)  # σ·z = s·sqrt(|I|·(−ln u1))·cos(2π·u2)
         # constants as 0-d arrays (cheaper ufunc calls than Python floats)
         pl, ph, half, scale, ang, one, s1, s2, one_int = (np.array(v) for v in (
-            np.polyval(m.llrs_poly(), u), np.polyval(m.hhrs_poly(), u), 0.5,
-            1.0 / rng.TWO_POW_31, math.pi / rng.TWO_POW_31, 1.0, s, 2.0 * s, 1))
+            p_llrs, p_hhrs, 0.5, 1.0 / rng.TWO_POW_31, math.pi / rng.TWO_POW_31, 1.0, s,
+            2.0 * s, 1))
         second = np.array(rng.SECOND, dtype=np.uint32)
-        stream = np.uint32(rng.STREAM_READ_NOISE)
         n = dev.n_devices
         out = np.empty(n)
         with np.errstate(over="ignore"):  # uint32 products wrap mod 2**32 by design
             for lo in range(0, n, self.READ_CHUNK):
                 hi = min(n, lo + self.READ_CHUNK)
-                h, tmp, a, b, stale = (x[:hi - lo] for x in self._buf)
-                cyc, key_cycle = dev.cycle[lo:hi], self.key_cycle[lo:hi]
-                key_hash = self.key_hash[lo:hi]
-                np.not_equal(cyc, key_cycle, stale)
-                if np.count_nonzero(stale):  # devices whose cycle moved since their last read
-                    j = np.flatnonzero(stale)
-                    key_hash[j] = rng.hash_extend(dev._prefix[lo:hi][j],
-                                                  cyc[j].astype(np.uint32), stream)
-                    key_cycle[j] = cyc[j]
+                h, tmp, a, b = (x[:hi - lo] for x in self._buf)
+                key_hash = dev._read_key[lo:hi]
                 i = out[lo:hi]
                 r = dev.r[lo:hi]
                 np.subtract(one, r, a)  # I = (1 − r)·pl + r·ph, the operations of current()
@@ -468,7 +455,7 @@ class DeviceArray:
         self._g_l, self._g_h = basis_conductances(model)
         self._r_max = passive_r_limit(model)
         self._ma = model.ma_coefficients(self.ma_order) if method == "ma" else None
-        self.cycle = np.zeros(n, dtype=np.int32)  # key words lie below 2**31 (docs/rng.md)
+        self._cycle = np.zeros(n, dtype=np.int32)  # key words lie below 2**31 (docs/rng.md)
         self._yf = np.empty((4, n))  # feature-major; ``y`` is its (N, 4) view
         self.y = self._yf.T
         self._compiled = self.backend == "numba" and method == "var"
@@ -512,13 +499,21 @@ class DeviceArray:
         dev = np.arange(n)
         out = np.empty((n, 4 * p))
         for i in range(p):
-            slot = (self.cycle - i) % p
+            slot = (self._cycle - i) % p
             if self._compiled:
                 rows = self._ring[dev // _fast.SWITCH_BLOCK, slot, :, dev % _fast.SWITCH_BLOCK]
             else:
                 rows = self._ring[slot, dev]
             out[:, 4 * i: 4 * i + 4] = rows
         return out
+
+    @property
+    def cycle(self) -> np.ndarray:
+        """Cycle number of every device (read-only view: the cycle only moves with a RESET,
+        together with the device's features, lag history and read-noise key)."""
+        view = self._cycle.view()
+        view.flags.writeable = False
+        return view
 
     # ------------------------------------------------------------ features
     @property
@@ -550,7 +545,7 @@ class DeviceArray:
 
     def _latent(self, sel: np.ndarray, first: bool) -> np.ndarray:
         """Latent x at the (already incremented) cycle of the selected devices."""
-        cyc = self.cycle[sel]
+        cyc = self._cycle[sel]
         if self.method == "var":
             if not self._compiled and 0 < cyc.size == self.n_devices and cyc.min() == cyc.max():
                 if self._normals is None:  # all devices in step: allocation-free normals
@@ -612,12 +607,12 @@ class DeviceArray:
         """Move the selected devices to their next cycle (or set up cycle 0)."""
         ix = _index(sel)
         if not first:
-            self.cycle[ix] += 1
+            self._cycle[ix] += 1
         x = self._latent(sel, first)
         mu, sigma = self.params.mu[ix], self.params.sigma[ix]
         self.y[ix] = mu + sigma * gamma_transform(self.model, x)
         self.read_count[ix] = 0
-        self._read_key[ix] = rng.hash_extend(self._prefix[ix], self.cycle[ix].astype(np.uint32),
+        self._read_key[ix] = rng.hash_extend(self._prefix[ix], self._cycle[ix].astype(np.uint32),
                                              np.uint32(rng.STREAM_READ_NOISE))
 
     # ------------------------------------------------------------ switching
@@ -705,7 +700,7 @@ class DeviceArray:
         else:
             u = np.ascontiguousarray(np.broadcast_to(u, self.ids.shape))
         prefix, muf, sigf, chol, lags, gamma, llrs, hhrs, consts = self._consts()
-        args = (u, prefix, self.cycle, self.read_count, self._read_key, self.in_hrs, self.in_lrs,
+        args = (u, prefix, self._cycle, self.read_count, self._read_key, self.in_hrs, self.in_lrs,
                 self.r,
                 self.ur_thr, self.tr_a, self.tr_c, self.r_lrs_reset, self._yf, muf, sigf,
                 self._ring, chol, lags, gamma, llrs, hhrs, consts, bool(self.model.hrs_log10),
@@ -715,7 +710,7 @@ class DeviceArray:
 
     # ------------------------------------------------------------ subsets
     #: per-device state arrays (N,) that :meth:`apply` changes (besides ``_yf`` and the ring)
-    _STATE = ("cycle", "read_count", "_read_key", "in_hrs", "in_lrs", "r", "ur_thr", "tr_a",
+    _STATE = ("_cycle", "read_count", "_read_key", "in_hrs", "in_lrs", "r", "ur_thr", "tr_a",
               "tr_c", "r_lrs_reset")
 
     def take(self, index: np.ndarray) -> "DeviceArray":
