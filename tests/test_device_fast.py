@@ -343,10 +343,21 @@ def test_lockstep_cycling_matches_numpy(model) -> None:
     np.testing.assert_allclose(fast.hist, slow.hist, rtol=0, atol=1e-14)
 
 
-def test_threads_do_not_change_the_numbers(model) -> None:
+@pytest.mark.parametrize("precision", ["float64", "float32"])
+def test_threads_do_not_change_the_numbers(model, monkeypatch, precision: str) -> None:
+    """Switching and reads split over three threads give the one-thread numbers."""
+    monkeypatch.setattr(_fast, "MIN_READS_PER_THREAD", _fast.MIN_DEVICES_PER_THREAD)
+    calls = []
+    real_split_run = _fast.split_run
+
+    def spy(kernel, n, args, threads=None, **kwargs):
+        calls.append((kernel.__name__, threads))
+        real_split_run(kernel, n, args, threads, **kwargs)
+
+    monkeypatch.setattr(_fast, "split_run", spy)
     n = 5 * _fast.MIN_DEVICES_PER_THREAD
-    one = dm.DeviceArray(model, n, seed=9, threads=1)
-    three = dm.DeviceArray(model, n, seed=9, threads=3)
+    one = dm.DeviceArray(model, n, seed=9, threads=1, precision=precision)
+    three = dm.DeviceArray(model, n, seed=9, threads=3, precision=precision)
     u = np.random.default_rng(1).uniform(-2.2, 1.6, (12, n))
     for row in u:
         one.apply(row)
@@ -354,6 +365,8 @@ def test_threads_do_not_change_the_numbers(model) -> None:
     np.testing.assert_array_equal(one.y, three.y)
     np.testing.assert_array_equal(one.r, three.r)
     np.testing.assert_array_equal(one.read(noise=True), three.read(noise=True))
+    read_kernel = "read_kernel32" if precision == "float32" else "read_kernel"
+    assert {("switch_kernel", 3), (read_kernel, 3)} <= set(calls)
 
 
 def test_float32_history_stays_close_to_float64(model) -> None:

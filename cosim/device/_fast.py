@@ -49,6 +49,8 @@ TWO_PI = 2.0 * math.pi
 
 #: below this many devices a call runs on the calling thread only
 MIN_DEVICES_PER_THREAD = 4096
+#: the same for reads (~1–4 ns per device: a thread's share must outweigh handing it over)
+MIN_READS_PER_THREAD = 1 << 17
 
 
 def default_threads() -> int:
@@ -77,22 +79,27 @@ if hasattr(os, "register_at_fork"):  # a forked child has none of the parent's p
 
 
 def split_run(kernel: Callable[..., None], n: int, args: tuple, threads: int | None = None,
-              align: int = 1) -> None:
+              align: int = 1, min_per_thread: int = MIN_DEVICES_PER_THREAD) -> None:
     """Call ``kernel(lo, hi, *args)`` over ``[0, n)`` split into one range per thread
-    (inner range boundaries are multiples of ``align``)."""
+    (inner range boundaries are multiples of ``align``; at least ``min_per_thread``
+    devices per thread, so that a thread's work outweighs handing it over). The calling
+    thread runs the first range itself."""
     threads = default_threads() if threads is None else max(1, int(threads))
-    threads = min(threads, max(1, n // MIN_DEVICES_PER_THREAD))
+    threads = min(threads, max(1, n // max(1, min_per_thread)))
     if threads == 1:
         kernel(0, n, *args)
         return
     pool = _POOLS.get(threads)
     if pool is None:
-        pool = _POOLS.setdefault(threads, ThreadPoolExecutor(max_workers=threads,
+        pool = _POOLS.setdefault(threads, ThreadPoolExecutor(max_workers=threads - 1,
                                                              thread_name_prefix="cosim-device"))
     edges = [min(n, (n * k // threads) // align * align) for k in range(threads)] + [n]
-    futures = [pool.submit(kernel, edges[k], edges[k + 1], *args) for k in range(threads)]
-    for f in futures:
-        f.result()
+    futures = [pool.submit(kernel, edges[k], edges[k + 1], *args) for k in range(1, threads)]
+    try:
+        kernel(edges[0], edges[1], *args)
+    finally:
+        for f in futures:
+            f.result()
 
 
 if AVAILABLE:

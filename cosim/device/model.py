@@ -796,11 +796,13 @@ class DeviceArray:
         pl, ph, johnson, shot, bw, scale = self._read_constants(u)
         if noise and self.precision == "float32":
             args = (self.r, self._read_key, self.read_count, out, pl, ph, scale)
-            _fast.split_run(_fast.read_kernel32, self.n_devices, args, self.threads)
+            _fast.split_run(_fast.read_kernel32, self.n_devices, args, self.threads,
+                            min_per_thread=_fast.MIN_READS_PER_THREAD)
             return out
         args = (self.r, self._read_key, self.read_count, out, pl, ph, u, johnson, shot, bw,
                 bool(noise))
-        _fast.split_run(_fast.read_kernel, self.n_devices, args, self.threads)
+        _fast.split_run(_fast.read_kernel, self.n_devices, args, self.threads,
+                        min_per_thread=_fast.MIN_READS_PER_THREAD)
         return out
 
     def _read_numpy(self, u: float, noise: bool) -> np.ndarray:
