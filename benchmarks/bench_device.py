@@ -11,8 +11,9 @@ port (thennen/Synaptogen, ``Synaptogen.py``; not part of this repository).
   no reads (:meth:`cosim.device.model.DeviceArray.apply`): the compiled path with one thread
   and with ``--threads`` threads, float64 and ``precision="float32"``, the numpy path, and
   the original port (``applyVoltage`` twice), for each of ``--sizes`` devices;
-* reads: :meth:`DeviceArray.read` at U0 with read noise (the original's ``Iread``);
-  ``--reads-only`` leaves out the switching benchmark;
+* reads: :meth:`DeviceArray.read` at U0 with read noise (the original's ``Iread``), on the
+  same paths (float64 and float32, one and ``--threads`` threads, numpy, the original
+  port); ``--reads-only`` leaves out the switching benchmark;
 * write-verify: :func:`cosim.device.programming.program` of ``--wv-devices`` devices to
   ``--levels`` conductance levels, pulses (SET + RESET) per second, ``--wv-repeats``
   repeats: the default path (pulses and reads on the devices still ramping only) against
