@@ -25,11 +25,6 @@ MDM_BYTES_BASE, MDM_BYTES_PER_WEIGHT = 200e6, 5e3
 IRDROP_BYTES_BASE, IRDROP_BYTES_PER_CELL = 200e6, 2.2e3
 
 
-def _fail(exc: CosimError) -> typer.Exit:
-    typer.echo(f"error: {exc}", err=True)
-    return typer.Exit(code=2)
-
-
 @contextmanager
 def _naming(config: Optional[Path]) -> Iterator[None]:
     """Prefix errors found while building from ``config`` with its name (data files that the
@@ -105,38 +100,35 @@ def netlist_crossbar(
     from cosim.crossbar import config as cfg
     from cosim.fileio import write_text_atomic
 
-    try:
-        check_output_file(output)
-        data = cfg.load_toml(config) if config is not None else {}
-        flags = {
-            "rows": rows, "cols": cols, "access": cell, "differential": differential, "bench": bench,
-            "wires": {
-                "r_row": r_row if r_row is not None else r_wire,
-                "r_col": r_col if r_col is not None else r_wire,
-                "r_source": r_source, "r_sense": r_sense,
-            },
-            "cells": {
-                "kind": device, "resistance": resistance, "random_seed": random_seed,
-                "model_file": None if model is None else str(model.resolve()),
-                "seed": seed, "first_device": first_device, "library_model": library_model,
-                "osdi_file": None if osdi is None else str(osdi.resolve()), "va_module": module,
-                "va_params": _va_params(va_param) or None,
-            },
-            "save": save,
-            "read": {"v_read": v_read},
-            "write": {"scheme": scheme, "v_write": v_write, "row": select_row, "col": select_col},
-        }
-        source = str(config) if config is not None else "flags"
-        parsed = cfg.parse_config(cfg.merge(data, flags), source)
-        base_dir = config.parent if config is not None else Path.cwd()
-        cells = parsed.rows * parsed.cols  # cols counts physical columns (both of a differential pair)
-        check_memory(NETLIST_BYTES_BASE + NETLIST_BYTES_PER_CELL * cells,
-                     f"a {parsed.rows}x{parsed.cols} netlist ({cells} cells)")
-        with _naming(config), working(f"rendering the {parsed.rows}x{parsed.cols} netlist"):
-            text = cfg.render(parsed, base_dir)
-        write_text_atomic(output, text)
-    except CosimError as exc:
-        raise _fail(exc) from exc
+    check_output_file(output)
+    data = cfg.load_toml(config) if config is not None else {}
+    flags = {
+        "rows": rows, "cols": cols, "access": cell, "differential": differential, "bench": bench,
+        "wires": {
+            "r_row": r_row if r_row is not None else r_wire,
+            "r_col": r_col if r_col is not None else r_wire,
+            "r_source": r_source, "r_sense": r_sense,
+        },
+        "cells": {
+            "kind": device, "resistance": resistance, "random_seed": random_seed,
+            "model_file": None if model is None else str(model.resolve()),
+            "seed": seed, "first_device": first_device, "library_model": library_model,
+            "osdi_file": None if osdi is None else str(osdi.resolve()), "va_module": module,
+            "va_params": _va_params(va_param) or None,
+        },
+        "save": save,
+        "read": {"v_read": v_read},
+        "write": {"scheme": scheme, "v_write": v_write, "row": select_row, "col": select_col},
+    }
+    source = str(config) if config is not None else "flags"
+    parsed = cfg.parse_config(cfg.merge(data, flags), source)
+    base_dir = config.parent if config is not None else Path.cwd()
+    cells = parsed.rows * parsed.cols  # cols counts physical columns (both of a differential pair)
+    check_memory(NETLIST_BYTES_BASE + NETLIST_BYTES_PER_CELL * cells,
+                 f"a {parsed.rows}x{parsed.cols} netlist ({cells} cells)")
+    with _naming(config), working(f"rendering the {parsed.rows}x{parsed.cols} netlist"):
+        text = cfg.render(parsed, base_dir)
+    write_text_atomic(output, text)
     typer.echo(f"wrote {output} ({parsed.rows}x{parsed.cols} {parsed.access} {parsed.cells.kind}, {parsed.bench})")
 
 
@@ -183,30 +175,27 @@ def mdm(
     from cosim.fileio import write_text_atomic
     from cosim.commands._guard import check_output_file
 
-    try:
-        if not 0 <= seed < 2**32 - 1:
-            raise CosimError(f"--seed must be in 0..{2**32 - 2} (got {seed})")
-        if json_out is not None:
-            check_output_file(json_out, "--json")
-        sliced = bool(weight_bits) or mlp is not None
-        _check_mdm_flags(sliced, mlp, labels, compensation, {
-            "--slice-bits": slice_bits != 1, "--on-off": on_off is not None, "--signed": signed != "differential",
-            "--input-encoding": encoding != "analog", "--input-bits": input_bits != 8, "--devices": devices != "ideal",
-            "--device-model": device_model is not None, "--device-seed": device_seed != 0,
-            "--backend": backend != "nodal", "--mdm-columns": mdm_columns != "flip",
-        })
-        if sliced:
-            report, lines = _mdm_sliced(
-                matrix, inputs, labels, mlp, rows, cols, block, seed, vectors, r_wire, v_read, g_min, g_max,
-                weight_bits or 8, slice_bits, on_off, tile or 128, signed, encoding, input_bits, devices,
-                device_model, device_seed, backend, mdm_columns, compensation,
-            )
-        else:
-            report, lines = _mdm_analog(
-                matrix, inputs, rows, cols, block, seed, vectors, r_wire, v_read, g_min, g_max, tile, compensation
-            )
-    except CosimError as exc:
-        raise _fail(exc) from exc
+    if not 0 <= seed < 2**32 - 1:
+        raise CosimError(f"--seed must be in 0..{2**32 - 2} (got {seed})")
+    if json_out is not None:
+        check_output_file(json_out, "--json")
+    sliced = bool(weight_bits) or mlp is not None
+    _check_mdm_flags(sliced, mlp, labels, compensation, {
+        "--slice-bits": slice_bits != 1, "--on-off": on_off is not None, "--signed": signed != "differential",
+        "--input-encoding": encoding != "analog", "--input-bits": input_bits != 8, "--devices": devices != "ideal",
+        "--device-model": device_model is not None, "--device-seed": device_seed != 0,
+        "--backend": backend != "nodal", "--mdm-columns": mdm_columns != "flip",
+    })
+    if sliced:
+        report, lines = _mdm_sliced(
+            matrix, inputs, labels, mlp, rows, cols, block, seed, vectors, r_wire, v_read, g_min, g_max,
+            weight_bits or 8, slice_bits, on_off, tile or 128, signed, encoding, input_bits, devices,
+            device_model, device_seed, backend, mdm_columns, compensation,
+        )
+    else:
+        report, lines = _mdm_analog(
+            matrix, inputs, rows, cols, block, seed, vectors, r_wire, v_read, g_min, g_max, tile, compensation
+        )
     for line in lines:
         typer.echo(line)
     if json_out is not None:
@@ -412,38 +401,35 @@ def irdrop(
     from cosim.commands._guard import check_figure_file, check_memory, check_output_file
     from cosim.fileio import atomic_path
 
-    try:
-        check_figure_file(output)
-        if csv is not None:
-            check_output_file(csv, "--csv")
-        parsed = cfg.parse_config(cfg.load_toml(config), str(config))
-        cells_total = parsed.rows * parsed.cols  # physical columns, differential or not
-        check_memory(IRDROP_BYTES_BASE + IRDROP_BYTES_PER_CELL * cells_total,
-                     f"IR-drop maps of a {parsed.rows}x{parsed.cols} crossbar")
-        with _naming(config):
-            crossbar = cfg.build_crossbar(parsed, config.parent)
-        if backend == "nodal":
-            from cosim.crossbar.solver import simulate
+    check_figure_file(output)
+    if csv is not None:
+        check_output_file(csv, "--csv")
+    parsed = cfg.parse_config(cfg.load_toml(config), str(config))
+    cells_total = parsed.rows * parsed.cols  # physical columns, differential or not
+    check_memory(IRDROP_BYTES_BASE + IRDROP_BYTES_PER_CELL * cells_total,
+                 f"IR-drop maps of a {parsed.rows}x{parsed.cols} crossbar")
+    with _naming(config):
+        crossbar = cfg.build_crossbar(parsed, config.parent)
+    if backend == "nodal":
+        from cosim.crossbar.solver import simulate
 
-            result = simulate(crossbar, save_nodes=True)
-        elif backend == "ngspice":
-            from cosim.spice.batch import run_batch
+        result = simulate(crossbar, save_nodes=True)
+    elif backend == "ngspice":
+        from cosim.spice.batch import run_batch
 
-            result = run_batch(read_netlist(crossbar, spice_options=parsed.spice_options, save="cells"))
-        else:
-            raise CosimError(f"--backend must be nodal or ngspice, got {backend!r}")
-        cells = CellArrays.from_result(result, crossbar)
-        ir_drop_figure(cells, output, title=f"{config.name}: {crossbar.rows}x{crossbar.cols}, {backend}")
-        if csv is not None:
-            maps = cells.at(0)
-            i, j = np.indices(crossbar.shape)
-            frame = pd.DataFrame({"i": i.ravel(), "j": j.ravel(), "v_row_V": maps["v_row"].ravel(),
-                                  "v_col_V": maps["v_col"].ravel(), "v_cell_V": maps["v_cell"].ravel(),
-                                  "i_cell_A": maps["i_cell"].ravel()})
-            with atomic_path(csv) as tmp:
-                frame.to_csv(tmp, index=False, float_format="%.12g")
-    except CosimError as exc:
-        raise _fail(exc) from exc
+        result = run_batch(read_netlist(crossbar, spice_options=parsed.spice_options, save="cells"))
+    else:
+        raise CosimError(f"--backend must be nodal or ngspice, got {backend!r}")
+    cells = CellArrays.from_result(result, crossbar)
+    ir_drop_figure(cells, output, title=f"{config.name}: {crossbar.rows}x{crossbar.cols}, {backend}")
+    if csv is not None:
+        maps = cells.at(0)
+        i, j = np.indices(crossbar.shape)
+        frame = pd.DataFrame({"i": i.ravel(), "j": j.ravel(), "v_row_V": maps["v_row"].ravel(),
+                              "v_col_V": maps["v_col"].ravel(), "v_cell_V": maps["v_cell"].ravel(),
+                              "i_cell_A": maps["i_cell"].ravel()})
+        with atomic_path(csv) as tmp:
+            frame.to_csv(tmp, index=False, float_format="%.12g")
     worst = float(cells.row_drop[0].max() + cells.col_rise[0].max())
     typer.echo(f"wrote {output}: worst row drop {1e3 * cells.row_drop[0].max():.3f} mV, "
                f"column rise {1e3 * cells.col_rise[0].max():.3f} mV (sum {1e3 * worst:.3f} mV)")

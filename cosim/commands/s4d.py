@@ -7,8 +7,6 @@ from typing import Optional
 
 import typer
 
-from cosim.errors import CosimError
-
 
 def s4d(
     output: Path = typer.Option(..., "-o", "--output", help="Folder for the report (created if needed)."),
@@ -35,22 +33,18 @@ def s4d(
     from cosim.s4d.study import run_s4d_study, study_work_units
 
     console = Console(stderr=True)
-    try:
-        settings = load_study_config(config, seed)
-        columns = (TextColumn("s4d {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        with Progress(*columns, console=console, disable=quiet, transient=False) as progress:
-            task = progress.add_task("starting", total=study_work_units(settings) + 1)
+    settings = load_study_config(config, seed)
+    columns = (TextColumn("s4d {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, disable=quiet, transient=False) as progress:
+        task = progress.add_task("starting", total=study_work_units(settings) + 1)
 
-            def advance(label: str) -> None:
-                progress.update(task, advance=1, description=label)
+        def advance(label: str) -> None:
+            progress.update(task, advance=1, description=label)
 
-            result = run_s4d_study(settings, advance)
-            progress.update(task, description="writing the report")
-            written = write_report(result, output)
-            progress.update(task, advance=1, description="done")
-    except CosimError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=2) from None
+        result = run_s4d_study(settings, advance)
+        progress.update(task, description="writing the report")
+        written = write_report(result, output)
+        progress.update(task, advance=1, description="done")
     typer.echo(f"wrote {len(written)} files to {output} (device seeds {settings.device_seeds()}, input seed {settings.seed})")
 
 
