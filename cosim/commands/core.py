@@ -106,21 +106,10 @@ def compile_command(
 
 def _run_batch_with_progress(netlist: Path, timeout_s: float):
     """Run a netlist file in batch ngspice; a ``.tran`` shows its simulated time on a bar."""
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
+    from cosim.commands._progress import tracking
     from cosim.spice.batch import run_batch
 
-    console = Console(stderr=True)
-    columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[t]}"),
-               TimeElapsedColumn()]
-    with Progress(*columns, console=console, transient=True,
-                  disable=not console.is_terminal) as bar:
-        task = bar.add_task(f"{netlist.name} .tran", total=1.0, t="")
-
-        def show(reached: float, stop: float) -> None:
-            bar.update(task, completed=reached / stop, t=f"t = {reached:.3g} of {stop:.3g} s")
-
+    with tracking(f"{netlist.name} .tran", lambda reached, stop: f"t = {reached:.3g} of {stop:.3g} s") as show:
         return run_batch(netlist, timeout_s=timeout_s, progress=show)
 
 
