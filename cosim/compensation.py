@@ -665,7 +665,8 @@ def compare_with_mdm(
     of the corrected products against the wanted ``inputs @ W`` (inputs (K, M) [V]), the
     residual and the cost, with the sign of MDM's effect (``helps`` / ``hurts`` beyond ±2 %,
     else ``neutral``; ``neutral`` too when both errors are below ``NEGLIGIBLE_ERROR`` or ten times
-    the predistortion tolerance). Used by ``cosim mdm --compensation``."""
+    the predistortion tolerance). Used by :func:`cosim.crossbar.mdm.analog_compensation`
+    (``cosim mdm --compensation``)."""
     rows = []
     opts = options or CompensationOptions()
     negligible = max(NEGLIGIBLE_ERROR, 10 * opts.tolerance)

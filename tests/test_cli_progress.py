@@ -34,3 +34,25 @@ def test_fit_and_report_steps_are_shown(tmp_path: Path) -> None:
     assert "reading, checking and fitting" in out.output
     assert "writing the report" in out.output
     assert (tmp_path / "r" / "report.md").exists()
+
+
+def test_s4d_bar_stays_in_logs_unless_quiet_and_run_bar_shows_the_simulated_time(monkeypatch, capsys) -> None:
+    """`cosim s4d`'s bar stays as a record off a terminal (not with --quiet); `cosim run`'s
+    transient bar shows the simulated time in place of done/total."""
+    from cosim.commands._progress import stepping, tracking
+
+    monkeypatch.setenv("TTY_COMPATIBLE", "0")
+    for quiet in (False, True):
+        with stepping("s4d", 2, quiet=quiet) as step:
+            step("first")
+            step("writing the report", 0)
+            step("done")
+        err = capsys.readouterr().err
+        assert ("s4d done" in err and "2/2" in err) is not quiet
+    with tracking("n.cir .tran", lambda t, stop: f"t = {t:.3g} of {stop:.3g} s") as show:
+        show(5e-7, 1e-6)
+    assert capsys.readouterr().err == ""
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")
+    with tracking("n.cir .tran", lambda t, stop: f"t = {t:.3g} of {stop:.3g} s") as show:
+        show(5e-7, 1e-6)
+    assert "n.cir .tran" in (err := capsys.readouterr().err) and "t = 5e-07 of 1e-06 s" in err

@@ -176,6 +176,27 @@ def test_mdm_command_compares_under_compensation(tmp_path):
     assert bad.exit_code == 2 and "error: --compensation insitu" in bad.output and "Traceback" not in bad.output
 
 
+def test_analog_compensation_is_what_the_mdm_command_compares(tmp_path):
+    """The library entry point behind `cosim mdm --compensation`: same rows as the command's
+    JSON for the matrix and inputs it draws (weights from seed, inputs from seed + 1, probes
+    from seed + 2), with the MDM placement of :func:`analog_tiles`."""
+    from cosim.crossbar.mdm import Remap, analog_compensation, analog_tiles, random_inputs, random_weights
+
+    out = tmp_path / "m.json"
+    result = CliRunner().invoke(app, ["mdm", "--rows", "12", "--cols", "6", "--block", "3", "--vectors", "4", "--seed", "5",
+                                      "--compensation", "gain,none", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    weights, volts = random_weights(12, 6, 3, seed=5), random_inputs(12, 4, 0.2, seed=6)
+    remap = Remap.from_dict(analog_tiles(weights, volts))
+    assert Remap.from_dict(remap.as_dict()).as_dict() == remap.as_dict()
+    rows = analog_compensation(weights, volts, remap, ["gain", "none"], probe_seed=7)
+    assert rows == json.loads(out.read_text())["compensation"]
+    assert [r["compensation"] for r in rows] == ["gain", "none"]
+    for methods, needle in ((["insitu"], "insitu"), (["none", "none"], "listed twice"), (["bogus"], "unknown")):
+        with pytest.raises(CompensationError, match=needle):
+            analog_compensation(weights, volts, remap, methods)
+
+
 def test_insitu_fast_reads_equal_the_array_reader_with_mdm_placement(window):
     from cosim.compensation import ArrayReader, CompensationCost, _nodal_reads
     from cosim.crossbar.mdm import mdm_remap

@@ -7,14 +7,6 @@ from typing import Optional
 
 import typer
 
-from cosim.errors import CosimError
-
-
-def _fail(exc: CosimError) -> typer.Exit:
-    """Print a CosimError on stderr (no traceback) and return the exit to raise."""
-    typer.echo(f"error: {exc}", err=True)
-    return typer.Exit(code=2)
-
 
 def _stop_on_sigterm(out: Path) -> None:
     """On SIGTERM: kill the pool's workers and jobs, say so, exit 143 at once.
@@ -57,20 +49,17 @@ def batch(
     from cosim.commands._guard import check_output_folder
 
     _stop_on_sigterm(out)
-    try:
-        check_output_folder(out, "--out")
-        loaded = load_sweep(sweep)
-        counts = run_sweep(
-            loaded,
-            out,
-            workers=workers,
-            scheduler=scheduler,
-            force=force,
-            retry_failed=retry_failed,
-            show_progress=progress,
-        )
-    except CosimError as exc:
-        raise _fail(exc) from None
+    check_output_folder(out, "--out")
+    loaded = load_sweep(sweep)
+    counts = run_sweep(
+        loaded,
+        out,
+        workers=workers,
+        scheduler=scheduler,
+        force=force,
+        retry_failed=retry_failed,
+        show_progress=progress,
+    )
     failed = sum(counts[s] for s in FAILED_STATUSES)
     summary = ", ".join(f"{k} {v}" for k, v in counts.items() if v)
     Console(stderr=False).print(
@@ -92,11 +81,8 @@ def report(
     from cosim.batch.report import build_report, terminal_tables
     from cosim.commands._progress import working
 
-    try:
-        with working(f"reading {folder} and writing its report"):
-            rep = build_report(folder, metric=metric, x=x)
-    except CosimError as exc:
-        raise _fail(exc) from None
+    with working(f"reading {folder} and writing its report"):
+        rep = build_report(folder, metric=metric, x=x)
     console = Console()
     results, notes = terminal_tables(rep.aggregate, width=console.width, first=rep.metric)
     for title, frame in [("status", rep.status), *results]:

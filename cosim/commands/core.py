@@ -23,12 +23,6 @@ NGSPICE_SUFFIXES = (".cir", ".sp", ".spi", ".spice", ".net", ".ckt")
 """Netlist file suffixes of SPICE dialects (refused by the VACASK backend)."""
 
 
-def _fail(exc: CosimError) -> typer.Exit:
-    """Print a CosimError on stderr (no traceback) and return the exit to raise."""
-    typer.echo(f"error: {exc}", err=True)
-    return typer.Exit(code=2)
-
-
 def _osdi_chain_row():
     """Compile the example resistor, solve a divider with it in batch ngspice, check the answer."""
     from cosim.compile import compile_va
@@ -96,40 +90,26 @@ def compile_command(
     from cosim.compile import compile_va
     from cosim.valint import lint_file
 
-    try:
-        if output is not None:
-            check_output_file(output)
-        if lint or lint_only:
-            warnings = lint_file(source)
-            for warning in warnings:
-                typer.echo(str(warning), err=True)
-            if lint_only:
-                typer.echo(f"{source}: {len(warnings)} warning(s)")
-                raise typer.Exit(code=1 if warnings else 0)
-        with working(f"compiling {source} with openvaf-r (cached)"):
-            result = compile_va(source, output, opt_level=opt_level)
-    except CosimError as exc:
-        raise _fail(exc) from None
+    if output is not None:
+        check_output_file(output)
+    if lint or lint_only:
+        warnings = lint_file(source)
+        for warning in warnings:
+            typer.echo(str(warning), err=True)
+        if lint_only:
+            typer.echo(f"{source}: {len(warnings)} warning(s)")
+            raise typer.Exit(code=1 if warnings else 0)
+    with working(f"compiling {source} with openvaf-r (cached)"):
+        result = compile_va(source, output, opt_level=opt_level)
     typer.echo(str(result))
 
 
 def _run_batch_with_progress(netlist: Path, timeout_s: float):
     """Run a netlist file in batch ngspice; a ``.tran`` shows its simulated time on a bar."""
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
+    from cosim.commands._progress import tracking
     from cosim.spice.batch import run_batch
 
-    console = Console(stderr=True)
-    columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[t]}"),
-               TimeElapsedColumn()]
-    with Progress(*columns, console=console, transient=True,
-                  disable=not console.is_terminal) as bar:
-        task = bar.add_task(f"{netlist.name} .tran", total=1.0, t="")
-
-        def show(reached: float, stop: float) -> None:
-            bar.update(task, completed=reached / stop, t=f"t = {reached:.3g} of {stop:.3g} s")
-
+    with tracking(f"{netlist.name} .tran", lambda reached, stop: f"t = {reached:.3g} of {stop:.3g} s") as show:
         return run_batch(netlist, timeout_s=timeout_s, progress=show)
 
 
@@ -154,30 +134,27 @@ def run_command(
         backend = Backend.vacask if netlist.suffix.lower() == ".sim" else Backend.batch
     # SIGTERM: kill the simulator, remove its folder and any partial output, then exit 143
     exit_on_sigterm(f"error: {netlist}: terminated (SIGTERM); the simulator was stopped")
-    try:
-        timeout = check_timeout(timeout, "--timeout")
-        check_output_file(output)
-        if backend is Backend.vacask:  # VACASK's own dialect: run the file where it lies
-            from cosim.spice.vacask import run_vacask
+    timeout = check_timeout(timeout, "--timeout")
+    check_output_file(output)
+    if backend is Backend.vacask:  # VACASK's own dialect: run the file where it lies
+        from cosim.spice.vacask import run_vacask
 
-            if netlist.suffix.lower() in NGSPICE_SUFFIXES:
-                raise CosimError(
-                    f"{netlist}: --backend vacask runs VACASK netlists (.sim) only; "
-                    f"{netlist.suffix} files (and every netlist cosim writes) are ngspice "
-                    "netlists: use --backend batch or --backend pyspice"
-                )
+        if netlist.suffix.lower() in NGSPICE_SUFFIXES:
+            raise CosimError(
+                f"{netlist}: --backend vacask runs VACASK netlists (.sim) only; "
+                f"{netlist.suffix} files (and every netlist cosim writes) are ngspice "
+                "netlists: use --backend batch or --backend pyspice"
+            )
 
-            result = run_vacask(netlist, timeout_s=timeout)
-        elif backend is Backend.batch:
-            result = _run_batch_with_progress(netlist, timeout)
-        else:
-            from cosim.spice.pyspice_backend import run_pyspice
+        result = run_vacask(netlist, timeout_s=timeout)
+    elif backend is Backend.batch:
+        result = _run_batch_with_progress(netlist, timeout)
+    else:
+        from cosim.spice.pyspice_backend import run_pyspice
 
-            result = run_pyspice(netlist, timeout_s=timeout)  # relative paths: beside it
-        frame = result.to_long_frame()
-        write_frame_atomic(output, frame)
-    except CosimError as exc:
-        raise _fail(exc) from None
+        result = run_pyspice(netlist, timeout_s=timeout)  # relative paths: beside it
+    frame = result.to_long_frame()
+    write_frame_atomic(output, frame)
     typer.echo(
         f"{netlist}: {len(result.plots)} plot(s), {len(frame)} rows -> {output} "
         f"({result.backend}, {result.elapsed_s:.3f} s)"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Iterator, Optional
 
 import typer
 
@@ -23,11 +23,6 @@ NETLIST_BYTES_BASE, NETLIST_BYTES_PER_CELL = 150e6, 1.5e3
 MDM_BYTES_BASE, MDM_BYTES_PER_WEIGHT = 200e6, 5e3
 #: peak memory of `cosim irdrop` (nodal, measured at 128x128 and 512x512 cells), bytes
 IRDROP_BYTES_BASE, IRDROP_BYTES_PER_CELL = 200e6, 2.2e3
-
-
-def _fail(exc: CosimError) -> typer.Exit:
-    typer.echo(f"error: {exc}", err=True)
-    return typer.Exit(code=2)
 
 
 @contextmanager
@@ -105,38 +100,35 @@ def netlist_crossbar(
     from cosim.crossbar import config as cfg
     from cosim.fileio import write_text_atomic
 
-    try:
-        check_output_file(output)
-        data = cfg.load_toml(config) if config is not None else {}
-        flags = {
-            "rows": rows, "cols": cols, "access": cell, "differential": differential, "bench": bench,
-            "wires": {
-                "r_row": r_row if r_row is not None else r_wire,
-                "r_col": r_col if r_col is not None else r_wire,
-                "r_source": r_source, "r_sense": r_sense,
-            },
-            "cells": {
-                "kind": device, "resistance": resistance, "random_seed": random_seed,
-                "model_file": None if model is None else str(model.resolve()),
-                "seed": seed, "first_device": first_device, "library_model": library_model,
-                "osdi_file": None if osdi is None else str(osdi.resolve()), "va_module": module,
-                "va_params": _va_params(va_param) or None,
-            },
-            "save": save,
-            "read": {"v_read": v_read},
-            "write": {"scheme": scheme, "v_write": v_write, "row": select_row, "col": select_col},
-        }
-        source = str(config) if config is not None else "flags"
-        parsed = cfg.parse_config(cfg.merge(data, flags), source)
-        base_dir = config.parent if config is not None else Path.cwd()
-        cells = parsed.rows * parsed.cols  # cols counts physical columns (both of a differential pair)
-        check_memory(NETLIST_BYTES_BASE + NETLIST_BYTES_PER_CELL * cells,
-                     f"a {parsed.rows}x{parsed.cols} netlist ({cells} cells)")
-        with _naming(config), working(f"rendering the {parsed.rows}x{parsed.cols} netlist"):
-            text = cfg.render(parsed, base_dir)
-        write_text_atomic(output, text)
-    except CosimError as exc:
-        raise _fail(exc) from exc
+    check_output_file(output)
+    data = cfg.load_toml(config) if config is not None else {}
+    flags = {
+        "rows": rows, "cols": cols, "access": cell, "differential": differential, "bench": bench,
+        "wires": {
+            "r_row": r_row if r_row is not None else r_wire,
+            "r_col": r_col if r_col is not None else r_wire,
+            "r_source": r_source, "r_sense": r_sense,
+        },
+        "cells": {
+            "kind": device, "resistance": resistance, "random_seed": random_seed,
+            "model_file": None if model is None else str(model.resolve()),
+            "seed": seed, "first_device": first_device, "library_model": library_model,
+            "osdi_file": None if osdi is None else str(osdi.resolve()), "va_module": module,
+            "va_params": _va_params(va_param) or None,
+        },
+        "save": save,
+        "read": {"v_read": v_read},
+        "write": {"scheme": scheme, "v_write": v_write, "row": select_row, "col": select_col},
+    }
+    source = str(config) if config is not None else "flags"
+    parsed = cfg.parse_config(cfg.merge(data, flags), source)
+    base_dir = config.parent if config is not None else Path.cwd()
+    cells = parsed.rows * parsed.cols  # cols counts physical columns (both of a differential pair)
+    check_memory(NETLIST_BYTES_BASE + NETLIST_BYTES_PER_CELL * cells,
+                 f"a {parsed.rows}x{parsed.cols} netlist ({cells} cells)")
+    with _naming(config), working(f"rendering the {parsed.rows}x{parsed.cols} netlist"):
+        text = cfg.render(parsed, base_dir)
+    write_text_atomic(output, text)
     typer.echo(f"wrote {output} ({parsed.rows}x{parsed.cols} {parsed.access} {parsed.cells.kind}, {parsed.bench})")
 
 
@@ -183,30 +175,27 @@ def mdm(
     from cosim.fileio import write_text_atomic
     from cosim.commands._guard import check_output_file
 
-    try:
-        if not 0 <= seed < 2**32 - 1:
-            raise CosimError(f"--seed must be in 0..{2**32 - 2} (got {seed})")
-        if json_out is not None:
-            check_output_file(json_out, "--json")
-        sliced = bool(weight_bits) or mlp is not None
-        _check_mdm_flags(sliced, mlp, labels, compensation, {
-            "--slice-bits": slice_bits != 1, "--on-off": on_off is not None, "--signed": signed != "differential",
-            "--input-encoding": encoding != "analog", "--input-bits": input_bits != 8, "--devices": devices != "ideal",
-            "--device-model": device_model is not None, "--device-seed": device_seed != 0,
-            "--backend": backend != "nodal", "--mdm-columns": mdm_columns != "flip",
-        })
-        if sliced:
-            report, lines = _mdm_sliced(
-                matrix, inputs, labels, mlp, rows, cols, block, seed, vectors, r_wire, v_read, g_min, g_max,
-                weight_bits or 8, slice_bits, on_off, tile or 128, signed, encoding, input_bits, devices,
-                device_model, device_seed, backend, mdm_columns, compensation,
-            )
-        else:
-            report, lines = _mdm_analog(
-                matrix, inputs, rows, cols, block, seed, vectors, r_wire, v_read, g_min, g_max, tile, compensation
-            )
-    except CosimError as exc:
-        raise _fail(exc) from exc
+    if not 0 <= seed < 2**32 - 1:
+        raise CosimError(f"--seed must be in 0..{2**32 - 2} (got {seed})")
+    if json_out is not None:
+        check_output_file(json_out, "--json")
+    sliced = bool(weight_bits) or mlp is not None
+    methods = _check_mdm_flags(sliced, mlp, labels, compensation, {
+        "--slice-bits": slice_bits != 1, "--on-off": on_off is not None, "--signed": signed != "differential",
+        "--input-encoding": encoding != "analog", "--input-bits": input_bits != 8, "--devices": devices != "ideal",
+        "--device-model": device_model is not None, "--device-seed": device_seed != 0,
+        "--backend": backend != "nodal", "--mdm-columns": mdm_columns != "flip",
+    })
+    if sliced:
+        report, lines = _mdm_sliced(
+            matrix, inputs, labels, mlp, rows, cols, block, seed, vectors, r_wire, v_read, g_min, g_max,
+            weight_bits or 8, slice_bits, on_off, tile or 128, signed, encoding, input_bits, devices,
+            device_model, device_seed, backend, mdm_columns, methods,
+        )
+    else:
+        report, lines = _mdm_analog(
+            matrix, inputs, rows, cols, block, seed, vectors, r_wire, v_read, g_min, g_max, tile, methods
+        )
     for line in lines:
         typer.echo(line)
     if json_out is not None:
@@ -214,8 +203,9 @@ def mdm(
 
 
 def _check_mdm_flags(sliced: bool, mlp: Optional[Path], labels: Optional[Path], compensation: Optional[str],
-                     sliced_only: dict[str, bool]) -> None:
-    """Refuse flags the chosen mode would silently ignore, and check ``--compensation``."""
+                     sliced_only: dict[str, bool]) -> list[str]:
+    """Refuse flags the chosen mode would silently ignore; the ``--compensation`` methods
+    (checked; empty when not given)."""
     if not sliced:
         given = [flag for flag, changed in sliced_only.items() if changed]
         if given:
@@ -223,7 +213,7 @@ def _check_mdm_flags(sliced: bool, mlp: Optional[Path], labels: Optional[Path], 
     if labels is not None and mlp is None:
         raise CosimError("--labels are the classes of --inputs for --mlp; give --mlp too")
     if compensation is None:
-        return
+        return []
     from cosim.compensation import check_methods
 
     try:
@@ -233,6 +223,7 @@ def _check_mdm_flags(sliced: bool, mlp: Optional[Path], labels: Optional[Path], 
     if sliced and "gain" in names and labels is None:
         raise CosimError("--compensation gain with bit-sliced weights adds the compensated accuracy of --mlp; "
                          "it needs --mlp, --inputs and --labels")
+    return names
 
 
 def _json_default(value: object) -> object:
@@ -269,10 +260,10 @@ def _weights_and_inputs(
 
 def _mdm_analog(
     matrix: Optional[Path], inputs: Optional[Path], rows: int, cols: int, block: int, seed: int, vectors: int,
-    r_wire: float, v_read: float, g_min: float, g_max: float, tile: int, compensation: Optional[str] = None,
+    r_wire: float, v_read: float, g_min: float, g_max: float, tile: int, methods: list[str],
 ) -> tuple[dict[str, object], list[str]]:
     """Analog differential pairs: one crossbar, or ``tile``-row × ``tile``-column tiles;
-    ``compensation`` (one crossbar only): MDM compared under each method."""
+    compensation ``methods`` (one crossbar only): MDM compared under each method."""
     from cosim.crossbar.mdm import analog_tiles
 
     weights, origin, batch, source = _weights_and_inputs(matrix, inputs, rows, cols, block, seed, vectors, v_read)
@@ -291,23 +282,22 @@ def _mdm_analog(
     ]
     if len(result["tiles"]) > 1:  # type: ignore[arg-type]
         lines.insert(1, f"tiles: {len(result['tiles'])} of at most {tile}x{2 * (tile // 2)} cells; NF means over tiles")  # type: ignore[arg-type]
-    if compensation:
-        import numpy as np
-
-        from cosim.crossbar.mdm import Remap
-        from cosim.crossbar.spec import Crossbar
+    if methods:
+        from cosim.crossbar.mdm import Remap, analog_compensation
 
         if len(result["tiles"]) > 1:  # type: ignore[arg-type]
             raise CosimError("--compensation compares one crossbar; leave out --tile for analog weights")
-        crossbar = Crossbar.from_weights(weights, g_min=g_min, g_max=g_max, differential=True, r_row=r_wire,
-                                         r_col=r_wire, v_read=v_read)
-        remap = Remap(np.asarray(report["row_order"]), np.asarray(report["col_order"]))
-        compensated = _mdm_compensation(compensation, weights, crossbar, remap, batch, seed)
+        if "insitu" in methods:
+            raise CosimError("--compensation insitu needs programmed devices; cosim mdm reads exact conductances "
+                             "(use cosim s4d for in-situ write-verify)")
+        probe_seed = seed + 2  # gain calibration's known input vectors
+        compensated = analog_compensation(weights, batch, Remap.from_dict(result), methods, g_min=g_min, g_max=g_max,
+                                          r_wire=r_wire, v_read=v_read, probe_seed=probe_seed)
         for row in compensated:
             lines.append(f"compensation {row['compensation']:<10} output error vs wanted {row['output_error_before']:.4g} -> "
                          f"{row['output_error_after']:.4g} with MDM ({row['mdm_effect']})")
         report["compensation"] = compensated
-        report["probe_seed"] = seed + 2  # gain calibration's known input vectors
+        report["probe_seed"] = probe_seed
     return report, lines
 
 
@@ -315,7 +305,7 @@ def _mdm_sliced(
     matrix: Optional[Path], inputs: Optional[Path], labels: Optional[Path], mlp: Optional[Path], rows: int, cols: int,
     block: int, seed: int, vectors: int, r_wire: float, v_read: float, g_min: float, g_max: float, weight_bits: int,
     slice_bits: int, on_off: Optional[float], tile: int, signed: str, encoding: str, input_bits: int, devices: str,
-    device_model: Optional[Path], device_seed: int, backend: str, mdm_columns: str, compensation: Optional[str] = None,
+    device_model: Optional[Path], device_seed: int, backend: str, mdm_columns: str, methods: list[str],
 ) -> tuple[dict[str, object], list[str]]:
     """Bit-sliced tiles (and, with ``mlp``, the accuracy of a trained network)."""
     from cosim.crossbar.tiled import SlicedStudy, load_mlp
@@ -333,9 +323,9 @@ def _mdm_sliced(
             raise CosimError(f"{inputs}: {batch.shape[1]} inputs per vector, the network's W0 has {weights.shape[0]} rows")
     else:
         weights, origin, batch, source = _weights_and_inputs(matrix, inputs, rows, cols, block, seed, vectors, v_read)
-    methods = {m.strip() for m in (compensation or "").split(",") if m.strip()}
-    if methods - {"none", "gain"}:
-        raise CosimError(f"bit-sliced tiles support --compensation none or gain, not {sorted(methods - {'none', 'gain'})[0]}")
+    unsupported = sorted(set(methods) - {"none", "gain"})
+    if unsupported:
+        raise CosimError(f"bit-sliced tiles support --compensation none or gain, not {unsupported[0]}")
     truth = None
     if labels is not None:
         from cosim.crossbar.tiled import load_labels
@@ -373,29 +363,6 @@ def _mdm_sliced(
     return report, lines
 
 
-def _mdm_compensation(methods: str, weights: object, crossbar: object, remap: object, vectors: object,
-                      seed: int) -> list[dict[str, object]]:
-    """``--compensation``: each method before/after MDM (see :func:`cosim.compensation.compare_with_mdm`)."""
-    import numpy as np
-
-    from cosim.compensation import ArraySpec, CompensationError, CompensationOptions, compare_with_mdm
-    from cosim.s4d.circuit import Wires
-    from cosim.s4d.mapping import ConductanceWindow
-
-    names = [m.strip() for m in methods.split(",") if m.strip()]
-    if "insitu" in names:
-        raise CompensationError("--compensation insitu needs programmed devices; cosim mdm reads exact conductances "
-                                "(use cosim s4d for in-situ write-verify)")
-    xb = crossbar  # type: Any
-    w = np.asarray(weights, dtype=float)
-    g = xb.conductances()
-    scale = np.full(w.shape[1], (g.max() - g.min()) / max(float(np.abs(w).max()), 1e-300))
-    window = ConductanceWindow(float(g.min()), float(g.max()))
-    spec = ArraySpec(weights=w, window=window, scale=scale, v_read=xb.v_read,
-                     wires=Wires(xb.r_row, xb.r_col, xb.r_source, xb.r_sense))
-    return compare_with_mdm(spec, remap, vectors, names, options=CompensationOptions(probe_seed=seed + 2))  # type: ignore[arg-type]
-
-
 def irdrop(
     config: Path = typer.Option(..., "--config", help="Crossbar TOML (read bench)."),
     output: Path = typer.Option(..., "-o", "--output", help="Heatmap figure to write (.png, .pdf, .svg)."),
@@ -412,38 +379,35 @@ def irdrop(
     from cosim.commands._guard import check_figure_file, check_memory, check_output_file
     from cosim.fileio import atomic_path
 
-    try:
-        check_figure_file(output)
-        if csv is not None:
-            check_output_file(csv, "--csv")
-        parsed = cfg.parse_config(cfg.load_toml(config), str(config))
-        cells_total = parsed.rows * parsed.cols  # physical columns, differential or not
-        check_memory(IRDROP_BYTES_BASE + IRDROP_BYTES_PER_CELL * cells_total,
-                     f"IR-drop maps of a {parsed.rows}x{parsed.cols} crossbar")
-        with _naming(config):
-            crossbar = cfg.build_crossbar(parsed, config.parent)
-        if backend == "nodal":
-            from cosim.crossbar.solver import simulate
+    check_figure_file(output)
+    if csv is not None:
+        check_output_file(csv, "--csv")
+    parsed = cfg.parse_config(cfg.load_toml(config), str(config))
+    cells_total = parsed.rows * parsed.cols  # physical columns, differential or not
+    check_memory(IRDROP_BYTES_BASE + IRDROP_BYTES_PER_CELL * cells_total,
+                 f"IR-drop maps of a {parsed.rows}x{parsed.cols} crossbar")
+    with _naming(config):
+        crossbar = cfg.build_crossbar(parsed, config.parent)
+    if backend == "nodal":
+        from cosim.crossbar.solver import simulate
 
-            result = simulate(crossbar, save_nodes=True)
-        elif backend == "ngspice":
-            from cosim.spice.batch import run_batch
+        result = simulate(crossbar, save_nodes=True)
+    elif backend == "ngspice":
+        from cosim.spice.batch import run_batch
 
-            result = run_batch(read_netlist(crossbar, spice_options=parsed.spice_options, save="cells"))
-        else:
-            raise CosimError(f"--backend must be nodal or ngspice, got {backend!r}")
-        cells = CellArrays.from_result(result, crossbar)
-        ir_drop_figure(cells, output, title=f"{config.name}: {crossbar.rows}x{crossbar.cols}, {backend}")
-        if csv is not None:
-            maps = cells.at(0)
-            i, j = np.indices(crossbar.shape)
-            frame = pd.DataFrame({"i": i.ravel(), "j": j.ravel(), "v_row_V": maps["v_row"].ravel(),
-                                  "v_col_V": maps["v_col"].ravel(), "v_cell_V": maps["v_cell"].ravel(),
-                                  "i_cell_A": maps["i_cell"].ravel()})
-            with atomic_path(csv) as tmp:
-                frame.to_csv(tmp, index=False, float_format="%.12g")
-    except CosimError as exc:
-        raise _fail(exc) from exc
+        result = run_batch(read_netlist(crossbar, spice_options=parsed.spice_options, save="cells"))
+    else:
+        raise CosimError(f"--backend must be nodal or ngspice, got {backend!r}")
+    cells = CellArrays.from_result(result, crossbar)
+    ir_drop_figure(cells, output, title=f"{config.name}: {crossbar.rows}x{crossbar.cols}, {backend}")
+    if csv is not None:
+        maps = cells.at(0)
+        i, j = np.indices(crossbar.shape)
+        frame = pd.DataFrame({"i": i.ravel(), "j": j.ravel(), "v_row_V": maps["v_row"].ravel(),
+                              "v_col_V": maps["v_col"].ravel(), "v_cell_V": maps["v_cell"].ravel(),
+                              "i_cell_A": maps["i_cell"].ravel()})
+        with atomic_path(csv) as tmp:
+            frame.to_csv(tmp, index=False, float_format="%.12g")
     worst = float(cells.row_drop[0].max() + cells.col_rise[0].max())
     typer.echo(f"wrote {output}: worst row drop {1e3 * cells.row_drop[0].max():.3f} mV, "
                f"column rise {1e3 * cells.col_rise[0].max():.3f} mV (sum {1e3 * worst:.3f} mV)")

@@ -22,16 +22,11 @@ def demo_command(
     from rich.console import Console
 
     from cosim.demo import DemoSettings, run_demo, summary_table
-    from cosim.errors import CosimError
 
     console = Console()
     if console.width < 120:  # not a terminal, or a narrow one: keep the summary rows readable
         console = Console(width=120)
-    try:
-        result = run_demo(output, DemoSettings.create(seed, quick), console)
-    except CosimError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=2) from None
+    result = run_demo(output, DemoSettings.create(seed, quick), console)
     console.print(summary_table(result))
     console.print(f"report: {result.output / 'report.md'}  manifest: {result.output / 'manifest.json'}",
                   highlight=False, soft_wrap=True)

@@ -22,11 +22,6 @@ class SynthFormat(str, Enum):
     iv = "iv"
 
 
-def _fail(exc: Exception) -> typer.Exit:
-    typer.echo(f"error: {exc}", err=True)
-    return typer.Exit(code=2)
-
-
 def synth_command(
     output: Path = typer.Option(..., "-o", "--output", help="CSV file to write"),
     model: Optional[Path] = typer.Option(None, "--model", help="model JSON (default: the shipped default model)"),
@@ -64,8 +59,8 @@ def synth_command(
             synth_cycles(m, 1, 1, seed, v_set=v_set, v_reset=v_reset, noise=noise)
         else:
             synth_iv(m, 1, 1, seed, v_set=v_set, v_reset=v_reset, dv=dv, sweep_rate=sweep_rate)
-    except (CosimError, ValueError) as exc:
-        raise _fail(exc) from None
+    except ValueError as exc:  # a setting the generators refuse
+        raise CosimError(str(exc)) from None
 
     def blocks(advance=lambda n: None):
         """Devices in blocks (independent RNG keys: identical to one big run)."""
@@ -107,7 +102,7 @@ def synth_command(
         with counting(f"synthesizing {output} (devices)", devices) as advance:
             rows = write_csv_atomic(blocks(advance), output, meta)
     except OSError as exc:
-        raise _fail(CosimError(f"{output}: cannot write ({exc.strerror})")) from None
+        raise CosimError(f"{output}: cannot write ({exc.strerror})") from None
     typer.echo(f"wrote {rows} rows to {output} (metadata: {metadata_path(output)})")
 
 
@@ -121,12 +116,9 @@ def import_synaptogen_command(
     from cosim.commands._guard import check_output_file
     from cosim.device.modelfile import import_synaptogen, save_model
 
-    try:
-        check_output_file(output)
-        m = import_synaptogen(source, var_order=var_order)
-        save_model(m, output)
-    except CosimError as exc:
-        raise _fail(exc) from None
+    check_output_file(output)
+    m = import_synaptogen(source, var_order=var_order)
+    save_model(m, output)
     typer.echo(f"wrote {output} (p = {m.var_order}, K = {m.n_components})")
 
 
@@ -148,10 +140,7 @@ def show_command(
     )
     from cosim.paths import DEFAULT_MODEL
 
-    try:
-        m = load_model(path or DEFAULT_MODEL)
-    except CosimError as exc:
-        raise _fail(exc) from None
+    m = load_model(path or DEFAULT_MODEL)
     j = DEFAULT_MA_ORDER if ma_order is None else ma_order
     kept = ma_variance_captured(m.var_lags, m.var_chol, j)
     g_l, g_h = basis_conductances(m)
@@ -187,11 +176,8 @@ def plots_command(
     from cosim.commands._guard import check_output_folder
     from cosim.paths import DEFAULT_MODEL
 
-    try:
-        check_output_folder(output_dir, "--output-dir")
-        m = load_model(model or DEFAULT_MODEL)
-    except CosimError as exc:
-        raise _fail(exc) from None
+    check_output_folder(output_dir, "--output-dir")
+    m = load_model(model or DEFAULT_MODEL)
     from cosim.commands._progress import working
 
     with working(f"synthesizing {devices} devices × {cycles} cycles and drawing figures"):

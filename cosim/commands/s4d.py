@@ -7,8 +7,6 @@ from typing import Optional
 
 import typer
 
-from cosim.errors import CosimError
-
 
 def s4d(
     output: Path = typer.Option(..., "-o", "--output", help="Folder for the report (created if needed)."),
@@ -27,30 +25,17 @@ def s4d(
     Crossbars with wires and programmed devices, raw and compensated, with and without MDM;
     writes tables, figures and report.md.
     """
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
+    from cosim.commands._progress import stepping
     from cosim.s4d.config import load_study_config
     from cosim.s4d.report import write_report
     from cosim.s4d.study import run_s4d_study, study_work_units
 
-    console = Console(stderr=True)
-    try:
-        settings = load_study_config(config, seed)
-        columns = (TextColumn("s4d {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        with Progress(*columns, console=console, disable=quiet, transient=False) as progress:
-            task = progress.add_task("starting", total=study_work_units(settings) + 1)
-
-            def advance(label: str) -> None:
-                progress.update(task, advance=1, description=label)
-
-            result = run_s4d_study(settings, advance)
-            progress.update(task, description="writing the report")
-            written = write_report(result, output)
-            progress.update(task, advance=1, description="done")
-    except CosimError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=2) from None
+    settings = load_study_config(config, seed)
+    with stepping("s4d", study_work_units(settings) + 1, quiet=quiet) as step:
+        result = run_s4d_study(settings, step)
+        step("writing the report", 0)
+        written = write_report(result, output)
+        step("done")
     typer.echo(f"wrote {len(written)} files to {output} (device seeds {settings.device_seeds()}, input seed {settings.seed})")
 
 

@@ -7,8 +7,6 @@ from typing import Optional
 
 import typer
 
-from cosim.errors import CosimError
-
 
 def train(
     output: Path = typer.Option(..., "-o", "--output", help="Run folder (created if needed)."),
@@ -23,15 +21,11 @@ def train(
     Optionally quantization- and noise-aware, pruned; writes model.npz, test_split.npz,
     train.json and metrics.json.
     """
-    try:
-        from cosim.train.config import load_train_config
-        from cosim.train.trainer import train_run
+    from cosim.train.config import load_train_config
+    from cosim.train.trainer import train_run
 
-        settings = load_train_config(config, seed=seed, task=task, data=data)
-        result = train_run(settings, output, progress=not quiet)
-    except CosimError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=2) from None
+    settings = load_train_config(config, seed=seed, task=task, data=data)
+    result = train_run(settings, output, progress=not quiet)
     m = result.metrics
     typer.echo(f"test accuracy {m['test_accuracy']:.4f} on {m['n_test']} samples ({m['bits']}, {m['variant']}); "
                f"wrote {len(result.files)} files to {output} (seed {settings.seed})")
@@ -48,15 +42,11 @@ def deploy(
     Levels float, quantized, devices and devices_wires (nodal solver, compensation) over
     several device seeds, with an ngspice spot check; writes accuracy.csv and figures.
     """
-    try:
-        from cosim.train.config import load_deploy_config
-        from cosim.train.deploy import deploy_run
+    from cosim.train.config import load_deploy_config
+    from cosim.train.deploy import deploy_run
 
-        settings = load_deploy_config(config)
-        result = deploy_run(run, output, settings, progress=not quiet)
-    except CosimError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=2) from None
+    settings = load_deploy_config(config)
+    result = deploy_run(run, output, settings, progress=not quiet)
     typer.echo(f"wrote {len(result.files)} files to {output} ({len(result.table)} rows, device seeds {settings.device_seeds})")
 
 

@@ -7,8 +7,6 @@ from typing import Optional
 
 import typer
 
-from cosim.errors import CosimError
-
 
 def va_command(
     output: Path = typer.Option(..., "-o", "--output", help="Verilog-A file to write"),
@@ -27,14 +25,10 @@ def va_command(
 
     from cosim.commands._guard import check_output_file
 
-    try:
-        check_output_file(output)
-        m = load_model(model or DEFAULT_MODEL)
-        options = RenderOptions(order=DEFAULT_MA_ORDER if order is None else order, module=module, latch=latch)
-        path = write_reram(m, output, options)
-    except CosimError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=2) from None
+    check_output_file(output)
+    m = load_model(model or DEFAULT_MODEL)
+    options = RenderOptions(order=DEFAULT_MA_ORDER if order is None else order, module=module, latch=latch)
+    path = write_reram(m, output, options)
     typer.echo(f"wrote {path} (module {module}, J={options.order}, latch={'on' if latch else 'off'})")
     kept = ma_variance_captured(m.var_lags, m.var_chol, options.order)
     if kept.min() < MIN_MA_VARIANCE_CAPTURED:
@@ -64,12 +58,8 @@ def library_iv(
     from cosim.commands._guard import check_figure_file
     from cosim.library import iv_figure
 
-    try:
-        check_figure_file(output)
-        path = iv_figure(name, output, v_peak=v_peak, leg=leg)
-    except CosimError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=2) from None
+    check_figure_file(output)
+    path = iv_figure(name, output, v_peak=v_peak, leg=leg)
     typer.echo(f"wrote {path}")
 
 

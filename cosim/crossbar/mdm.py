@@ -20,10 +20,9 @@ in the original order.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
-
-from typing import TYPE_CHECKING
 
 from cosim.crossbar.cells import LinearCells
 from cosim.crossbar.spec import Crossbar
@@ -57,6 +56,11 @@ class Remap:
 
     def as_dict(self) -> dict[str, list[int]]:
         return {"row_order": self.row_order.tolist(), "col_order": self.col_order.tolist()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Remap":
+        """The mapping recorded by :meth:`as_dict` (or in a report of :func:`analog_tiles`)."""
+        return cls(np.asarray(data["row_order"]), np.asarray(data["col_order"]))
 
 
 def expected_cell_currents(crossbar: Crossbar, input_mean: np.ndarray | None = None) -> np.ndarray:
@@ -262,3 +266,42 @@ def analog_tiles(
         report.update(manhattan_cost_before=studies[0].cost_before, manhattan_cost_after=studies[0].cost_after)
         report.update(studies[0].remap.as_dict())
     return report
+
+
+def analog_compensation(
+    weights: np.ndarray,
+    inputs: np.ndarray,
+    remap: Remap,
+    methods: Sequence[str],
+    *,
+    g_min: float = 1 / 75e3,
+    g_max: float = 1 / 4.5e3,
+    r_wire: float = 1.0,
+    v_read: float = 0.2,
+    probe_seed: int = 0,
+) -> list[dict[str, Any]]:
+    """Compensation ``methods`` on the one crossbar of :func:`analog_tiles` (``tile`` = 0),
+    as mapped and as placed by ``remap`` (e.g. ``Remap.from_dict`` of its report), for input
+    voltages ``inputs`` (K, inputs) [V]: one row per method, see
+    :func:`cosim.compensation.compare_with_mdm`. What ``cosim mdm --compensation`` runs.
+
+    The array holds the exact conductances of :meth:`Crossbar.from_weights` (one scale,
+    max|W| → ``g_max`` [S]) in the window they span, with ``r_wire`` [Ω] row and column
+    segments; ``probe_seed`` seeds the gain calibration's probe vectors. ``"insitu"`` programs
+    devices and is refused here (use :func:`cosim.compensation.compensate` with devices).
+    """
+    from cosim.compensation import ArraySpec, CompensationError, CompensationOptions, check_methods, compare_with_mdm
+    from cosim.s4d.circuit import Wires
+    from cosim.s4d.mapping import ConductanceWindow
+
+    names = check_methods(methods)
+    if "insitu" in names:
+        raise CompensationError("method 'insitu' programs devices; analog_compensation reads exact conductances")
+    w = np.asarray(weights, dtype=float)
+    crossbar = Crossbar.from_weights(w, g_min=g_min, g_max=g_max, differential=True, r_row=r_wire, r_col=r_wire,
+                                     v_read=v_read)
+    g = crossbar.conductances()
+    scale = np.full(w.shape[1], (g.max() - g.min()) / max(float(np.abs(w).max()), 1e-300))
+    spec = ArraySpec(weights=w, window=ConductanceWindow(float(g.min()), float(g.max())), scale=scale,
+                     v_read=crossbar.v_read, wires=Wires(crossbar.r_row, crossbar.r_col, crossbar.r_source, crossbar.r_sense))
+    return compare_with_mdm(spec, remap, inputs, names, options=CompensationOptions(probe_seed=probe_seed))
