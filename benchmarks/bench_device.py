@@ -102,6 +102,17 @@ def interleaved(work: dict[str, Callable[[], object]], repeats: int) -> Runs:
     return runs
 
 
+def compiled_arrays(model: DeviceModel, n: int, args: argparse.Namespace) -> dict[str, DeviceArray]:
+    """The compiled paths by label: float64 and float32, one and ``--threads`` threads."""
+    arrays = {}
+    for tag, precision in (("compiled", "float64"), ("compiled f32", "float32")):
+        for threads in (1, args.threads):
+            label = f"{tag}, {threads} thread{'s' if threads > 1 else ''}"
+            arrays[label] = DeviceArray(model, n, seed=args.seed, backend="numba",
+                                        threads=threads, precision=precision)
+    return arrays
+
+
 def bench_switching(model: DeviceModel, n: int, args: argparse.Namespace,
                     orig: Optional[ModuleType]) -> None:
     cycles = args.cycles
@@ -113,16 +124,8 @@ def bench_switching(model: DeviceModel, n: int, args: argparse.Namespace,
                 dev.apply(1.5)
         return work
 
-    work: dict[str, Callable[[], object]] = {}
-    for label, threads, precision in (("compiled, 1 thread", 1, "float64"),
-                                      (f"compiled, {args.threads} threads", args.threads,
-                                       "float64"),
-                                      ("compiled f32, 1 thread", 1, "float32"),
-                                      (f"compiled f32, {args.threads} threads", args.threads,
-                                       "float32")):
-        dev = DeviceArray(model, n, seed=args.seed, backend="numba", threads=threads,
-                          precision=precision)
-        work[label] = cycling(dev)
+    work: dict[str, Callable[[], object]] = {
+        label: cycling(dev) for label, dev in compiled_arrays(model, n, args).items()}
     if not args.skip_numpy:
         work["numpy"] = cycling(DeviceArray(model, n, seed=args.seed, backend="numpy"))
     if orig is not None:
@@ -141,16 +144,9 @@ def bench_switching(model: DeviceModel, n: int, args: argparse.Namespace,
 def bench_reads(model: DeviceModel, n: int, args: argparse.Namespace,
                 orig: Optional[ModuleType]) -> None:
     reads = args.cycles
-    work: dict[str, Callable[[], object]] = {}
-    for label, threads, precision in (("compiled, 1 thread", 1, "float64"),
-                                      (f"compiled, {args.threads} threads", args.threads,
-                                       "float64"),
-                                      ("compiled f32, 1 thread", 1, "float32"),
-                                      (f"compiled f32, {args.threads} threads", args.threads,
-                                       "float32")):
-        dev = DeviceArray(model, n, seed=args.seed, backend="numba", threads=threads,
-                          precision=precision)
-        work[label] = (lambda d: lambda: [d.read(noise=True) for _ in range(reads)])(dev)
+    work: dict[str, Callable[[], object]] = {
+        label: (lambda d: lambda: [d.read(noise=True) for _ in range(reads)])(dev)
+        for label, dev in compiled_arrays(model, n, args).items()}
     if not args.skip_numpy:
         dev = DeviceArray(model, n, seed=args.seed, backend="numpy")
         work["numpy"] = lambda: [dev.read(noise=True) for _ in range(reads)]

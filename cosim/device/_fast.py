@@ -198,20 +198,6 @@ if AVAILABLE:
             return builder.bitcast(builder.xor(res, sign), f32)
         return _types.float32(_types.int32, _types.float32, _types.float32), codegen
 
-    @_intrinsic
-    def f32_bits(typingctx, x):
-        """The IEEE-754 bits of a float32 as int32 (an LLVM bitcast)."""
-        def codegen(context, builder, sig, args):
-            return builder.bitcast(args[0], _ir.IntType(32))
-        return _types.int32(_types.float32), codegen
-
-    @_intrinsic
-    def bits_f32(typingctx, x):
-        """The float32 with the given IEEE-754 bits (an LLVM bitcast)."""
-        def codegen(context, builder, sig, args):
-            return builder.bitcast(args[0], _ir.FloatType())
-        return _types.float32(_types.int32), codegen
-
     # error_model="numpy": float division without a zero check (inf/nan as in numpy), which
     # lets loops vectorize
     _jit = numba.njit(nogil=True, cache=True, error_model="numpy")
@@ -480,10 +466,10 @@ def hash_chain_kernel(lo: int, hi: int, h0: np.ndarray, words: np.ndarray, out: 
 # The float32 paths (``DeviceArray(precision="float32")``) draw the same keys and transform
 # u1, u2 of the same hashes by the same Box–Muller formula, in float32 arithmetic: integers
 # and floats of 32 bits fill an AVX-512 register with 16 devices instead of 8. u1 and u2 are
-# rounded to float32 (24 bits), so z differs from the float64 normal by ~1e-7 relative where
-# |z| is not small, and by up to ~1e-5 absolute where u1 is within 2**-20 of 1 (|z| < 0.002);
-# tests/test_device_fast.py bounds both, docs/device-model.md ("Speed") gives the effect on
-# the statistics.
+# split off the integer hash exactly (:func:`log_reduce32`, :func:`quadrant_reduce32`), so z
+# differs from the float64 normal by float32 rounding only: at most 6.8e-7 absolute over
+# 2**18 random hashes and both ends of the range (tests/test_device_fast.py bounds it at
+# 1.5e-6; docs/device-model.md, "Speed", gives the effect on the statistics).
 _F = np.float32
 F32_ONE = _F(1.0)
 F32_TWO = _F(2.0)
@@ -1085,10 +1071,10 @@ def switch_reset(start: int, nb: int, ub: np.ndarray, mk_move: np.ndarray, y_hrs
 
 @_jit_noalias
 def switch_block(start: int, nb: int, ub: np.ndarray, prefix: np.ndarray, cycle: np.ndarray,
-                 read_count: np.ndarray, read_key: np.ndarray, in_hrs: np.ndarray, in_lrs: np.ndarray, r: np.ndarray,
-                 ur_thr: np.ndarray, tr_a: np.ndarray, tr_c: np.ndarray,
-                 r_lrs_reset: np.ndarray, y0: np.ndarray, y1: np.ndarray, y2: np.ndarray,
-                 y3: np.ndarray, m0: np.ndarray, m1: np.ndarray, m2: np.ndarray, m3: np.ndarray,
+                 read_count: np.ndarray, read_key: np.ndarray, in_hrs: np.ndarray,
+                 in_lrs: np.ndarray, r: np.ndarray, ur_thr: np.ndarray, tr_a: np.ndarray,
+                 tr_c: np.ndarray, r_lrs_reset: np.ndarray, y0: np.ndarray, y1: np.ndarray,
+                 y2: np.ndarray, y3: np.ndarray, m0: np.ndarray, m1: np.ndarray, m2: np.ndarray, m3: np.ndarray,
                  s0: np.ndarray, s1: np.ndarray, s2: np.ndarray, s3: np.ndarray,
                  ring: np.ndarray, chol: np.ndarray, lags: np.ndarray, gamma: np.ndarray,
                  llrs: np.ndarray, hhrs: np.ndarray, consts: np.ndarray, hrs_log10: bool,
@@ -1128,9 +1114,9 @@ def switch_block(start: int, nb: int, ub: np.ndarray, prefix: np.ndarray, cycle:
 
 @_jit
 def switch_kernel(lo: int, hi: int, u: np.ndarray, prefix: np.ndarray, cycle: np.ndarray,
-                  read_count: np.ndarray, read_key: np.ndarray, in_hrs: np.ndarray, in_lrs: np.ndarray, r: np.ndarray,
-                  ur_thr: np.ndarray, tr_a: np.ndarray, tr_c: np.ndarray,
-                  r_lrs_reset: np.ndarray, yf: np.ndarray, muf: np.ndarray, sigf: np.ndarray,
+                  read_count: np.ndarray, read_key: np.ndarray, in_hrs: np.ndarray,
+                  in_lrs: np.ndarray, r: np.ndarray, ur_thr: np.ndarray, tr_a: np.ndarray,
+                  tr_c: np.ndarray, r_lrs_reset: np.ndarray, yf: np.ndarray, muf: np.ndarray, sigf: np.ndarray,
                   ring: np.ndarray, chol: np.ndarray, lags: np.ndarray, gamma: np.ndarray,
                   llrs: np.ndarray, hhrs: np.ndarray, consts: np.ndarray,
                   hrs_log10: bool, normals32: bool) -> None:
@@ -1164,8 +1150,8 @@ def switch_kernel(lo: int, hi: int, u: np.ndarray, prefix: np.ndarray, cycle: np
         else:
             ub[:nb] = u[start:start + nb]
         switch_block(start, nb, ub, prefix, cycle, read_count, read_key, in_hrs, in_lrs, r,
-                     ur_thr, tr_a, tr_c, r_lrs_reset, yf[0], yf[1], yf[2], yf[3], muf[0], muf[1], muf[2],
-                     muf[3], sigf[0], sigf[1], sigf[2], sigf[3], ring[start // sb], chol, lags,
+                     ur_thr, tr_a, tr_c, r_lrs_reset, yf[0], yf[1], yf[2], yf[3], muf[0],
+                     muf[1], muf[2], muf[3], sigf[0], sigf[1], sigf[2], sigf[3], ring[start // sb], chol, lags,
                      gamma, llrs, hhrs, consts, hrs_log10, flags[0], flags[1], flags[2],
                      flags[3], eps[0], eps[1], eps[2], eps[3], xs[0], xs[1], xs[2], xs[3],
                      scratch[0], scratch[1], scratch[2], scratch[3], scratch[4],
