@@ -426,8 +426,8 @@ class DeviceArray:
     ``precision="float32"`` (compiled path only) stores the lag history and μ, σ in float32
     and computes the normals (switching innovations, read noise) from the same keys in
     float32 arithmetic (the rest stays float64): less memory traffic and twice the devices per
-    vector register; normals within 2e-6 absolute and features within ~1e-5 relative of the
-    float64 path (docs/device-model.md, "Speed").
+    vector register; normals within 1.5e-6 absolute and features within ~2e-7 relative of
+    the float64 path (docs/device-model.md, "Speed").
     """
 
     def __init__(self, model: DeviceModel, n_devices: int | None = None, seed: int = 0,
@@ -484,7 +484,7 @@ class DeviceArray:
         self._kernel_consts: Optional[tuple] = None
         self._read_at: Optional[tuple] = None  # (voltage, _read_constants of it)
         self._normals: Optional[rng.C2CNormals] = None
-        self._noisy_read: Optional[NoisyRead] = None  # numpy path: key cache and buffers
+        self._noisy_read: Optional[NoisyRead] = None  # numpy path: its read buffers
         self._advance(np.ones(n, dtype=bool), first=True)
         self.ur_thr[:] = self.ur
         self.r = self.r_of_resistance(self.hrs)
@@ -700,10 +700,9 @@ class DeviceArray:
         else:
             u = np.ascontiguousarray(np.broadcast_to(u, self.ids.shape))
         prefix, muf, sigf, chol, lags, gamma, llrs, hhrs, consts = self._consts()
-        args = (u, prefix, self._cycle, self.read_count, self._read_key, self.in_hrs, self.in_lrs,
-                self.r,
-                self.ur_thr, self.tr_a, self.tr_c, self.r_lrs_reset, self._yf, muf, sigf,
-                self._ring, chol, lags, gamma, llrs, hhrs, consts, bool(self.model.hrs_log10),
+        args = (u, prefix, self._cycle, self.read_count, self._read_key, self.in_hrs,
+                self.in_lrs, self.r, self.ur_thr, self.tr_a, self.tr_c, self.r_lrs_reset,
+                self._yf, muf, sigf, self._ring, chol, lags, gamma, llrs, hhrs, consts, bool(self.model.hrs_log10),
                 self.precision == "float32")
         _fast.split_run(_fast.switch_kernel, self.ids.size, args, self.threads,
                         align=_fast.SWITCH_BLOCK)
