@@ -702,8 +702,8 @@ class DeviceArray:
         prefix, muf, sigf, chol, lags, gamma, llrs, hhrs, consts = self._consts()
         args = (u, prefix, self._cycle, self.read_count, self._read_key, self.in_hrs,
                 self.in_lrs, self.r, self.ur_thr, self.tr_a, self.tr_c, self.r_lrs_reset,
-                self._yf, muf, sigf, self._ring, chol, lags, gamma, llrs, hhrs, consts, bool(self.model.hrs_log10),
-                self.precision == "float32")
+                self._yf, muf, sigf, self._ring, chol, lags, gamma, llrs, hhrs, consts,
+                bool(self.model.hrs_log10), self.precision == "float32")
         _fast.split_run(_fast.switch_kernel, self.ids.size, args, self.threads,
                         align=_fast.SWITCH_BLOCK)
 
