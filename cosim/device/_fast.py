@@ -548,19 +548,6 @@ def normals32_row(nb: int, h: np.ndarray, z: np.ndarray, out: np.ndarray) -> Non
         out[b] = z[b]
 
 
-@_jit
-def switch_normals32(start: int, nb: int, prefix: np.ndarray, cycle: np.ndarray,
-                     e0: np.ndarray, e1: np.ndarray, e2: np.ndarray, e3: np.ndarray,
-                     hashes: np.ndarray, z: np.ndarray) -> None:
-    """:func:`switch_normals` with float32 normals (``hashes`` (4, SWITCH_BLOCK) int32 and
-    ``z`` (SWITCH_BLOCK,) float32 scratch)."""
-    c2c_hashes32(start, nb, prefix, cycle, hashes[0], hashes[1], hashes[2], hashes[3])
-    normals32_row(nb, hashes[0], z, e0)
-    normals32_row(nb, hashes[1], z, e1)
-    normals32_row(nb, hashes[2], z, e2)
-    normals32_row(nb, hashes[3], z, e3)
-
-
 # --------------------------------------------------------------------------- feature engine
 @_inline
 def horner(gamma: np.ndarray, f: int, x: float) -> float:
@@ -866,18 +853,34 @@ def switch_rules(start: int, nb: int, ub: np.ndarray, y_us: np.ndarray, y_lrs: n
 
 
 @_jit_noalias
-def switch_normals(start: int, nb: int, prefix: np.ndarray, cycle: np.ndarray, e0: np.ndarray,
-                   e1: np.ndarray, e2: np.ndarray, e3: np.ndarray) -> None:
-    """ε of the devices of the block at their (new) cycle (the numbers of
-    ``rng.c2c_normals``)."""
-    base = np.uint64(start)
+def normals64_row(nb: int, h: np.ndarray, out: np.ndarray) -> None:
+    """Standard normals (float64, ``normal_of_hash``) of the int32 hashes ``h[:nb]``; the
+    second uniform's hash in 32-bit arithmetic (the same integer)."""
     for b in range(np.uint64(nb)):
-        d = base + b
-        hc = mix31(np.int64(prefix[d]) ^ cycle[d])
-        e0[b] = normal_of_hash(c2c_hash_after_cycle(hc, 0))
-        e1[b] = normal_of_hash(c2c_hash_after_cycle(hc, 1))
-        e2[b] = normal_of_hash(c2c_hash_after_cycle(hc, 2))
-        e3[b] = normal_of_hash(c2c_hash_after_cycle(hc, 3))
+        hh = h[b]
+        u2 = (absorb32(hh, SECOND) + 0.5) * INV_TWO_POW_31
+        out[b] = radius_of_hash(hh) * cos_0_2pi(TWO_PI * u2)
+
+
+@_jit
+def switch_normals(start: int, nb: int, prefix: np.ndarray, cycle: np.ndarray, e0: np.ndarray,
+                   e1: np.ndarray, e2: np.ndarray, e3: np.ndarray, hashes: np.ndarray,
+                   z32: np.ndarray, normals32: bool) -> None:
+    """ε of the devices of the block at their (new) cycle (the numbers of
+    ``rng.c2c_normals``): the key hashes in 32-bit arithmetic into ``hashes`` (4,
+    SWITCH_BLOCK) int32 scratch, then Box–Muller row by row, in float64 or, with
+    ``normals32``, in float32 (``z32``: SWITCH_BLOCK float32 scratch)."""
+    c2c_hashes32(start, nb, prefix, cycle, hashes[0], hashes[1], hashes[2], hashes[3])
+    if normals32:
+        normals32_row(nb, hashes[0], z32, e0)
+        normals32_row(nb, hashes[1], z32, e1)
+        normals32_row(nb, hashes[2], z32, e2)
+        normals32_row(nb, hashes[3], z32, e3)
+    else:
+        normals64_row(nb, hashes[0], e0)
+        normals64_row(nb, hashes[1], e1)
+        normals64_row(nb, hashes[2], e2)
+        normals64_row(nb, hashes[3], e3)
 
 
 @_jit_noalias
@@ -1094,10 +1097,7 @@ def switch_block(start: int, nb: int, ub: np.ndarray, prefix: np.ndarray, cycle:
                                       r_lrs_reset, cycle, read_count, prefix, read_key,
                                       mk_draw, mk_move, consts[C_GL], consts[C_DG])
     if nd:
-        if normals32:
-            switch_normals32(start, nb, prefix, cycle, e0, e1, e2, e3, hashes, z32)
-        else:
-            switch_normals(start, nb, prefix, cycle, e0, e1, e2, e3)
+        switch_normals(start, nb, prefix, cycle, e0, e1, e2, e3, hashes, z32, normals32)
         if cmin == cmax:
             switch_var_uniform(nb, p, cmin % p if p else 0, ring, chol, lags, e0, e1, e2, e3,
                                x0, x1, x2, x3, mk_draw)
@@ -1131,7 +1131,7 @@ def switch_kernel(lo: int, hi: int, u: np.ndarray, prefix: np.ndarray, cycle: np
     m ≡ s (mod p), zero before m = 0; ``lags`` (p, 4, 4) with lags[i] = A_{i+1};
     ``gamma`` (4, GAMMA_N); ``llrs``, ``hhrs`` (POLY_N,) padded I–V coefficients;
     ``consts`` indexed by C_GL, C_DG, ... (C_PL_UMAX = P_LLRS(Umax) as ``np.polyval``);
-    ``normals32``: draw ε with the float32 transform (:func:`switch_normals32`).
+    ``normals32``: draw ε with the float32 transform (:func:`normals32_row`).
     """
     p = lags.shape[0]
     sb = SWITCH_BLOCK
