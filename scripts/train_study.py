@@ -265,11 +265,11 @@ def figures(results: dict[str, Any], folder: Path) -> list[Path]:
         axis.set_xticklabels(labels, fontsize=8)
         axis.set_ylabel("test accuracy [%]")
         axis.set_ylim(max(0.0, min(40.0, lowest - 10)), 101)
-        axis.legend(fontsize=8, loc="lower left")
+        axis.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3)  # below the bars
         axis.set_title("S4D classifiers on simulated crossbars (devices_wires: mean of 3 device seeds)", fontsize=9)
         figure.tight_layout()
         written.append(folder / "train_tasks.png")
-        figure.savefig(written[-1], dpi=100)
+        figure.savefig(written[-1], dpi=100, bbox_inches="tight")
         plt.close(figure)
     if results.get("grid"):
         rows = results["grid"]["rows"]
@@ -285,11 +285,11 @@ def figures(results: dict[str, Any], folder: Path) -> list[Path]:
         axis.set_xscale("log")
         axis.set_xlabel("S4D crossbar memory [bit]")
         axis.set_ylabel("digits test accuracy [%]")
-        axis.legend(fontsize=7, ncol=2, loc="lower right")
+        axis.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))  # beside the points
         axis.set_title("precision × size (H, N, pruning); one training run per point", fontsize=9)
         figure.tight_layout()
         written.append(folder / "train_grid.png")
-        figure.savefig(written[-1], dpi=100)
+        figure.savefig(written[-1], dpi=100, bbox_inches="tight")
         plt.close(figure)
     return written
 
