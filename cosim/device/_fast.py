@@ -844,7 +844,7 @@ def switch_rules(start: int, nb: int, ub: np.ndarray, y_us: np.ndarray, y_lrs: n
             rc_old = read_count[d]
             c_new = cycle[d] + np.int64(draw)
             key_old = np.int64(read_key[d])
-            key_new = mix31(mix31(np.int64(prefix[d]) ^ c_new) ^ 16)
+            key_new = np.int64(absorb32(absorb32(prefix[d], c_new), np.int32(16)))
             r_lrs_reset[d] = rr if draw else rlr_old
             read_count[d] = 0 if draw else rc_old
             read_key[d] = key_new if draw else key_old

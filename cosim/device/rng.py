@@ -93,7 +93,8 @@ def mix31_scalar(x: int, mul=mul31_limbs) -> int:
 
 
 def _mix31_inplace(x: np.ndarray) -> np.ndarray:
-    """:func:`mix31` on a uint32 array, in place (values must be < 2**31)."""
+    """:func:`mix31` on a uint32 array, in place (values must be < 2**31); also takes the
+    numpy scalars that broadcasting yields, which :func:`mix31_into` (``out=``) cannot."""
     with np.errstate(over="ignore"):  # uint32 products wrap mod 2**32 by design
         x ^= x >> np.uint32(16)
         x *= _UC1
